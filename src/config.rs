@@ -1,0 +1,113 @@
+//! Command line and environment configuration. Every setting can come from a
+//! flag or from the environment variable named beside it.
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "hera-migrate", version, about = "HERA Finance DNA v2 zero-table migration control plane")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogSettings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(ServeSettings),
+    /// Create demo organizations, users, accounts, periods and v1 transactions.
+    SeedDemo(SeedDemoSettings),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogSettings {
+    /// Log line format.
+    #[arg(long, env = "HERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the data lives: a PostgreSQL given by URL, or else the embedded
+/// private cluster kept in `data_dir`.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL. Unset: start a private cluster from the local PostgreSQL binaries.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url)]
+    pub database_url: Option<PgConnectOptions>,
+    /// Directory of the embedded cluster (used only without DATABASE_URL).
+    #[arg(long, env = "HERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Maximum connections in the pool.
+    #[arg(long, env = "HERA_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "HERA_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// How often the database is probed for the health service, in milliseconds.
+    #[arg(long, env = "HERA_HEALTH_PROBE_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub health_probe_interval_ms: u64,
+    /// How long in-flight calls may run after SIGINT/SIGTERM before they are cut, in seconds.
+    #[arg(long, env = "HERA_SHUTDOWN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=9))]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeSettings {
+    pub fn health_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.health_probe_interval_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedDemoSettings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// Organizations to create.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub organizations: u32,
+    /// v1 transactions per organization.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub transactions: u64,
+    /// Lines per transaction (at least 2, so that every transaction balances).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub lines: u32,
+    /// First transaction date (YYYY-MM-DD).
+    #[arg(long, default_value = "2024-01-01")]
+    pub from: chrono::NaiveDate,
+    /// Last transaction date (YYYY-MM-DD), inclusive.
+    #[arg(long, default_value = "2024-12-31")]
+    pub to: chrono::NaiveDate,
+    /// Seed of the pseudo-random amounts, dates and kinds: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: i64,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn parse_database_url(value: &str) -> Result<PgConnectOptions, String> {
+    PgConnectOptions::from_str(value).map_err(|e| format!("not a PostgreSQL URL ({e})"))
+}

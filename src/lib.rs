@@ -1,0 +1,15 @@
+//! hera-migrate: the gRPC control plane for HERA Finance DNA v2 migrations.
+//!
+//! Layout: `config` (flags and environment), `telemetry` (tracing and
+//! OpenTelemetry), `db` (pool, embedded cluster, schema install), `server`
+//! (the tonic adapter, health, reflection), `seed` (demo data), `startup`
+//! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod proto;
+pub mod seed;
+pub mod server;
+pub mod startup;
+pub mod telemetry;
