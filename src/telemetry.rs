@@ -1,1 +1,220 @@
-//! Tracing and OpenTelemetry.
+//! Tracing and OpenTelemetry, in one place.
+//!
+//! Logs go to stderr as text or JSON, filtered by `RUST_LOG` (default `info`).
+//! When `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+//! is set, spans are also exported over OTLP/gRPC; the exporter reads the other
+//! standard `OTEL_*` variables itself (`OTEL_SERVICE_NAME`, headers, timeout).
+//! An unreachable collector only loses spans: export runs on its own thread and
+//! runtime, never on the serving path.
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::mpsc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use opentelemetry::{global, propagation::Extractor, trace::TracerProvider as _};
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    propagation::TraceContextPropagator,
+    trace::{SdkTracerProvider, SpanData, SpanExporter},
+};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::LogFormat;
+
+const SERVICE_NAME: &str = "hera-migrate";
+/// How long shutdown waits for the last spans to leave.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// Names the variable at fault.
+    #[error("{0}")]
+    Exporter(String),
+    #[error("RUST_LOG: {0}")]
+    Filter(String),
+    #[error("telemetry: {0}")]
+    Other(String),
+}
+
+/// Keeps the exporter alive; `shutdown` flushes the spans still buffered.
+pub struct TelemetryGuard {
+    exporter: Option<(SdkTracerProvider, tokio::runtime::Runtime)>,
+}
+
+impl TelemetryGuard {
+    /// Flushes and stops the exporter, waiting at most a few seconds. Call it
+    /// outside any async context (after the main runtime has finished).
+    pub fn shutdown(mut self) {
+        let Some((provider, runtime)) = self.exporter.take() else {
+            return;
+        };
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = provider.shutdown();
+            let _ = done_tx.send(());
+        });
+        let _ = done_rx.recv_timeout(FLUSH_TIMEOUT);
+        runtime.shutdown_background();
+    }
+}
+
+/// Installs the global subscriber: logs, and OTLP export when configured.
+pub fn init(format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = env_filter()?;
+    let fmt_layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let exporter = otlp_endpoint_configured()
+        .then(build_otlp_provider)
+        .transpose()?;
+    let otel_layer = exporter.as_ref().map(|(provider, _)| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| TelemetryError::Other(e.to_string()))?;
+    Ok(TelemetryGuard { exporter })
+}
+
+fn env_filter() -> Result<EnvFilter, TelemetryError> {
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|e| TelemetryError::Filter(e.to_string()))
+        }
+        _ => Ok(EnvFilter::new("info")),
+    }
+}
+
+fn otlp_endpoint_configured() -> bool {
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
+    for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        if let Ok(value) = std::env::var(var)
+            && !value.trim().is_empty()
+            && !(value.starts_with("http://") || value.starts_with("https://"))
+        {
+            return Err(TelemetryError::Exporter(format!(
+                "{var}={value:?} is not an http:// or https:// URL"
+            )));
+        }
+    }
+    // The SDK's batch processor exports from a plain thread; the tonic exporter
+    // needs a Tokio reactor, so it gets a small runtime of its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()
+        .map_err(|e| TelemetryError::Other(e.to_string()))?;
+    let exporter = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?
+    };
+    let exporter = InRuntimeExporter {
+        inner: exporter,
+        handle: runtime.handle().clone(),
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name(service_name()).build())
+        .build();
+    Ok((provider, runtime))
+}
+
+fn service_name() -> String {
+    std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| SERVICE_NAME.to_owned())
+}
+
+/// A span exporter whose futures are polled inside a given Tokio runtime.
+#[derive(Debug)]
+struct InRuntimeExporter<E> {
+    inner: E,
+    handle: tokio::runtime::Handle,
+}
+
+impl<E: SpanExporter> SpanExporter for InRuntimeExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        InRuntime {
+            handle: &self.handle,
+            future: Box::pin(self.inner.export(batch)),
+        }
+        .await
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _entered = self.handle.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _entered = self.handle.enter();
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+struct InRuntime<'a, F> {
+    handle: &'a tokio::runtime::Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _entered = self.handle.enter();
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// Reads W3C trace context from gRPC (HTTP/2) request headers.
+pub struct HeaderExtractor<'a>(pub &'a tonic::codegen::http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
+
+/// The span of one incoming call, a child of the caller's trace when the call
+/// carries a `traceparent`.
+pub fn request_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let span = tracing::info_span!("grpc.request", rpc.method = %request.uri().path());
+    let _ = span.set_parent(parent);
+    span
+}

@@ -30,3 +30,9 @@ pub struct SeededOrganization {
 pub async fn seed_demo(_pool: &PgPool, _params: &SeedParams) -> Result<SeedReport> {
     Err(Error::Unimplemented("seed-demo"))
 }
+
+impl std::fmt::Display for SeedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} organizations", self.organizations.len())
+    }
+}
