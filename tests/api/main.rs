@@ -1,1 +1,11 @@
+//! Integration tests: the real server on a real port over a real PostgreSQL
+//! (DATABASE_URL when set, else an embedded cluster), one fresh database each.
+mod support;
 
+mod api_surface;
+mod binary;
+mod config;
+mod grpcurl;
+mod health;
+mod schema;
+mod seed_demo;

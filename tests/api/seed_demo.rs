@@ -1,0 +1,1 @@
+//! `hera-migrate seed-demo`: what it says it made is in the database, balanced.
