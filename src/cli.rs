@@ -1,12 +1,13 @@
-//! The binary's commands: `serve` and `seed-demo`.
+//! The binary's commands: `serve`, `seed-demo` and `token`.
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, error::ContextKind, error::ErrorKind};
 
 use crate::{
-    config::{Cli, Command, OutputFormat, SeedDemoSettings, ServeSettings},
-    db::Database,
+    auth::{keys, token},
+    config::{Cli, Command, OutputFormat, SeedDemoSettings, ServeSettings, TokenSettings},
+    db::{Database, embedded::EmbeddedPostgres},
     seed::{self, SeedParams},
     startup::Application,
     telemetry,
@@ -43,6 +44,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => serve(settings).await,
         Command::SeedDemo(settings) => seed_demo(settings).await,
+        Command::Token(settings) => mint_token(settings),
     }
 }
 
@@ -76,13 +78,37 @@ async fn seed_demo(settings: SeedDemoSettings) -> anyhow::Result<()> {
         to: settings.to,
         seed: settings.seed,
     };
-    let seeded = seed::seed_demo(database.pool(), &params).await;
+    // Seeding spans organizations by design: the login role's pool.
+    let seeded = seed::seed_demo(database.admin_pool(), &params).await;
     database.close().await;
     let report = seeded?;
     match settings.output {
         OutputFormat::Text => println!("{report}"),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    Ok(())
+}
+
+fn mint_token(settings: TokenSettings) -> anyhow::Result<()> {
+    let secret = match settings.jwt_secret {
+        Some(secret) => secret,
+        None => {
+            let dir = settings
+                .data_dir
+                .unwrap_or_else(EmbeddedPostgres::default_data_dir);
+            keys::existing_embedded_secret(&dir).with_context(|| {
+                format!(
+                    "HERA_JWT_SECRET: not set, and the embedded default in {} has no secret yet \
+                     (start `hera-migrate serve` once, or set HERA_JWT_SECRET)",
+                    dir.display()
+                )
+            })?
+        }
+    };
+    println!(
+        "{}",
+        token::mint(secret.expose().as_bytes(), settings.user_id, settings.ttl)?
+    );
     Ok(())
 }
 
@@ -103,14 +129,30 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
 }
 
 fn one_line(error: &clap::Error) -> String {
+    use clap::error::ContextValue;
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or("error: invalid arguments");
-    let Some(clap::error::ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
-        return first.to_owned();
+    let args = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => vec![arg.clone()],
+        Some(ContextValue::Strings(args)) => args.clone(),
+        _ => return first.to_owned(),
     };
-    match env_var_of(arg) {
-        Some(var) => format!("{first} (environment: {var})"),
-        None => first.to_owned(),
+    let named: Vec<String> = args
+        .iter()
+        .map(|arg| match env_var_of(arg) {
+            Some(var) => format!("{arg} (environment: {var})"),
+            None => arg.clone(),
+        })
+        .collect();
+    if error.kind() == ErrorKind::MissingRequiredArgument {
+        format!("error: missing setting {}", named.join(", "))
+    } else {
+        let vars: Vec<String> = args.iter().filter_map(|arg| env_var_of(arg)).collect();
+        if vars.is_empty() {
+            first.to_owned()
+        } else {
+            format!("{first} (environment: {})", vars.join(", "))
+        }
     }
 }
 

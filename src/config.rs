@@ -20,6 +20,8 @@ pub enum Command {
     Serve(ServeSettings),
     /// Create demo organizations, users, accounts, periods and v1 transactions.
     SeedDemo(SeedDemoSettings),
+    /// Mint a bearer token for a user with the configured secret.
+    Token(TokenSettings),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -63,6 +65,81 @@ pub struct ServeSettings {
     /// How long in-flight calls may run after SIGINT/SIGTERM before they are cut, in seconds.
     #[arg(long, env = "HERA_SHUTDOWN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=9))]
     pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    #[command(flatten)]
+    pub tls: TlsSettings,
+}
+
+/// How callers prove who they are, and which roles may steer migrations.
+#[derive(Debug, Clone, Args)]
+pub struct AuthSettings {
+    /// HS256 secret of bearer tokens (the secret Supabase-based HERA installs sign with).
+    #[arg(long, env = "HERA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// PEM file of an RSA public key: RS256 bearer tokens are accepted too.
+    #[arg(long, env = "HERA_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Roles that may start, pause, resume, cancel, update and roll back migrations.
+    #[arg(long, env = "HERA_STEERING_ROLES", value_delimiter = ',', default_value = "ORG_OWNER,ORG_ADMIN")]
+    pub steering_roles: Vec<String>,
+}
+
+/// Optional TLS, and mutual TLS when a client CA is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsSettings {
+    /// PEM certificate chain of the server.
+    #[arg(long, env = "HERA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the server.
+    #[arg(long, env = "HERA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate it signed.
+    #[arg(long, env = "HERA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenSettings {
+    /// The user entity id the token names (its `sub`).
+    #[arg(long)]
+    pub user_id: uuid::Uuid,
+    /// How long the token is valid: 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = crate::auth::token::parse_ttl)]
+    pub ttl: Duration,
+    /// The signing secret; unset: the embedded default's secret in HERA_DATA_DIR.
+    #[arg(long, env = "HERA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Directory of the embedded default (where its generated secret lives).
+    #[arg(long, env = "HERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A secret setting: never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Self(value.to_owned()))
+    }
 }
 
 impl ServeSettings {

@@ -1,12 +1,16 @@
 //! hera-migrate: the gRPC control plane for HERA Finance DNA v2 migrations.
 //!
 //! Layout: `config` (flags and environment), `telemetry` (tracing and
-//! OpenTelemetry), `db` (pool, embedded cluster, schema install), `server`
+//! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
+//! `db` (pool, embedded cluster, schema install), `server`
 //! (the tonic adapter, health, reflection), `seed` (demo data), `startup`
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod proto;
 pub mod seed;

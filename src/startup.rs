@@ -1,20 +1,28 @@
 //! Wiring: `Application::build` binds the port and opens the database;
 //! `run_until_stopped` serves until the shutdown future resolves, then drains
 //! in-flight calls (bounded by the grace period) and closes the database.
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::{
+    auth::{
+        Guard, TokenVerifier,
+        keys::{self, KeySetupError},
+    },
     config::ServeSettings,
-    db::{Database, DbError},
+    db::{Database, DbError, embedded::EmbeddedPostgres},
+    demo,
     proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
-    server::{GrpcMigrationService, health},
+    server::{
+        GrpcMigrationService, authn::Authenticate, health,
+        tls::{self, TlsError},
+    },
     telemetry,
 };
 
@@ -27,6 +35,12 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Keys(#[from] KeySetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("seeding the embedded default's demo failed: {0}")]
+    Demo(#[from] crate::error::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
@@ -38,21 +52,38 @@ pub struct Application {
     local_addr: SocketAddr,
     database: Database,
     settings: ServeSettings,
+    verifier: Arc<TokenVerifier>,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Application {
-    /// Binds first (a busy port fails fast), then opens the database.
+    /// Binds first (a busy port fails fast), reads keys and certificates,
+    /// then opens the database. The embedded default also gets its demo.
     pub async fn build(settings: ServeSettings) -> Result<Self, StartupError> {
         let addr = settings.listen_addr;
         let bind_error = |source| StartupError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let tls = tls::server_config(&settings.tls)?;
+        let embedded_dir = settings.database.database_url.is_none().then(|| {
+            settings
+                .database
+                .data_dir
+                .clone()
+                .unwrap_or_else(EmbeddedPostgres::default_data_dir)
+        });
+        let keys = keys::resolve(&settings.auth, embedded_dir.as_deref())?;
         let database = Database::open(&settings.database).await?;
+        if embedded_dir.is_some() {
+            announce_demo(&database, keys.signing_secret.as_ref()).await?;
+        }
         Ok(Self {
             listener,
             local_addr,
             database,
             settings,
+            verifier: Arc::new(keys.verifier),
+            tls,
         })
     }
 
@@ -77,6 +108,8 @@ impl Application {
             local_addr,
             database,
             settings,
+            verifier,
+            tls,
         } = self;
         let pool = database.pool().clone();
 
@@ -100,13 +133,22 @@ impl Application {
             .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
+        let migration_service = MigrationServiceServer::with_interceptor(
+            GrpcMigrationService::new(pool, guard),
+            Authenticate::new(verifier),
+        );
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
         let stop_serving = CancellationToken::new();
-        let server = Server::builder()
+        let server = builder
             .trace_fn(telemetry::request_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(MigrationServiceServer::new(GrpcMigrationService::new(pool)))
+            .add_service(migration_service)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
                 stop_serving.clone().cancelled_owned(),
@@ -140,6 +182,20 @@ impl Application {
             Err(join_error) => panic!("the gRPC server task panicked: {join_error}"),
         }
     }
+}
+
+/// The embedded default: seed its demo once, print its owner's token.
+async fn announce_demo(
+    database: &Database,
+    secret: Option<&crate::config::Secret>,
+) -> Result<(), StartupError> {
+    let owner = demo::ensure(database.admin_pool()).await?;
+    match (owner, secret) {
+        (Some(owner), Some(secret)) => demo::announce(owner, secret),
+        (None, _) => tracing::info!("no organization owner found: no demo token to print"),
+        (Some(_), None) => tracing::info!("tokens are RS256 here: mint the demo owner's token yourself"),
+    }
+    Ok(())
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

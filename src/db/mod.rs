@@ -3,14 +3,18 @@
 pub mod contract;
 pub mod embedded;
 pub mod schema;
+pub mod scope;
 
 use std::time::Duration;
 
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    Executor, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::config::DatabaseSettings;
 use embedded::{EmbeddedError, EmbeddedPostgres};
-use schema::{SchemaError, SchemaInfo};
+use schema::{SchemaError, SchemaInfo, SchemaMode};
 
 /// The database the embedded cluster keeps our data in.
 pub const EMBEDDED_DATABASE: &str = "hera";
@@ -26,10 +30,11 @@ pub enum DbError {
     Schema(#[from] SchemaError),
 }
 
-/// An open database: its pool, what the install found, and the embedded
-/// cluster when we started one (stopped by `close`).
+/// An open database: the service's pool, a small administrative pool, what
+/// the install found, and the embedded cluster when we started one.
 pub struct Database {
     pool: PgPool,
+    admin: PgPool,
     schema: SchemaInfo,
     embedded: Option<EmbeddedPostgres>,
 }
@@ -51,8 +56,9 @@ impl Database {
             }
         };
         match Self::connect_and_install(options, settings.pool_size).await {
-            Ok((pool, schema)) => Ok(Self {
+            Ok((pool, admin, schema)) => Ok(Self {
                 pool,
+                admin,
                 schema,
                 embedded,
             }),
@@ -65,28 +71,58 @@ impl Database {
         }
     }
 
+    /// Installs on a connection of its own (as the login role), then opens the
+    /// service pool: in an owned schema its connections work as the service
+    /// role, which row-level security confines to one organization.
     async fn connect_and_install(
-        options: sqlx::postgres::PgConnectOptions,
+        options: PgConnectOptions,
         pool_size: u32,
-    ) -> Result<(PgPool, SchemaInfo), DbError> {
-        // One direct connection first: a refused or rejected connection is
-        // reported as such, not as a pool timeout.
-        let probe = sqlx::ConnectOptions::connect(&options)
+    ) -> Result<(PgPool, PgPool, SchemaInfo), DbError> {
+        // A refused or rejected connection is reported as such, not as a pool timeout.
+        let mut installer = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(DbError::Connect)?;
-        let _ = sqlx::Connection::close(probe).await;
+        let installed = schema::install_on(&mut installer).await;
+        let _ = sqlx::Connection::close(installer).await;
+        let schema = installed?;
+
+        let confine = schema.mode == SchemaMode::Owned;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if confine {
+                        conn.execute(sqlx::AssertSqlSafe(format!("SET ROLE {}", schema::SERVICE_ROLE)))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
             .await
             .map_err(DbError::Connect)?;
-        let schema = schema::install(&pool).await?;
-        Ok((pool, schema))
+        // Cross-organization work (seeding, recovery scans) runs as the login role.
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok((pool, admin, schema))
     }
 
+    /// The service's pool: scope every transaction with `scope::begin`.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The login role's pool, for work that spans organizations by design.
+    pub fn admin_pool(&self) -> &PgPool {
+        &self.admin
+    }
+
+    /// The embedded cluster's directory, when we started one.
+    pub fn embedded_data_dir(&self) -> Option<&std::path::Path> {
+        self.embedded.as_ref().map(EmbeddedPostgres::data_dir)
     }
 
     pub fn schema(&self) -> &SchemaInfo {
@@ -96,6 +132,7 @@ impl Database {
     /// Closes the pool, then stops the embedded cluster if we started it.
     pub async fn close(self) {
         self.pool.close().await;
+        self.admin.close().await;
         if let Some(cluster) = self.embedded
             && let Err(error) = cluster.stop().await
         {

@@ -32,6 +32,10 @@ const INSTALL_LOCK_KEY: i64 = 0x4845_5241_4d49_4752; // "HERAMIGR"
 const SMART_CODE_FUNCTIONS: &str = include_str!("../../sql/functions/smart_code.sql");
 const TABLES: &str = include_str!("../../sql/schema/tables.sql");
 const INDEXES: &str = include_str!("../../sql/schema/indexes.sql");
+const ROW_SECURITY: &str = include_str!("../../sql/schema/row_security.sql");
+
+/// The role the service works as in an owned schema (row-level security applies to it).
+pub const SERVICE_ROLE: &str = "hera_migrate_app";
 /// Functions whose bodies read the tables: installed after them.
 const TABLE_FUNCTIONS: &[&str] = &[include_str!("../../sql/functions/trial_balance.sql")];
 
@@ -72,7 +76,13 @@ pub enum SchemaError {
 
 /// Installs the schema (owned) or attaches to an existing HERA schema.
 pub async fn install(pool: &PgPool) -> Result<SchemaInfo, SchemaError> {
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    install_on(&mut conn).await
+}
+
+/// `install`, on one connection.
+pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(INSTALL_LOCK_KEY)
         .execute(&mut *tx)
@@ -83,6 +93,7 @@ pub async fn install(pool: &PgPool) -> Result<SchemaInfo, SchemaError> {
         SchemaMode::Owned => {
             sqlx::raw_sql(TABLES).execute(&mut *tx).await?;
             sqlx::raw_sql(INDEXES).execute(&mut *tx).await?;
+            sqlx::raw_sql(ROW_SECURITY).execute(&mut *tx).await?;
         }
         SchemaMode::Attached => contract::verify(&mut tx).await?,
     }

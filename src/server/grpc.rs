@@ -1,13 +1,19 @@
-//! The `MigrationService` adapter: decodes requests, calls the service layer,
-//! encodes answers. RPCs whose capability is not built yet answer
-//! UNIMPLEMENTED naming it, never a fake success.
+//! The `MigrationService` adapter: decodes requests, admits the caller
+//! through the guard, calls the service layer, encodes answers. RPCs whose
+//! capability is not built yet answer UNIMPLEMENTED naming it (after the
+//! caller's identity and rights are checked), never a fake success.
 use std::pin::Pin;
 
 use sqlx::PgPool;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::{error::Error, proto::*};
+use super::authn;
+use crate::{
+    auth::{Access, Guard, Operation},
+    error::Error,
+    proto::*,
+};
 
 /// A server stream of run events.
 pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<MigrationProgress, Status>> + Send>>;
@@ -15,11 +21,23 @@ pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<MigrationProgress, St
 pub struct GrpcMigrationService {
     #[allow(dead_code)] // read by the phases as they land
     pool: PgPool,
+    guard: Guard,
 }
 
 impl GrpcMigrationService {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, guard: Guard) -> Self {
+        Self { pool, guard }
+    }
+
+    /// The caller, checked for `operation` on `organization_id`.
+    async fn admit<T>(
+        &self,
+        request: &Request<T>,
+        organization_id: &str,
+        operation: Operation,
+    ) -> Result<Access, Status> {
+        let caller = authn::caller(request)?;
+        Ok(self.guard.authorize(caller, organization_id, operation).await?)
     }
 }
 
@@ -37,114 +55,171 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
 
     async fn preview_candidates(
         &self,
-        _request: Request<PreviewCandidatesRequest>,
+        request: Request<PreviewCandidatesRequest>,
     ) -> Answer<PreviewCandidatesResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::PreviewCandidates)
+            .await?;
         not_yet("PreviewCandidates (the phase 1 preview)")
     }
 
     async fn start_migration(
         &self,
-        _request: Request<StartMigrationRequest>,
+        request: Request<StartMigrationRequest>,
     ) -> Answer<Self::StartMigrationStream> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::StartMigration)
+            .await?;
         not_yet("StartMigration (the phase 2 reverse + repost engine)")
     }
 
     async fn watch_migration(
         &self,
-        _request: Request<WatchMigrationRequest>,
+        request: Request<WatchMigrationRequest>,
     ) -> Answer<Self::WatchMigrationStream> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::WatchMigration)
+            .await?;
         not_yet("WatchMigration (the phase 2 engine's progress stream)")
     }
 
-    async fn get_migration(&self, _request: Request<GetMigrationRequest>) -> Answer<Migration> {
+    async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::GetMigration)
+            .await?;
         not_yet("GetMigration (the phase 2 engine's run records)")
     }
 
     async fn list_migrations(
         &self,
-        _request: Request<ListMigrationsRequest>,
+        request: Request<ListMigrationsRequest>,
     ) -> Answer<ListMigrationsResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::ListMigrations)
+            .await?;
         not_yet("ListMigrations (the phase 2 engine's run records)")
     }
 
-    async fn pause_migration(&self, _request: Request<PauseMigrationRequest>) -> Answer<Migration> {
+    async fn pause_migration(&self, request: Request<PauseMigrationRequest>) -> Answer<Migration> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::PauseMigration)
+            .await?;
         not_yet("PauseMigration (the phase 2 engine's run control)")
     }
 
     async fn resume_migration(
         &self,
-        _request: Request<ResumeMigrationRequest>,
+        request: Request<ResumeMigrationRequest>,
     ) -> Answer<Migration> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::ResumeMigration)
+            .await?;
         not_yet("ResumeMigration (the phase 2 engine's run control)")
     }
 
     async fn cancel_migration(
         &self,
-        _request: Request<CancelMigrationRequest>,
+        request: Request<CancelMigrationRequest>,
     ) -> Answer<Migration> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::CancelMigration)
+            .await?;
         not_yet("CancelMigration (the phase 2 engine's run control)")
     }
 
     async fn update_migration(
         &self,
-        _request: Request<UpdateMigrationRequest>,
+        request: Request<UpdateMigrationRequest>,
     ) -> Answer<Migration> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::UpdateMigration)
+            .await?;
         not_yet("UpdateMigration (the phase 2 engine's run control)")
     }
 
     async fn apply_reporting_aliases(
         &self,
-        _request: Request<ApplyReportingAliasesRequest>,
+        request: Request<ApplyReportingAliasesRequest>,
     ) -> Answer<ApplyReportingAliasesResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::ApplyReportingAliases)
+            .await?;
         not_yet("ApplyReportingAliases (the phase 3 reporting aliases)")
     }
 
     async fn validate_migration(
         &self,
-        _request: Request<ValidateMigrationRequest>,
+        request: Request<ValidateMigrationRequest>,
     ) -> Answer<ValidationReport> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::ValidateMigration)
+            .await?;
         not_yet("ValidateMigration (the phase 4 validation suite)")
     }
 
     async fn rollback_migration(
         &self,
-        _request: Request<RollbackMigrationRequest>,
+        request: Request<RollbackMigrationRequest>,
     ) -> Answer<Self::RollbackMigrationStream> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::RollbackMigration)
+            .await?;
         not_yet("RollbackMigration (the rollback engine)")
     }
 
     async fn check_security(
         &self,
-        _request: Request<CheckSecurityRequest>,
+        request: Request<CheckSecurityRequest>,
     ) -> Answer<CheckSecurityResponse> {
-        not_yet("CheckSecurity (identity and roles)")
+        let caller = authn::caller(&request)?;
+        let CheckSecurityRequest {
+            organization_id,
+            operation,
+        } = request.into_inner();
+        let asked = match operation.trim() {
+            "" => Operation::StartMigration,
+            name => Operation::from_name(name).ok_or_else(|| {
+                Error::invalid("operation", format!("{name:?} is not an RPC of MigrationService"))
+            })?,
+        };
+        let access = self
+            .guard
+            .check_security(caller, &organization_id, asked)
+            .await?;
+        Ok(Response::new(CheckSecurityResponse {
+            user_id: access.user_id.to_string(),
+            organization_id: access.organization_id.to_string(),
+            role: access.role.unwrap_or_default(),
+            migration_allowed: access.migration_allowed,
+            reasons: access.reasons,
+            audit_transaction_id: access
+                .audit_transaction_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        }))
     }
 
     async fn check_environment(
         &self,
-        _request: Request<CheckEnvironmentRequest>,
+        request: Request<CheckEnvironmentRequest>,
     ) -> Answer<CheckEnvironmentResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::CheckEnvironment)
+            .await?;
         not_yet("CheckEnvironment (the pre-migration environment checks)")
     }
 
     async fn measure_performance(
         &self,
-        _request: Request<MeasurePerformanceRequest>,
+        request: Request<MeasurePerformanceRequest>,
     ) -> Answer<MeasurePerformanceResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::MeasurePerformance)
+            .await?;
         not_yet("MeasurePerformance (the performance baseline and test)")
     }
 
     async fn assess_failure(
         &self,
-        _request: Request<AssessFailureRequest>,
+        request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::AssessFailure)
+            .await?;
         not_yet("AssessFailure (the failure assessment)")
     }
 
     async fn document_incident(
         &self,
-        _request: Request<DocumentIncidentRequest>,
+        request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
+        self.admit(&request, &request.get_ref().organization_id, Operation::DocumentIncident)
+            .await?;
         not_yet("DocumentIncident (the incident record)")
     }
 }

@@ -1,7 +1,9 @@
 //! The gRPC side: the `MigrationService` adapter, the error-to-status table,
 //! and the health probe. Only this module knows tonic.
+pub mod authn;
 pub mod grpc;
 pub mod health;
 pub mod status;
+pub mod tls;
 
 pub use grpc::GrpcMigrationService;

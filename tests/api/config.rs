@@ -13,6 +13,7 @@ fn failed_start(env: &[(&str, &str)]) -> String {
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .env("HERA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HERA_JWT_SECRET", "a-secret")
         .env("HERA_DATA_DIR", "/nonexistent/never-used");
     for (key, value) in env {
         command.env(key, value);
@@ -36,6 +37,10 @@ fn each_bad_setting_is_named() {
         (&[("RUST_LOG", "hera_migrate=loud")], "RUST_LOG"),
         (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
         (&[("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing")], "DATABASE_URL"),
+        (&[("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing"), ("HERA_JWT_SECRET", "")], "HERA_JWT_SECRET"),
+        (&[("HERA_JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem")], "HERA_JWT_PUBLIC_KEY_FILE"),
+        (&[("HERA_TLS_CERT", "/nonexistent/cert.pem"), ("HERA_TLS_KEY", "/nonexistent/key.pem")], "HERA_TLS_CERT"),
+        (&[("HERA_TLS_CERT", "/nonexistent/cert.pem")], "HERA_TLS_KEY"),
     ];
     for (env, setting) in cases {
         let line = failed_start(env);

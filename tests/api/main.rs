@@ -3,9 +3,11 @@
 mod support;
 
 mod api_surface;
+mod auth;
 mod binary;
 mod config;
 mod grpcurl;
 mod health;
 mod schema;
 mod seed_demo;
+mod tls;

@@ -2,17 +2,42 @@
 use std::{net::SocketAddr, time::Duration};
 
 use hera_migrate::{
-    config::{DatabaseSettings, ServeSettings},
+    auth::token,
+    config::{AuthSettings, DatabaseSettings, ServeSettings, TlsSettings},
     proto::migration_service_client::MigrationServiceClient,
     startup::{Application, StartupError},
 };
-use sqlx::postgres::PgConnectOptions;
+use sqlx::{PgPool, postgres::PgConnectOptions};
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use uuid::Uuid;
+
+/// The HS256 secret every test server verifies tokens with.
+pub const TEST_SECRET: &str = "hera-migrate-test-secret";
+
+/// A valid token for `user`.
+pub fn token_for(user: Uuid) -> String {
+    token::mint(TEST_SECRET.as_bytes(), user, Duration::from_secs(600)).unwrap()
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authorized<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// `message` on behalf of `user`, with a freshly minted token.
+pub fn as_user<T>(message: T, user: Uuid) -> Request<T> {
+    authorized(message, &token_for(user))
+}
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The server's own pool (its role and row-level security included).
+    pub service_pool: PgPool,
     stop: Option<oneshot::Sender<()>>,
     running: Option<JoinHandle<Result<(), StartupError>>>,
 }
@@ -28,6 +53,12 @@ pub fn test_settings(database: PgConnectOptions) -> ServeSettings {
         },
         health_probe_interval_ms: 100,
         shutdown_grace_secs: 2,
+        auth: AuthSettings {
+            jwt_secret: Some(TEST_SECRET.parse().unwrap()),
+            jwt_public_key_file: None,
+            steering_roles: vec!["ORG_OWNER".into(), "ORG_ADMIN".into()],
+        },
+        tls: TlsSettings::default(),
     }
 }
 
@@ -39,12 +70,14 @@ impl TestApp {
     pub async fn spawn_with(settings: ServeSettings) -> Self {
         let app = Application::build(settings).await.expect("the server starts");
         let addr = app.local_addr();
+        let service_pool = app.pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            service_pool,
             stop: Some(stop),
             running: Some(running),
         }

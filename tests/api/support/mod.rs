@@ -3,8 +3,10 @@
 pub mod app;
 pub mod catalog;
 pub mod database;
+pub mod fixtures;
 pub mod proxy;
+pub mod rpcs;
 pub mod wait;
 
-pub use app::TestApp;
+pub use app::{TestApp, as_user, authorized};
 pub use database::TestDatabase;

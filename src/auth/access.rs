@@ -1,0 +1,171 @@
+//! The guard every RPC passes: is the caller an active member of the target
+//! organization, and does their role carry the right the operation needs?
+//! Denials, steering attempts and security checks are recorded as
+//! SECURITY_VALIDATION rows in the target organization.
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Caller, Operation, Right, membership};
+use crate::{
+    audit::{self, SecurityValidation},
+    db::scope,
+    error::{Error, Result},
+};
+
+pub const DEFAULT_STEERING_ROLES: &[&str] = &["ORG_OWNER", "ORG_ADMIN"];
+
+/// What a caller may do in one organization, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub user_id: Uuid,
+    pub organization_id: Uuid,
+    pub role: Option<String>,
+    /// Whether the role may steer migrations (start, pause, roll back, ...).
+    pub migration_allowed: bool,
+    pub reasons: Vec<String>,
+    /// The SECURITY_VALIDATION row written for this check, if one was.
+    pub audit_transaction_id: Option<Uuid>,
+}
+
+pub struct Guard {
+    pool: PgPool,
+    steering_roles: Vec<String>,
+}
+
+impl Guard {
+    pub fn new(pool: PgPool, steering_roles: Vec<String>) -> Self {
+        let steering_roles = steering_roles
+            .iter()
+            .map(|role| membership::normalize_role(role))
+            .collect();
+        Self {
+            pool,
+            steering_roles,
+        }
+    }
+
+    /// Admits `caller` to `operation` on `organization_id`, or refuses:
+    /// INVALID_ARGUMENT (malformed id), NOT_FOUND (no such organization),
+    /// PERMISSION_DENIED (not a member, or the role lacks the right).
+    pub async fn authorize(
+        &self,
+        caller: Caller,
+        organization_id: &str,
+        operation: Operation,
+    ) -> Result<Access> {
+        self.check(caller, organization_id, operation, operation)
+            .await
+    }
+
+    /// `CheckSecurity`: whether the caller may perform `asked` (always recorded).
+    pub async fn check_security(
+        &self,
+        caller: Caller,
+        organization_id: &str,
+        asked: Operation,
+    ) -> Result<Access> {
+        self.check(caller, organization_id, Operation::CheckSecurity, asked)
+            .await
+    }
+
+    async fn check(
+        &self,
+        caller: Caller,
+        organization_id: &str,
+        operation: Operation,
+        asked: Operation,
+    ) -> Result<Access> {
+        let organization_id = parse_id("organization_id", organization_id)?;
+        let mut tx = scope::begin(&self.pool, organization_id).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM core_organizations WHERE id = $1)")
+                .bind(organization_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !exists {
+            return Err(Error::NotFound(format!(
+                "organization_id: no organization {organization_id}"
+            )));
+        }
+        let member = membership::of(&mut tx, organization_id, caller.user_id).await?;
+        let allowed = self.permits(&member, operation);
+        let migration_allowed = self.permits(&member, asked);
+        let reasons = self.reasons(&member, asked, caller.user_id, organization_id);
+
+        let record = !allowed || operation.right() == Right::Steer || operation == Operation::CheckSecurity;
+        let audit_transaction_id = if record {
+            let validation = SecurityValidation {
+                organization_id,
+                user_id: caller.user_id,
+                role: member.role.as_deref(),
+                operation: asked.name(),
+                allowed,
+                migration_allowed,
+                reasons: &reasons,
+            };
+            Some(audit::record_security_validation(&mut tx, &validation).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+
+        if !allowed {
+            return Err(Error::PermissionDenied(format!(
+                "{operation}: {}",
+                reasons.join("; ")
+            )));
+        }
+        Ok(Access {
+            user_id: caller.user_id,
+            organization_id,
+            role: member.role,
+            migration_allowed,
+            reasons,
+            audit_transaction_id,
+        })
+    }
+
+    fn permits(&self, member: &membership::Membership, operation: Operation) -> bool {
+        member.is_member
+            && match operation.right() {
+                Right::Read => true,
+                Right::Steer => member
+                    .role
+                    .as_ref()
+                    .is_some_and(|role| self.steering_roles.contains(role)),
+            }
+    }
+
+    fn reasons(
+        &self,
+        member: &membership::Membership,
+        asked: Operation,
+        user_id: Uuid,
+        organization_id: Uuid,
+    ) -> Vec<String> {
+        if !member.is_member {
+            return vec![format!(
+                "user {user_id} is not an active member of organization {organization_id}"
+            )];
+        }
+        let role = member.role.as_deref().unwrap_or("no role");
+        let mut reasons = vec![format!("active member with role {role}")];
+        if asked.right() == Right::Steer {
+            let steering = self.steering_roles.join(", ");
+            reasons.push(if self.permits(member, asked) {
+                format!("{role} may {asked}")
+            } else {
+                format!("{role} may not {asked}: it needs one of {steering}")
+            });
+        }
+        reasons
+    }
+}
+
+/// Parses a UUID request field, naming it when malformed.
+pub fn parse_id(field: &'static str, value: &str) -> Result<Uuid> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    Uuid::parse_str(value.trim()).map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
+}

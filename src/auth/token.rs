@@ -1,0 +1,179 @@
+//! Bearer tokens: HS256 with a shared secret (the shape Supabase-based HERA
+//! installs issue) or RS256 with a public key. `sub` is the caller's USER
+//! entity id; `exp` is required.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
+/// The authenticated caller of one RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: Uuid,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("HERA_JWT_PUBLIC_KEY_FILE: {0}")]
+    PublicKey(String),
+    #[error("HERA_JWT_SECRET: {0}")]
+    Secret(String),
+}
+
+/// Checks bearer tokens against every configured key.
+pub struct TokenVerifier {
+    keys: Vec<(DecodingKey, Validation)>,
+}
+
+impl TokenVerifier {
+    pub fn new(secret: Option<&[u8]>, public_key_pem: Option<&[u8]>) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        if let Some(secret) = secret {
+            if secret.is_empty() {
+                return Err(KeyError::Secret("must not be empty".into()));
+            }
+            keys.push((DecodingKey::from_secret(secret), validation(Algorithm::HS256)));
+        }
+        if let Some(pem) = public_key_pem {
+            let key = DecodingKey::from_rsa_pem(pem)
+                .map_err(|e| KeyError::PublicKey(format!("not an RSA public key in PEM ({e})")))?;
+            keys.push((key, validation(Algorithm::RS256)));
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, Error> {
+        let mut last_error = None;
+        for (key, validation) in &self.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, validation) {
+                Ok(data) => return caller_of(&data.claims),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let reason = last_error.map_or_else(
+            || "no token key is configured".to_owned(),
+            |error| describe(&error),
+        );
+        Err(Error::Unauthenticated(format!("authorization: {reason}")))
+    }
+}
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_aud = false;
+    validation.leeway = LEEWAY_SECS;
+    validation
+}
+
+fn caller_of(claims: &Claims) -> Result<Caller, Error> {
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| {
+        Error::Unauthenticated("authorization: the token's sub is not a user id (UUID)".into())
+    })?;
+    Ok(Caller { user_id })
+}
+
+fn describe(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired".into(),
+        ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("the token lacks the {claim} claim"),
+        ErrorKind::InvalidAlgorithm => "the token is signed with an algorithm not accepted here".into(),
+        _ => format!("the token is malformed ({error})"),
+    }
+}
+
+/// Mints an HS256 token for `user_id`, valid for `ttl`.
+pub fn mint(secret: &[u8], user_id: Uuid, ttl: Duration) -> Result<String, KeyError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    let claims = Claims {
+        sub: user_id.to_string(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        role: Some("authenticated".into()),
+        aud: Some("authenticated".into()),
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+        .map_err(|e| KeyError::Secret(e.to_string()))
+}
+
+/// Parses a duration such as `90s`, `30m`, `1h` or `7d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(number * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test-secret";
+
+    #[test]
+    fn a_minted_token_verifies_and_names_the_user() {
+        let user = Uuid::new_v4();
+        let token = mint(SECRET, user, Duration::from_secs(60)).unwrap();
+        let verifier = TokenVerifier::new(Some(SECRET), None).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap().user_id, user);
+    }
+
+    #[test]
+    fn wrong_secret_garbage_and_expired_tokens_are_refused() {
+        let verifier = TokenVerifier::new(Some(SECRET), None).unwrap();
+        let other = mint(b"another", Uuid::new_v4(), Duration::from_secs(60)).unwrap();
+        assert!(verifier.verify(&other).unwrap_err().to_string().contains("signature"));
+        assert!(verifier.verify("garbage").unwrap_err().to_string().contains("malformed"));
+        let expired = jsonwebtoken::encode(
+            &Header::default(),
+            &Claims { sub: Uuid::new_v4().to_string(), exp: 1, iat: None, role: None, aud: None },
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(verifier.verify(&expired).unwrap_err().to_string().contains("expired"));
+    }
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("0s").is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Identity, roles and organization isolation on every RPC.
+use std::time::Duration;
+
+use hera_migrate::{auth::token, proto::*};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{
+    TestApp, TestDatabase, as_user, authorized,
+    fixtures::{self, row_counts, security_validations},
+    rpcs,
+};
+
+/// An HS256 token with `exp` in the past.
+fn expired_token(user: Uuid) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        exp: u64,
+    }
+    let claims = Claims { sub: user.to_string(), exp: 1_000_000 };
+    jsonwebtoken_encode(&claims)
+}
+
+fn jsonwebtoken_encode<T: serde::Serialize>(claims: &T) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(crate::support::app::TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_rpc_refuses_missing_garbage_expired_and_foreign_tokens_and_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let org = fixtures::organization(&pool).await;
+    let before = row_counts(&pool).await;
+
+    let foreign = token::mint(b"another-secret", org.owner, Duration::from_secs(600)).unwrap();
+    let expired = expired_token(org.owner);
+    let cases: [(&str, Option<&str>); 5] = [
+        ("no token", None),
+        ("garbage", Some("not.a.jwt")),
+        ("expired", Some(&expired)),
+        ("signed with another secret", Some(&foreign)),
+        ("not a bearer", Some("")),
+    ];
+    for (case, token) in cases {
+        for (rpc, answer) in rpcs::call_every_rpc(&app, org.id, token).await {
+            let status = answer.expect_err(rpc);
+            assert_eq!(status.code(), Code::Unauthenticated, "{case}, {rpc}: {status:?}");
+            assert!(status.message().starts_with("authorization:"), "{case}, {rpc}: {}", status.message());
+        }
+    }
+    assert_eq!(row_counts(&pool).await, before, "refused calls wrote nothing");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_recorded_there() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let (a, b) = (fixtures::organization(&pool).await, fixtures::organization(&pool).await);
+    let mut client = app.client().await;
+
+    let preview = client
+        .preview_candidates(as_user(
+            PreviewCandidatesRequest { organization_id: b.id.to_string(), ..Default::default() },
+            a.owner,
+        ))
+        .await
+        .expect_err("denied");
+    assert_eq!(preview.code(), Code::PermissionDenied, "{preview:?}");
+    assert!(preview.message().contains("not an active member"), "{}", preview.message());
+
+    let start = client
+        .start_migration(as_user(
+            StartMigrationRequest { organization_id: b.id.to_string(), ..Default::default() },
+            a.owner,
+        ))
+        .await
+        .expect_err("denied");
+    assert_eq!(start.code(), Code::PermissionDenied);
+
+    let recorded = security_validations(&pool, b.id).await;
+    assert_eq!(
+        recorded,
+        [
+            (a.owner, "PreviewCandidates".to_owned(), false, a.owner),
+            (a.owner, "StartMigration".to_owned(), false, a.owner),
+        ]
+    );
+    assert!(security_validations(&pool, a.id).await.is_empty(), "nothing recorded in A");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let org = fixtures::organization(&pool).await;
+    let mut client = app.client().await;
+    let start = |user| {
+        as_user(StartMigrationRequest { organization_id: org.id.to_string(), ..Default::default() }, user)
+    };
+
+    // Past the guard, preview answers with what it is (not built yet), not a denial.
+    let preview = client
+        .preview_candidates(as_user(
+            PreviewCandidatesRequest { organization_id: org.id.to_string(), ..Default::default() },
+            org.staff,
+        ))
+        .await
+        .expect_err("not built yet");
+    assert_eq!(preview.code(), Code::Unimplemented, "{preview:?}");
+
+    let denied = client.start_migration(start(org.staff)).await.expect_err("denied");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("ORG_EMPLOYEE may not StartMigration"), "{}", denied.message());
+
+    for steering in [org.owner, org.finance_admin] {
+        let past_guard = client.start_migration(start(steering)).await.expect_err("not built yet");
+        assert_eq!(past_guard.code(), Code::Unimplemented, "{past_guard:?}");
+    }
+    let recorded = security_validations(&pool, org.id).await;
+    assert_eq!(
+        recorded,
+        [
+            (org.staff, "StartMigration".to_owned(), false, org.staff),
+            (org.owner, "StartMigration".to_owned(), true, org.owner),
+            (org.finance_admin, "StartMigration".to_owned(), true, org.finance_admin),
+        ],
+        "steering attempts are on the record, written as the caller"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn check_security_reports_the_role_and_right_and_records_the_check() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let org = fixtures::organization(&pool).await;
+    let mut client = app.client().await;
+    let check = |user, operation: &str| {
+        as_user(
+            CheckSecurityRequest { organization_id: org.id.to_string(), operation: operation.into() },
+            user,
+        )
+    };
+
+    let owner = client.check_security(check(org.owner, "")).await.unwrap().into_inner();
+    assert_eq!(owner.user_id, org.owner.to_string());
+    assert_eq!(owner.role, "ORG_OWNER");
+    assert!(owner.migration_allowed);
+    let audit_id: Uuid = owner.audit_transaction_id.parse().unwrap();
+
+    let staff = client
+        .check_security(check(org.staff, "RollbackMigration"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(staff.role, "ORG_EMPLOYEE");
+    assert!(!staff.migration_allowed);
+    assert!(staff.reasons.iter().any(|r| r.contains("may not RollbackMigration")), "{:?}", staff.reasons);
+
+    let (smart_code, created_by, metadata): (String, Uuid, serde_json::Value) = sqlx::query_as(
+        "SELECT smart_code, created_by, metadata FROM universal_transactions WHERE id = $1",
+    )
+    .bind(audit_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(smart_code, "HERA.ACCOUNTING.MIGRATION.SECURITY.VALIDATION.v2");
+    assert_eq!(created_by, org.owner);
+    assert_eq!(metadata["user_role"], "ORG_OWNER");
+    assert_eq!(metadata["migration_allowed"], true);
+
+    let bad = client.check_security(check(org.owner, "DropEverything")).await.expect_err("invalid");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("operation:"), "{}", bad.message());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_organizations_are_named() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let org = fixtures::organization(&pool).await;
+    let mut client = app.client().await;
+    let before = row_counts(&pool).await;
+
+    let malformed = client
+        .check_security(as_user(
+            CheckSecurityRequest { organization_id: "acme".into(), ..Default::default() },
+            org.owner,
+        ))
+        .await
+        .expect_err("invalid");
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert!(malformed.message().starts_with("organization_id:"), "{}", malformed.message());
+
+    let unknown = client
+        .check_security(as_user(
+            CheckSecurityRequest { organization_id: Uuid::new_v4().to_string(), ..Default::default() },
+            org.owner,
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(row_counts(&pool).await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn row_level_security_confines_the_service_role_to_one_organization_even_without_a_filter() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let admin = db.pool().await;
+    let (a, b) = (fixtures::organization(&admin).await, fixtures::organization(&admin).await);
+
+    // On the server's own pool, deliberately forgetting `WHERE organization_id = ...`.
+    let mut tx = hera_migrate::db::scope::begin(&app.service_pool, a.id).await.unwrap();
+    let visible: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT organization_id FROM core_relationships")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(visible, [a.id]);
+    let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM core_organizations")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(organizations, 1);
+    let cross_write = sqlx::query(
+        "UPDATE core_entities SET entity_name = 'hijacked' WHERE organization_id = $1",
+    )
+    .bind(b.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(cross_write.rows_affected(), 0, "B's rows are invisible to A's transaction");
+    let insert_into_b = sqlx::query(
+        "INSERT INTO core_entities (organization_id, entity_type, entity_name, created_by, updated_by)
+         VALUES ($1, 'X', 'x', $2, $2)",
+    )
+    .bind(b.id)
+    .bind(a.owner)
+    .execute(&mut *tx)
+    .await;
+    assert!(insert_into_b.is_err(), "writing into B from A's transaction is refused");
+    drop(tx);
+
+    // Outside any organization's transaction, the service role sees nothing.
+    let unscoped: i64 = sqlx::query_scalar("SELECT count(*) FROM core_entities")
+        .fetch_one(&app.service_pool)
+        .await
+        .unwrap();
+    assert_eq!(unscoped, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_for_a_bearer_with_odd_scheme_case_is_accepted() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let org = fixtures::organization(&db.pool().await).await;
+    let mut client = app.client().await;
+    let mut request = authorized(
+        CheckSecurityRequest { organization_id: org.id.to_string(), ..Default::default() },
+        &crate::support::app::token_for(org.owner),
+    );
+    let value = request.metadata().get("authorization").unwrap().to_str().unwrap().replace("Bearer", "bearer");
+    request.metadata_mut().insert("authorization", value.parse().unwrap());
+    client.check_security(request).await.expect("bearer is case-insensitive");
+    app.stop().await;
+}

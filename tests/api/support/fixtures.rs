@@ -1,0 +1,82 @@
+//! Organizations with members of each role, written straight into the six
+//! tables (as HERA itself would have them), for tests that need callers.
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub struct Organization {
+    pub id: Uuid,
+    pub owner: Uuid,
+    pub finance_admin: Uuid,
+    pub staff: Uuid,
+}
+
+const INSERT: &str = r#"
+WITH org AS (
+    INSERT INTO core_organizations (id, organization_name, organization_code, created_by, updated_by)
+    VALUES ($1, 'Test org ' || $1::text, 'TEST-' || $1::text, $2, $2)
+    RETURNING id
+), org_entity AS (
+    INSERT INTO core_entities (organization_id, entity_type, entity_name, smart_code, created_by, updated_by)
+    SELECT id, 'ORGANIZATION', 'Test org', 'HERA.UNIVERSAL.ORG.ENTITY.COMPANY.v1', $2, $2 FROM org
+    RETURNING id, organization_id
+), users AS (
+    INSERT INTO core_entities (id, organization_id, entity_type, entity_name, smart_code, created_by, updated_by)
+    SELECT u.id, o.id, 'USER', u.name, 'HERA.PLATFORM.USER.ENTITY.PERSON.v1', $2, $2
+      FROM org o, (VALUES ($2, 'owner'), ($3, 'finance admin'), ($4, 'staff')) AS u (id, name)
+    RETURNING id
+)
+INSERT INTO core_relationships (organization_id, from_entity_id, to_entity_id, relationship_type,
+                                relationship_data, smart_code, created_by, updated_by)
+SELECT e.organization_id, m.user_id, e.id, 'MEMBER_OF', jsonb_build_object('role', m.role),
+       'HERA.UNIVERSAL.REL.MEMBER.OF.v1', $2, $2
+  FROM org_entity e,
+       (VALUES ($2, 'ORG_OWNER'), ($3, 'ORG_ADMIN'), ($4, 'ORG_EMPLOYEE')) AS m (user_id, role)
+ WHERE EXISTS (SELECT 1 FROM users)
+"#;
+
+/// Creates an organization with an owner, a finance admin and a staff member.
+pub async fn organization(pool: &PgPool) -> Organization {
+    let org = Organization {
+        id: Uuid::new_v4(),
+        owner: Uuid::new_v4(),
+        finance_admin: Uuid::new_v4(),
+        staff: Uuid::new_v4(),
+    };
+    sqlx::query(INSERT)
+        .bind(org.id)
+        .bind(org.owner)
+        .bind(org.finance_admin)
+        .bind(org.staff)
+        .execute(pool)
+        .await
+        .expect("insert the organization fixture");
+    org
+}
+
+/// SECURITY_VALIDATION rows of an organization, as (user, operation, allowed, created_by).
+pub async fn security_validations(pool: &PgPool, organization: Uuid) -> Vec<(Uuid, String, bool, Uuid)> {
+    sqlx::query_as(
+        "SELECT (metadata ->> 'user_id')::uuid, metadata ->> 'operation',
+                (metadata ->> 'allowed')::boolean, created_by
+           FROM universal_transactions
+          WHERE organization_id = $1 AND transaction_type = 'SECURITY_VALIDATION'
+          ORDER BY created_at",
+    )
+    .bind(organization)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Rows in all six tables, to prove a call wrote nothing.
+pub async fn row_counts(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM core_organizations UNION ALL SELECT count(*) FROM core_entities
+         UNION ALL SELECT count(*) FROM core_dynamic_data UNION ALL SELECT count(*) FROM core_relationships
+         UNION ALL SELECT count(*) FROM universal_transactions
+         UNION ALL SELECT count(*) FROM universal_transaction_lines",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
