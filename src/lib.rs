@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod migration;
 pub mod proto;
 pub mod seed;
 pub mod server;

@@ -37,7 +37,10 @@ const ROW_SECURITY: &str = include_str!("../../sql/schema/row_security.sql");
 /// The role the service works as in an owned schema (row-level security applies to it).
 pub const SERVICE_ROLE: &str = "hera_migrate_app";
 /// Functions whose bodies read the tables: installed after them.
-const TABLE_FUNCTIONS: &[&str] = &[include_str!("../../sql/functions/trial_balance.sql")];
+const TABLE_FUNCTIONS: &[&str] = &[
+    include_str!("../../sql/functions/trial_balance.sql"),
+    include_str!("../../sql/functions/preview.sql"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

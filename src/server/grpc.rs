@@ -8,18 +8,24 @@ use sqlx::PgPool;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::authn;
+use super::{authn, convert};
 use crate::{
     auth::{Access, Guard, Operation},
     error::Error,
+    migration::preview::{self, PreviewQuery},
     proto::*,
 };
+
+fn mapping_pairs(mappings: &[SmartCodeMapping]) -> impl Iterator<Item = (String, String)> + '_ {
+    mappings
+        .iter()
+        .map(|m| (m.source_smart_code.clone(), m.target_smart_code.clone()))
+}
 
 /// A server stream of run events.
 pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<MigrationProgress, Status>> + Send>>;
 
 pub struct GrpcMigrationService {
-    #[allow(dead_code)] // read by the phases as they land
     pool: PgPool,
     guard: Guard,
 }
@@ -57,9 +63,18 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<PreviewCandidatesRequest>,
     ) -> Answer<PreviewCandidatesResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::PreviewCandidates)
+        let message = request.get_ref();
+        let query = PreviewQuery::parse(
+            &message.from_date,
+            &message.to_date,
+            message.batch_limit,
+            mapping_pairs(&message.smart_code_mappings),
+        )?;
+        let access = self
+            .admit(&request, &message.organization_id, Operation::PreviewCandidates)
             .await?;
-        not_yet("PreviewCandidates (the phase 1 preview)")
+        let plan = preview::preview(&self.pool, access.organization_id, &query).await?;
+        Ok(Response::new(convert::preview(plan)))
     }
 
     async fn start_migration(

@@ -1,6 +1,7 @@
 //! The gRPC side: the `MigrationService` adapter, the error-to-status table,
 //! and the health probe. Only this module knows tonic.
 pub mod authn;
+pub mod convert;
 pub mod grpc;
 pub mod health;
 pub mod status;

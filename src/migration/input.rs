@@ -1,0 +1,124 @@
+//! Request fields, checked before anything is read or written: each error
+//! names its field.
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use super::smart_code;
+use crate::error::{Error, Result};
+
+pub const DEFAULT_BATCH: i32 = 1000;
+pub const MAX_BATCH: i32 = 5000;
+
+/// A `YYYY-MM-DD` date.
+pub fn date(field: &'static str, value: &str) -> Result<NaiveDate> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required (YYYY-MM-DD)"));
+    }
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not a date (YYYY-MM-DD)")))
+}
+
+/// An inclusive date range whose start is not after its end.
+pub fn date_range(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate)> {
+    let (from_date, to_date) = (date("from_date", from)?, date("to_date", to)?);
+    if from_date > to_date {
+        return Err(Error::invalid(
+            "from_date",
+            format!("{from_date} is after to_date {to_date}"),
+        ));
+    }
+    Ok((from_date, to_date))
+}
+
+/// A batch size or limit: 0 means the default, at most `MAX_BATCH`.
+pub fn batch(field: &'static str, value: i32) -> Result<i32> {
+    match value {
+        0 => Ok(DEFAULT_BATCH),
+        1..=MAX_BATCH => Ok(value),
+        _ => Err(Error::invalid(
+            field,
+            format!("{value} is out of range (1 to {MAX_BATCH}, or 0 for {DEFAULT_BATCH})"),
+        )),
+    }
+}
+
+/// One explicit mapping; an empty target excludes the source from migration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    pub source_smart_code: String,
+    pub target_smart_code: String,
+}
+
+/// Mappings whose codes are valid smart codes, each source mapped once.
+pub fn mappings(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Vec<Mapping>> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut checked = Vec::new();
+    for (index, (source, target)) in pairs.into_iter().enumerate() {
+        let (source, target) = (source.trim().to_owned(), target.trim().to_owned());
+        let field = |name: &str| format!("smart_code_mappings[{index}].{name}");
+        if !smart_code::is_valid(&source) {
+            return Err(Error::invalid(
+                field("source_smart_code"),
+                format!("{source:?} is not a valid HERA smart code"),
+            ));
+        }
+        if !target.is_empty() && !smart_code::is_valid(&target) {
+            return Err(Error::invalid(
+                field("target_smart_code"),
+                format!("{target:?} is not a valid HERA smart code"),
+            ));
+        }
+        if let Some(first) = seen.insert(smart_code::normalize(&source), index) {
+            return Err(Error::invalid(
+                field("source_smart_code"),
+                format!("{source} is already mapped by smart_code_mappings[{first}]"),
+            ));
+        }
+        checked.push(Mapping {
+            source_smart_code: source,
+            target_smart_code: target,
+        });
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(s: &str, t: &str) -> (String, String) {
+        (s.into(), t.into())
+    }
+
+    #[test]
+    fn dates_and_ranges() {
+        assert!(date_range("2024-01-01", "2024-12-31").is_ok());
+        let error = date_range("2024-12-31", "2024-01-01").unwrap_err().to_string();
+        assert!(error.starts_with("from_date:"), "{error}");
+        assert!(date("to_date", "31/12/2024").unwrap_err().to_string().starts_with("to_date:"));
+    }
+
+    #[test]
+    fn batches() {
+        assert_eq!(batch("batch_limit", 0).unwrap(), 1000);
+        assert!(batch("batch_limit", -1).is_err());
+        assert!(batch("batch_limit", 5001).is_err());
+    }
+
+    #[test]
+    fn mappings_name_the_bad_entry() {
+        let ok = mappings([pair("HERA.SALON.POS.TXN.SALE.v1", "HERA.SALON.POS.TXN.SALE_V2.v2")]);
+        assert!(ok.is_ok());
+        let bad = mappings([
+            pair("HERA.SALON.POS.TXN.SALE.v1", ""),
+            pair("HERA.SALON.POS.TXN.REFUND.v1", "NOPE"),
+        ]);
+        assert!(bad.unwrap_err().to_string().starts_with("smart_code_mappings[1].target_smart_code:"));
+        let duplicate = mappings([
+            pair("HERA.SALON.POS.TXN.SALE.v1", ""),
+            pair("HERA.SALON.POS.TXN.SALE.V1", ""),
+        ]);
+        assert!(duplicate.unwrap_err().to_string().contains("already mapped"));
+    }
+}
