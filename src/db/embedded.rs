@@ -31,9 +31,11 @@
 //!
 //! PostgreSQL refuses to run as root. When this process is root, `initdb` and
 //! `postgres` run as the user `postgres` (or `nobody` if there is no such user),
-//! with root's supplementary groups dropped; the data directory (when created
-//! here, or when it is empty), `pgdata/` and the socket directory are owned by
-//! that user, and every parent of the data directory must be searchable by it.
+//! with root's supplementary groups dropped. `pgdata/` and the socket directory
+//! are owned by that user. The data directory itself stays root's, so files root
+//! keeps there stay out of that user's reach; its group becomes that user's, with
+//! search permission only (mode 0710 when created here). Every parent of the data
+//! directory must be searchable by that user.
 //!
 //! # Process lifetime
 //!
@@ -791,15 +793,13 @@ fn is_empty_dir(path: &Path) -> bool {
     fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
-/// Creates the data directory if needed, gives it to the run-as user when it is
-/// new or empty, and checks that user can reach it.
+/// Creates the data directory if needed and makes sure the run-as user can reach
+/// it. As root, a root-owned data directory stays root's (files such as secrets
+/// that root keeps there stay out of that user's reach), but its group becomes
+/// the run-as user's, with search permission only: mode 0710 when created here.
 fn prepare_data_dir(data_dir: &Path, run_as: &RunAs) -> Result<(), EmbeddedError> {
     match fs::metadata(data_dir) {
-        Ok(meta) if meta.is_dir() => {
-            if run_as.switch && meta.uid() != run_as.uid && is_empty_dir(data_dir) {
-                run_as.take(data_dir)?;
-            }
-        }
+        Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
             return Err(EmbeddedError::io(
                 "use",
@@ -811,24 +811,34 @@ fn prepare_data_dir(data_dir: &Path, run_as: &RunAs) -> Result<(), EmbeddedError
             if let Some(parent) = data_dir.parent() {
                 fs::create_dir_all(parent).map_err(|e| EmbeddedError::io("create", parent, e))?;
             }
-            match fs::DirBuilder::new().mode(0o700).create(data_dir) {
-                Ok(()) => run_as.take(data_dir)?,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(EmbeddedError::io("create", data_dir, e)),
+            if let Err(e) = fs::DirBuilder::new().mode(0o700).create(data_dir)
+                && !(e.kind() == io::ErrorKind::AlreadyExists && data_dir.is_dir())
+            {
+                return Err(EmbeddedError::io("create", data_dir, e));
             }
         }
         Err(e) => return Err(EmbeddedError::io("access", data_dir, e)),
     }
-    if run_as.switch {
-        for dir in data_dir.ancestors() {
-            let meta = fs::metadata(dir).map_err(|e| EmbeddedError::io("access", dir, e))?;
-            if !run_as.can_search(&meta) {
-                return Err(EmbeddedError::Unreachable {
-                    user: run_as.name.clone(),
-                    data_dir: data_dir.to_path_buf(),
-                    blocker: dir.to_path_buf(),
-                });
-            }
+    if !run_as.switch {
+        return Ok(());
+    }
+    let meta = fs::metadata(data_dir).map_err(|e| EmbeddedError::io("access", data_dir, e))?;
+    if meta.uid() == 0 && !run_as.can_search(&meta) {
+        std::os::unix::fs::lchown(data_dir, None, Some(run_as.gid))
+            .map_err(|e| EmbeddedError::io("change the group of", data_dir, e))?;
+        // The new group may search, nothing more.
+        let mode = (meta.mode() & 0o7707) | 0o010;
+        fs::set_permissions(data_dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| EmbeddedError::io("change the permissions of", data_dir, e))?;
+    }
+    for dir in data_dir.ancestors() {
+        let meta = fs::metadata(dir).map_err(|e| EmbeddedError::io("access", dir, e))?;
+        if !run_as.can_search(&meta) {
+            return Err(EmbeddedError::Unreachable {
+                user: run_as.name.clone(),
+                data_dir: data_dir.to_path_buf(),
+                blocker: dir.to_path_buf(),
+            });
         }
     }
     Ok(())
@@ -1449,6 +1459,33 @@ mod tests {
         select_one(&pg, "hera").await;
         pg.stop().await.unwrap();
         let _ = fs::remove_dir_all(&socket_dir);
+    }
+
+    #[tokio::test]
+    async fn root_keeps_the_data_dir_and_its_files() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // As a server's own files would be: root's alone.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, "root only").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        let pg = EmbeddedPostgres::start(dir.path()).await.unwrap();
+        let run_as = RunAs::current().unwrap();
+        let meta = fs::metadata(dir.path()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, run_as.gid));
+        assert_eq!(meta.mode() & 0o777, 0o710);
+        assert_eq!(fs::metadata(&secret).unwrap().uid(), 0);
+        for owned in ["pgdata", "run"] {
+            let meta = fs::metadata(dir.path().join(owned)).unwrap();
+            assert_eq!(meta.uid(), run_as.uid, "{owned}");
+            assert_eq!(meta.mode() & 0o777, 0o700, "{owned}");
+        }
+        select_one(&pg, "hera").await;
+        pg.stop().await.unwrap();
     }
 
     #[tokio::test]
