@@ -131,7 +131,10 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
 fn one_line(error: &clap::Error) -> String {
     use clap::error::ContextValue;
     let rendered = error.render().to_string();
-    let first = rendered.lines().next().unwrap_or("error: invalid arguments");
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("error: invalid arguments");
     let args = match error.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(arg)) => vec![arg.clone()],
         Some(ContextValue::Strings(args)) => args.clone(),
@@ -160,9 +163,11 @@ fn one_line(error: &clap::Error) -> String {
 fn env_var_of(rendered_arg: &str) -> Option<String> {
     let long = rendered_arg.split_whitespace().next()?.strip_prefix("--")?;
     let command = Cli::command();
-    let all_args = command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|sub| sub.get_arguments()));
+    let all_args = command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments()),
+    );
     all_args
         .filter(|arg| arg.get_long() == Some(long))
         .find_map(|arg| arg.get_env())

@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "hera-migrate", version, about = "HERA Finance DNA v2 zero-table migration control plane")]
+#[command(
+    name = "hera-migrate",
+    version,
+    about = "HERA Finance DNA v2 zero-table migration control plane"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogSettings,
@@ -81,7 +85,12 @@ pub struct AuthSettings {
     #[arg(long, env = "HERA_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
     /// Roles that may start, pause, resume, cancel, update and roll back migrations.
-    #[arg(long, env = "HERA_STEERING_ROLES", value_delimiter = ',', default_value = "ORG_OWNER,ORG_ADMIN")]
+    #[arg(
+        long,
+        env = "HERA_STEERING_ROLES",
+        value_delimiter = ',',
+        default_value = "ORG_OWNER,ORG_ADMIN"
+    )]
     pub steering_roles: Vec<String>,
 }
 

@@ -20,7 +20,9 @@ use crate::{
     demo,
     proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
     server::{
-        GrpcMigrationService, authn::Authenticate, health,
+        GrpcMigrationService,
+        authn::Authenticate,
+        health,
         tls::{self, TlsError},
     },
     telemetry,
@@ -193,7 +195,9 @@ async fn announce_demo(
     match (owner, secret) {
         (Some(owner), Some(secret)) => demo::announce(owner, secret),
         (None, _) => tracing::info!("no organization owner found: no demo token to print"),
-        (Some(_), None) => tracing::info!("tokens are RS256 here: mint the demo owner's token yourself"),
+        (Some(_), None) => {
+            tracing::info!("tokens are RS256 here: mint the demo owner's token yourself")
+        }
     }
     Ok(())
 }

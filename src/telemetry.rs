@@ -100,13 +100,19 @@ fn env_filter() -> Result<EnvFilter, TelemetryError> {
 }
 
 fn otlp_endpoint_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
 }
 
 fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
-    for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ] {
         if let Ok(value) = std::env::var(var)
             && !value.trim().is_empty()
             && !(value.starts_with("http://") || value.starts_with("https://"))
@@ -137,7 +143,11 @@ fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime),
     };
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service_name()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name())
+                .build(),
+        )
         .build();
     Ok((provider, runtime))
 }

@@ -92,7 +92,8 @@ impl Guard {
         let migration_allowed = self.permits(&member, asked);
         let reasons = self.reasons(&member, asked, caller.user_id, organization_id);
 
-        let record = !allowed || operation.right() == Right::Steer || operation == Operation::CheckSecurity;
+        let record =
+            !allowed || operation.right() == Right::Steer || operation == Operation::CheckSecurity;
         let audit_transaction_id = if record {
             let validation = SecurityValidation {
                 organization_id,
@@ -167,5 +168,6 @@ pub fn parse_id(field: &'static str, value: &str) -> Result<Uuid> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
-    Uuid::parse_str(value.trim()).map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
+    Uuid::parse_str(value.trim())
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
 }

@@ -40,7 +40,10 @@ pub struct Keys {
 
 /// `embedded_data_dir` is the embedded default's directory, or `None` when a
 /// DATABASE_URL was given (then a secret or key must be configured).
-pub fn resolve(auth: &AuthSettings, embedded_data_dir: Option<&Path>) -> Result<Keys, KeySetupError> {
+pub fn resolve(
+    auth: &AuthSettings,
+    embedded_data_dir: Option<&Path>,
+) -> Result<Keys, KeySetupError> {
     let public_key = auth
         .jwt_public_key_file
         .as_ref()

@@ -50,7 +50,10 @@ impl TokenVerifier {
             if secret.is_empty() {
                 return Err(KeyError::Secret("must not be empty".into()));
             }
-            keys.push((DecodingKey::from_secret(secret), validation(Algorithm::HS256)));
+            keys.push((
+                DecodingKey::from_secret(secret),
+                validation(Algorithm::HS256),
+            ));
         }
         if let Some(pem) = public_key_pem {
             let key = DecodingKey::from_rsa_pem(pem)
@@ -97,7 +100,9 @@ fn describe(error: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::ExpiredSignature => "the token has expired".into(),
         ErrorKind::InvalidSignature => "the token's signature does not verify".into(),
         ErrorKind::MissingRequiredClaim(claim) => format!("the token lacks the {claim} claim"),
-        ErrorKind::InvalidAlgorithm => "the token is signed with an algorithm not accepted here".into(),
+        ErrorKind::InvalidAlgorithm => {
+            "the token is signed with an algorithm not accepted here".into()
+        }
         _ => format!("the token is malformed ({error})"),
     }
 }
@@ -115,14 +120,20 @@ pub fn mint(secret: &[u8], user_id: Uuid, ttl: Duration) -> Result<String, KeyEr
         role: Some("authenticated".into()),
         aud: Some("authenticated".into()),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .map_err(|e| KeyError::Secret(e.to_string()))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| KeyError::Secret(e.to_string()))
 }
 
 /// Parses a duration such as `90s`, `30m`, `1h` or `7d`.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -158,15 +169,39 @@ mod tests {
     fn wrong_secret_garbage_and_expired_tokens_are_refused() {
         let verifier = TokenVerifier::new(Some(SECRET), None).unwrap();
         let other = mint(b"another", Uuid::new_v4(), Duration::from_secs(60)).unwrap();
-        assert!(verifier.verify(&other).unwrap_err().to_string().contains("signature"));
-        assert!(verifier.verify("garbage").unwrap_err().to_string().contains("malformed"));
+        assert!(
+            verifier
+                .verify(&other)
+                .unwrap_err()
+                .to_string()
+                .contains("signature")
+        );
+        assert!(
+            verifier
+                .verify("garbage")
+                .unwrap_err()
+                .to_string()
+                .contains("malformed")
+        );
         let expired = jsonwebtoken::encode(
             &Header::default(),
-            &Claims { sub: Uuid::new_v4().to_string(), exp: 1, iat: None, role: None, aud: None },
+            &Claims {
+                sub: Uuid::new_v4().to_string(),
+                exp: 1,
+                iat: None,
+                role: None,
+                aud: None,
+            },
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
-        assert!(verifier.verify(&expired).unwrap_err().to_string().contains("expired"));
+        assert!(
+            verifier
+                .verify(&expired)
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
     }
 
     #[test]

@@ -93,8 +93,11 @@ impl Database {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if confine {
-                        conn.execute(sqlx::AssertSqlSafe(format!("SET ROLE {}", schema::SERVICE_ROLE)))
-                            .await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "SET ROLE {}",
+                            schema::SERVICE_ROLE
+                        )))
+                        .await?;
                     }
                     Ok(())
                 })

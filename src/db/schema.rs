@@ -91,7 +91,9 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
         .execute(&mut *tx)
         .await?;
     let mode = decide_mode(&mut tx).await?;
-    sqlx::raw_sql(SMART_CODE_FUNCTIONS).execute(&mut *tx).await?;
+    sqlx::raw_sql(SMART_CODE_FUNCTIONS)
+        .execute(&mut *tx)
+        .await?;
     match mode {
         SchemaMode::Owned => {
             sqlx::raw_sql(TABLES).execute(&mut *tx).await?;
@@ -109,7 +111,11 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
     };
     record(&mut tx, &info).await?;
     tx.commit().await?;
-    tracing::info!(version = info.version, mode = info.mode.as_str(), "schema ready");
+    tracing::info!(
+        version = info.version,
+        mode = info.mode.as_str(),
+        "schema ready"
+    );
     Ok(info)
 }
 
@@ -149,9 +155,10 @@ pub async fn recorded(conn: &mut PgConnection) -> Result<Option<SchemaInfo>, sql
     if !exists {
         return Ok(None);
     }
-    let info: sqlx::types::Json<SchemaInfo> = sqlx::query_scalar("SELECT hera_migrate_schema_info()")
-        .fetch_one(&mut *conn)
-        .await?;
+    let info: sqlx::types::Json<SchemaInfo> =
+        sqlx::query_scalar("SELECT hera_migrate_schema_info()")
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(Some(info.0))
 }
 
@@ -165,7 +172,9 @@ async fn record(conn: &mut PgConnection, info: &SchemaInfo) -> Result<(), sqlx::
         quote_literal(&body)
     );
     // The body is our own serialized struct, quoted as a literal.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -19,7 +19,10 @@ pub async fn begin_read_only(
     scoped(pool.begin_with("BEGIN READ ONLY").await?, organization_id).await
 }
 
-async fn scoped(mut tx: OrgTransaction, organization_id: Uuid) -> Result<OrgTransaction, sqlx::Error> {
+async fn scoped(
+    mut tx: OrgTransaction,
+    organization_id: Uuid,
+) -> Result<OrgTransaction, sqlx::Error> {
     sqlx::query("SELECT set_config('app.current_org', $1, true)")
         .bind(organization_id.to_string())
         .execute(&mut *tx)

@@ -94,9 +94,16 @@ mod tests {
     #[test]
     fn dates_and_ranges() {
         assert!(date_range("2024-01-01", "2024-12-31").is_ok());
-        let error = date_range("2024-12-31", "2024-01-01").unwrap_err().to_string();
+        let error = date_range("2024-12-31", "2024-01-01")
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("from_date:"), "{error}");
-        assert!(date("to_date", "31/12/2024").unwrap_err().to_string().starts_with("to_date:"));
+        assert!(
+            date("to_date", "31/12/2024")
+                .unwrap_err()
+                .to_string()
+                .starts_with("to_date:")
+        );
     }
 
     #[test]
@@ -108,17 +115,29 @@ mod tests {
 
     #[test]
     fn mappings_name_the_bad_entry() {
-        let ok = mappings([pair("HERA.SALON.POS.TXN.SALE.v1", "HERA.SALON.POS.TXN.SALE_V2.v2")]);
+        let ok = mappings([pair(
+            "HERA.SALON.POS.TXN.SALE.v1",
+            "HERA.SALON.POS.TXN.SALE_V2.v2",
+        )]);
         assert!(ok.is_ok());
         let bad = mappings([
             pair("HERA.SALON.POS.TXN.SALE.v1", ""),
             pair("HERA.SALON.POS.TXN.REFUND.v1", "NOPE"),
         ]);
-        assert!(bad.unwrap_err().to_string().starts_with("smart_code_mappings[1].target_smart_code:"));
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .starts_with("smart_code_mappings[1].target_smart_code:")
+        );
         let duplicate = mappings([
             pair("HERA.SALON.POS.TXN.SALE.v1", ""),
             pair("HERA.SALON.POS.TXN.SALE.V1", ""),
         ]);
-        assert!(duplicate.unwrap_err().to_string().contains("already mapped"));
+        assert!(
+            duplicate
+                .unwrap_err()
+                .to_string()
+                .contains("already mapped")
+        );
     }
 }

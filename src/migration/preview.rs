@@ -93,7 +93,11 @@ pub struct Risk {
     pub reasons: Vec<String>,
 }
 
-pub async fn preview(pool: &PgPool, organization_id: Uuid, query: &PreviewQuery) -> Result<Preview> {
+pub async fn preview(
+    pool: &PgPool,
+    organization_id: Uuid,
+    query: &PreviewQuery,
+) -> Result<Preview> {
     let mut tx = scope::begin_read_only(pool, organization_id).await?;
     let Json(preview): Json<Preview> = sqlx::query_scalar(PREVIEW)
         .bind(organization_id)

@@ -9,12 +9,15 @@ pub fn is_valid(code: &str) -> bool {
         return false;
     };
     let mut segments = body.split('.');
-    if !segments.next().is_some_and(|s| s.eq_ignore_ascii_case("HERA")) {
+    if !segments
+        .next()
+        .is_some_and(|s| s.eq_ignore_ascii_case("HERA"))
+    {
         return false;
     }
-    let module_ok = segments
-        .next()
-        .is_some_and(|s| (3..=15).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    let module_ok = segments.next().is_some_and(|s| {
+        (3..=15).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+    });
     let rest: Vec<&str> = segments.collect();
     let rest_ok = (3..=8).contains(&rest.len())
         && rest.iter().all(|s| {
@@ -80,7 +83,10 @@ mod tests {
 
     #[test]
     fn normal_form_and_version() {
-        assert_eq!(normalize("hera.salon.pos.txn.sale.V1"), "HERA.SALON.POS.TXN.SALE.v1");
+        assert_eq!(
+            normalize("hera.salon.pos.txn.sale.V1"),
+            "HERA.SALON.POS.TXN.SALE.v1"
+        );
         assert_eq!(version("HERA.SALON.POS.TXN.SALE.V12"), Some(12));
         assert_eq!(version("HERA.SALON"), None);
     }

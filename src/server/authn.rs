@@ -30,16 +30,15 @@ impl Interceptor for Authenticate {
 }
 
 fn bearer_token<T>(request: &Request<T>) -> Result<&str, Error> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .ok_or_else(|| Error::Unauthenticated("authorization: a Bearer token is required".into()))?;
+    let header = request.metadata().get("authorization").ok_or_else(|| {
+        Error::Unauthenticated("authorization: a Bearer token is required".into())
+    })?;
     let value = header
         .to_str()
         .map_err(|_| Error::Unauthenticated("authorization: not readable text".into()))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| Error::Unauthenticated("authorization: expected \"Bearer <token>\"".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Error::Unauthenticated("authorization: expected \"Bearer <token>\"".into())
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(Error::Unauthenticated(
             "authorization: expected \"Bearer <token>\"".into(),

@@ -15,7 +15,8 @@ fn risk(level: &str) -> i32 {
 }
 
 fn period_state(status: &str) -> i32 {
-    proto::FiscalPeriodState::from_str_name(status).unwrap_or(proto::FiscalPeriodState::Unspecified) as i32
+    proto::FiscalPeriodState::from_str_name(status).unwrap_or(proto::FiscalPeriodState::Unspecified)
+        as i32
 }
 
 pub fn preview(preview: Preview) -> proto::PreviewCandidatesResponse {

@@ -43,7 +43,10 @@ impl GrpcMigrationService {
         operation: Operation,
     ) -> Result<Access, Status> {
         let caller = authn::caller(request)?;
-        Ok(self.guard.authorize(caller, organization_id, operation).await?)
+        Ok(self
+            .guard
+            .authorize(caller, organization_id, operation)
+            .await?)
     }
 }
 
@@ -71,7 +74,11 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             mapping_pairs(&message.smart_code_mappings),
         )?;
         let access = self
-            .admit(&request, &message.organization_id, Operation::PreviewCandidates)
+            .admit(
+                &request,
+                &message.organization_id,
+                Operation::PreviewCandidates,
+            )
             .await?;
         let plan = preview::preview(&self.pool, access.organization_id, &query).await?;
         Ok(Response::new(convert::preview(plan)))
@@ -81,8 +88,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<StartMigrationRequest>,
     ) -> Answer<Self::StartMigrationStream> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::StartMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::StartMigration,
+        )
+        .await?;
         not_yet("StartMigration (the phase 2 reverse + repost engine)")
     }
 
@@ -90,14 +101,22 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<WatchMigrationRequest>,
     ) -> Answer<Self::WatchMigrationStream> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::WatchMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::WatchMigration,
+        )
+        .await?;
         not_yet("WatchMigration (the phase 2 engine's progress stream)")
     }
 
     async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::GetMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::GetMigration,
+        )
+        .await?;
         not_yet("GetMigration (the phase 2 engine's run records)")
     }
 
@@ -105,14 +124,22 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<ListMigrationsRequest>,
     ) -> Answer<ListMigrationsResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::ListMigrations)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::ListMigrations,
+        )
+        .await?;
         not_yet("ListMigrations (the phase 2 engine's run records)")
     }
 
     async fn pause_migration(&self, request: Request<PauseMigrationRequest>) -> Answer<Migration> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::PauseMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::PauseMigration,
+        )
+        .await?;
         not_yet("PauseMigration (the phase 2 engine's run control)")
     }
 
@@ -120,8 +147,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<ResumeMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::ResumeMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::ResumeMigration,
+        )
+        .await?;
         not_yet("ResumeMigration (the phase 2 engine's run control)")
     }
 
@@ -129,8 +160,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<CancelMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::CancelMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::CancelMigration,
+        )
+        .await?;
         not_yet("CancelMigration (the phase 2 engine's run control)")
     }
 
@@ -138,8 +173,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<UpdateMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::UpdateMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::UpdateMigration,
+        )
+        .await?;
         not_yet("UpdateMigration (the phase 2 engine's run control)")
     }
 
@@ -147,8 +186,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<ApplyReportingAliasesRequest>,
     ) -> Answer<ApplyReportingAliasesResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::ApplyReportingAliases)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::ApplyReportingAliases,
+        )
+        .await?;
         not_yet("ApplyReportingAliases (the phase 3 reporting aliases)")
     }
 
@@ -156,8 +199,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<ValidateMigrationRequest>,
     ) -> Answer<ValidationReport> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::ValidateMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::ValidateMigration,
+        )
+        .await?;
         not_yet("ValidateMigration (the phase 4 validation suite)")
     }
 
@@ -165,8 +212,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<RollbackMigrationRequest>,
     ) -> Answer<Self::RollbackMigrationStream> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::RollbackMigration)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::RollbackMigration,
+        )
+        .await?;
         not_yet("RollbackMigration (the rollback engine)")
     }
 
@@ -182,7 +233,10 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         let asked = match operation.trim() {
             "" => Operation::StartMigration,
             name => Operation::from_name(name).ok_or_else(|| {
-                Error::invalid("operation", format!("{name:?} is not an RPC of MigrationService"))
+                Error::invalid(
+                    "operation",
+                    format!("{name:?} is not an RPC of MigrationService"),
+                )
             })?,
         };
         let access = self
@@ -206,8 +260,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<CheckEnvironmentRequest>,
     ) -> Answer<CheckEnvironmentResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::CheckEnvironment)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::CheckEnvironment,
+        )
+        .await?;
         not_yet("CheckEnvironment (the pre-migration environment checks)")
     }
 
@@ -215,8 +273,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<MeasurePerformanceRequest>,
     ) -> Answer<MeasurePerformanceResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::MeasurePerformance)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::MeasurePerformance,
+        )
+        .await?;
         not_yet("MeasurePerformance (the performance baseline and test)")
     }
 
@@ -224,8 +286,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::AssessFailure)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::AssessFailure,
+        )
+        .await?;
         not_yet("AssessFailure (the failure assessment)")
     }
 
@@ -233,8 +299,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
-        self.admit(&request, &request.get_ref().organization_id, Operation::DocumentIncident)
-            .await?;
+        self.admit(
+            &request,
+            &request.get_ref().organization_id,
+            Operation::DocumentIncident,
+        )
+        .await?;
         not_yet("DocumentIncident (the incident record)")
     }
 }

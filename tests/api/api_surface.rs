@@ -20,7 +20,11 @@ async fn capabilities_not_built_yet_answer_unimplemented_naming_them() {
         }
         let status = answer.expect_err(rpc);
         assert_eq!(status.code(), Code::Unimplemented, "{rpc}: {status:?}");
-        assert!(status.message().contains(rpc), "{rpc} names itself: {}", status.message());
+        assert!(
+            status.message().contains(rpc),
+            "{rpc} names itself: {}",
+            status.message()
+        );
     }
     app.stop().await;
 }

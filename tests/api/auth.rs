@@ -18,7 +18,10 @@ fn expired_token(user: Uuid) -> String {
         sub: String,
         exp: u64,
     }
-    let claims = Claims { sub: user.to_string(), exp: 1_000_000 };
+    let claims = Claims {
+        sub: user.to_string(),
+        exp: 1_000_000,
+    };
     jsonwebtoken_encode(&claims)
 }
 
@@ -61,11 +64,23 @@ async fn every_rpc_refuses_missing_garbage_expired_and_foreign_tokens_and_writes
     for (case, token) in cases {
         for (rpc, answer) in rpcs::call_every_rpc(&app, org.id, token).await {
             let status = answer.expect_err(rpc);
-            assert_eq!(status.code(), Code::Unauthenticated, "{case}, {rpc}: {status:?}");
-            assert!(status.message().starts_with("authorization:"), "{case}, {rpc}: {}", status.message());
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "{case}, {rpc}: {status:?}"
+            );
+            assert!(
+                status.message().starts_with("authorization:"),
+                "{case}, {rpc}: {}",
+                status.message()
+            );
         }
     }
-    assert_eq!(row_counts(&pool).await, before, "refused calls wrote nothing");
+    assert_eq!(
+        row_counts(&pool).await,
+        before,
+        "refused calls wrote nothing"
+    );
     app.stop().await;
 }
 
@@ -74,7 +89,10 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
     let db = TestDatabase::create().await;
     let app = TestApp::spawn(db.options()).await;
     let pool = db.pool().await;
-    let (a, b) = (fixtures::organization(&pool).await, fixtures::organization(&pool).await);
+    let (a, b) = (
+        fixtures::organization(&pool).await,
+        fixtures::organization(&pool).await,
+    );
     let mut client = app.client().await;
 
     let preview = client
@@ -82,11 +100,18 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
         .await
         .expect_err("denied");
     assert_eq!(preview.code(), Code::PermissionDenied, "{preview:?}");
-    assert!(preview.message().contains("not an active member"), "{}", preview.message());
+    assert!(
+        preview.message().contains("not an active member"),
+        "{}",
+        preview.message()
+    );
 
     let start = client
         .start_migration(as_user(
-            StartMigrationRequest { organization_id: b.id.to_string(), ..Default::default() },
+            StartMigrationRequest {
+                organization_id: b.id.to_string(),
+                ..Default::default()
+            },
             a.owner,
         ))
         .await
@@ -101,7 +126,10 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
             (a.owner, "StartMigration".to_owned(), false, a.owner),
         ]
     );
-    assert!(security_validations(&pool, a.id).await.is_empty(), "nothing recorded in A");
+    assert!(
+        security_validations(&pool, a.id).await.is_empty(),
+        "nothing recorded in A"
+    );
     app.stop().await;
 }
 
@@ -113,7 +141,13 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
     let org = fixtures::organization(&pool).await;
     let mut client = app.client().await;
     let start = |user| {
-        as_user(StartMigrationRequest { organization_id: org.id.to_string(), ..Default::default() }, user)
+        as_user(
+            StartMigrationRequest {
+                organization_id: org.id.to_string(),
+                ..Default::default()
+            },
+            user,
+        )
     };
 
     let preview = client
@@ -123,12 +157,24 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
         .into_inner();
     assert_eq!(preview.organization_id, org.id.to_string());
 
-    let denied = client.start_migration(start(org.staff)).await.expect_err("denied");
+    let denied = client
+        .start_migration(start(org.staff))
+        .await
+        .expect_err("denied");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    assert!(denied.message().contains("ORG_EMPLOYEE may not StartMigration"), "{}", denied.message());
+    assert!(
+        denied
+            .message()
+            .contains("ORG_EMPLOYEE may not StartMigration"),
+        "{}",
+        denied.message()
+    );
 
     for steering in [org.owner, org.finance_admin] {
-        let past_guard = client.start_migration(start(steering)).await.expect_err("not built yet");
+        let past_guard = client
+            .start_migration(start(steering))
+            .await
+            .expect_err("not built yet");
         assert_eq!(past_guard.code(), Code::Unimplemented, "{past_guard:?}");
     }
     let recorded = security_validations(&pool, org.id).await;
@@ -137,7 +183,12 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
         [
             (org.staff, "StartMigration".to_owned(), false, org.staff),
             (org.owner, "StartMigration".to_owned(), true, org.owner),
-            (org.finance_admin, "StartMigration".to_owned(), true, org.finance_admin),
+            (
+                org.finance_admin,
+                "StartMigration".to_owned(),
+                true,
+                org.finance_admin
+            ),
         ],
         "steering attempts are on the record, written as the caller"
     );
@@ -153,12 +204,19 @@ async fn check_security_reports_the_role_and_right_and_records_the_check() {
     let mut client = app.client().await;
     let check = |user, operation: &str| {
         as_user(
-            CheckSecurityRequest { organization_id: org.id.to_string(), operation: operation.into() },
+            CheckSecurityRequest {
+                organization_id: org.id.to_string(),
+                operation: operation.into(),
+            },
             user,
         )
     };
 
-    let owner = client.check_security(check(org.owner, "")).await.unwrap().into_inner();
+    let owner = client
+        .check_security(check(org.owner, ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(owner.user_id, org.owner.to_string());
     assert_eq!(owner.role, "ORG_OWNER");
     assert!(owner.migration_allowed);
@@ -171,7 +229,14 @@ async fn check_security_reports_the_role_and_right_and_records_the_check() {
         .into_inner();
     assert_eq!(staff.role, "ORG_EMPLOYEE");
     assert!(!staff.migration_allowed);
-    assert!(staff.reasons.iter().any(|r| r.contains("may not RollbackMigration")), "{:?}", staff.reasons);
+    assert!(
+        staff
+            .reasons
+            .iter()
+            .any(|r| r.contains("may not RollbackMigration")),
+        "{:?}",
+        staff.reasons
+    );
 
     let (smart_code, created_by, metadata): (String, Uuid, serde_json::Value) = sqlx::query_as(
         "SELECT smart_code, created_by, metadata FROM universal_transactions WHERE id = $1",
@@ -180,12 +245,18 @@ async fn check_security_reports_the_role_and_right_and_records_the_check() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(smart_code, "HERA.ACCOUNTING.MIGRATION.SECURITY.VALIDATION.v2");
+    assert_eq!(
+        smart_code,
+        "HERA.ACCOUNTING.MIGRATION.SECURITY.VALIDATION.v2"
+    );
     assert_eq!(created_by, org.owner);
     assert_eq!(metadata["user_role"], "ORG_OWNER");
     assert_eq!(metadata["migration_allowed"], true);
 
-    let bad = client.check_security(check(org.owner, "DropEverything")).await.expect_err("invalid");
+    let bad = client
+        .check_security(check(org.owner, "DropEverything"))
+        .await
+        .expect_err("invalid");
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().starts_with("operation:"), "{}", bad.message());
     app.stop().await;
@@ -202,17 +273,27 @@ async fn malformed_and_unknown_organizations_are_named() {
 
     let malformed = client
         .check_security(as_user(
-            CheckSecurityRequest { organization_id: "acme".into(), ..Default::default() },
+            CheckSecurityRequest {
+                organization_id: "acme".into(),
+                ..Default::default()
+            },
             org.owner,
         ))
         .await
         .expect_err("invalid");
     assert_eq!(malformed.code(), Code::InvalidArgument);
-    assert!(malformed.message().starts_with("organization_id:"), "{}", malformed.message());
+    assert!(
+        malformed.message().starts_with("organization_id:"),
+        "{}",
+        malformed.message()
+    );
 
     let unknown = client
         .check_security(as_user(
-            CheckSecurityRequest { organization_id: Uuid::new_v4().to_string(), ..Default::default() },
+            CheckSecurityRequest {
+                organization_id: Uuid::new_v4().to_string(),
+                ..Default::default()
+            },
             org.owner,
         ))
         .await
@@ -227,28 +308,37 @@ async fn row_level_security_confines_the_service_role_to_one_organization_even_w
     let db = TestDatabase::create().await;
     let app = TestApp::spawn(db.options()).await;
     let admin = db.pool().await;
-    let (a, b) = (fixtures::organization(&admin).await, fixtures::organization(&admin).await);
+    let (a, b) = (
+        fixtures::organization(&admin).await,
+        fixtures::organization(&admin).await,
+    );
 
     // On the server's own pool, deliberately forgetting `WHERE organization_id = ...`.
-    let mut tx = hera_migrate::db::scope::begin(&app.service_pool, a.id).await.unwrap();
-    let visible: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT organization_id FROM core_relationships")
-        .fetch_all(&mut *tx)
+    let mut tx = hera_migrate::db::scope::begin(&app.service_pool, a.id)
         .await
         .unwrap();
+    let visible: Vec<Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT organization_id FROM core_relationships")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
     assert_eq!(visible, [a.id]);
     let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM core_organizations")
         .fetch_one(&mut *tx)
         .await
         .unwrap();
     assert_eq!(organizations, 1);
-    let cross_write = sqlx::query(
-        "UPDATE core_entities SET entity_name = 'hijacked' WHERE organization_id = $1",
-    )
-    .bind(b.id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    assert_eq!(cross_write.rows_affected(), 0, "B's rows are invisible to A's transaction");
+    let cross_write =
+        sqlx::query("UPDATE core_entities SET entity_name = 'hijacked' WHERE organization_id = $1")
+            .bind(b.id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        cross_write.rows_affected(),
+        0,
+        "B's rows are invisible to A's transaction"
+    );
     let insert_into_b = sqlx::query(
         "INSERT INTO core_entities (organization_id, entity_type, entity_name, created_by, updated_by)
          VALUES ($1, 'X', 'x', $2, $2)",
@@ -257,7 +347,10 @@ async fn row_level_security_confines_the_service_role_to_one_organization_even_w
     .bind(a.owner)
     .execute(&mut *tx)
     .await;
-    assert!(insert_into_b.is_err(), "writing into B from A's transaction is refused");
+    assert!(
+        insert_into_b.is_err(),
+        "writing into B from A's transaction is refused"
+    );
     drop(tx);
 
     // Outside any organization's transaction, the service role sees nothing.
@@ -276,11 +369,25 @@ async fn a_token_for_a_bearer_with_odd_scheme_case_is_accepted() {
     let org = fixtures::organization(&db.pool().await).await;
     let mut client = app.client().await;
     let mut request = authorized(
-        CheckSecurityRequest { organization_id: org.id.to_string(), ..Default::default() },
+        CheckSecurityRequest {
+            organization_id: org.id.to_string(),
+            ..Default::default()
+        },
         &crate::support::app::token_for(org.owner),
     );
-    let value = request.metadata().get("authorization").unwrap().to_str().unwrap().replace("Bearer", "bearer");
-    request.metadata_mut().insert("authorization", value.parse().unwrap());
-    client.check_security(request).await.expect("bearer is case-insensitive");
+    let value = request
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace("Bearer", "bearer");
+    request
+        .metadata_mut()
+        .insert("authorization", value.parse().unwrap());
+    client
+        .check_security(request)
+        .await
+        .expect("bearer is case-insensitive");
     app.stop().await;
 }

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::support::wait;
 
@@ -21,10 +23,20 @@ struct ServerProcess {
     addr: SocketAddr,
 }
 
+impl Drop for ServerProcess {
+    /// A failed test never leaves its server running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `hera-migrate serve` on the embedded default and waits for its
 /// "listening" log line (JSON logs) to learn the port.
 fn spawn_embedded(data_dir: &Path) -> ServerProcess {
-    let mut child = Command::new(BINARY)
+    let child = Command::new(BINARY)
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env("HERA_DATA_DIR", data_dir)
@@ -34,7 +46,11 @@ fn spawn_embedded(data_dir: &Path) -> ServerProcess {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the binary");
-    let stderr = child.stderr.take().unwrap();
+    let mut server = ServerProcess {
+        child,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let stderr = server.child.stderr.take().unwrap();
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -53,10 +69,14 @@ fn spawn_embedded(data_dir: &Path) -> ServerProcess {
             continue;
         };
         if event["fields"]["message"] == "hera-migrate listening" {
-            let addr = event["fields"]["local_addr"].as_str().unwrap().parse().unwrap();
+            server.addr = event["fields"]["local_addr"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || while received.recv().is_ok() {});
-            return ServerProcess { child, addr };
+            return server;
         }
     }
 }
@@ -91,7 +111,9 @@ async fn health(addr: SocketAddr) -> Option<ServingStatus> {
         .ok()?;
     let mut client = HealthClient::new(channel);
     let response = client
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .ok()?;
     Some(response.into_inner().status())
@@ -125,7 +147,10 @@ async fn sigterm_stops_the_server_and_its_private_postgres_within_ten_seconds() 
     })
     .await;
     assert!(status.success(), "clean exit: {status:?}");
-    assert!(process_gone(postgres), "PostgreSQL {postgres} stopped with the server");
+    assert!(
+        process_gone(postgres),
+        "PostgreSQL {postgres} stopped with the server"
+    );
 }
 
 #[tokio::test]
@@ -137,18 +162,24 @@ async fn after_sigkill_no_postgres_is_left_and_the_next_start_recovers() {
 
     signal(&server.child, libc::SIGKILL);
     server.child.wait().unwrap();
-    wait::until("the orphaned PostgreSQL to stop", Duration::from_secs(15), || async {
-        process_gone(postgres).then_some(())
-    })
+    wait::until(
+        "the orphaned PostgreSQL to stop",
+        Duration::from_secs(15),
+        || async { process_gone(postgres).then_some(()) },
+    )
     .await;
 
     let mut restarted = spawn_embedded(dir.path());
     wait_serving(restarted.addr).await;
     signal(&restarted.child, libc::SIGTERM);
-    let status = wait::until("the restarted server to exit", Duration::from_secs(10), || {
-        let exited = restarted.child.try_wait().unwrap();
-        async move { exited }
-    })
+    let status = wait::until(
+        "the restarted server to exit",
+        Duration::from_secs(10),
+        || {
+            let exited = restarted.child.try_wait().unwrap();
+            async move { exited }
+        },
+    )
     .await;
     assert!(status.success());
 }

@@ -21,7 +21,10 @@ fn failed_start(env: &[(&str, &str)]) -> String {
     let output = command.output().expect("run the binary");
     assert!(!output.status.success(), "{env:?} must stop the start");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line for {env:?}, got: {stderr}");
     errors[0].to_owned()
 }
@@ -29,18 +32,54 @@ fn failed_start(env: &[(&str, &str)]) -> String {
 #[test]
 fn each_bad_setting_is_named() {
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("HERA_LISTEN_ADDR", "not-an-address")], "HERA_LISTEN_ADDR"),
+        (
+            &[("HERA_LISTEN_ADDR", "not-an-address")],
+            "HERA_LISTEN_ADDR",
+        ),
         (&[("DATABASE_URL", "not a url")], "DATABASE_URL"),
-        (&[("DATABASE_URL", "postgres://root@127.0.0.1:5432/x"), ("HERA_DB_POOL_SIZE", "0")], "HERA_DB_POOL_SIZE"),
+        (
+            &[
+                ("DATABASE_URL", "postgres://root@127.0.0.1:5432/x"),
+                ("HERA_DB_POOL_SIZE", "0"),
+            ],
+            "HERA_DB_POOL_SIZE",
+        ),
         (&[("HERA_LOG_FORMAT", "xml")], "HERA_LOG_FORMAT"),
-        (&[("HERA_HEALTH_PROBE_INTERVAL_MS", "soon")], "HERA_HEALTH_PROBE_INTERVAL_MS"),
+        (
+            &[("HERA_HEALTH_PROBE_INTERVAL_MS", "soon")],
+            "HERA_HEALTH_PROBE_INTERVAL_MS",
+        ),
         (&[("RUST_LOG", "hera_migrate=loud")], "RUST_LOG"),
-        (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
-        (&[("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing")], "DATABASE_URL"),
-        (&[("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing"), ("HERA_JWT_SECRET", "")], "HERA_JWT_SECRET"),
-        (&[("HERA_JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem")], "HERA_JWT_PUBLIC_KEY_FILE"),
-        (&[("HERA_TLS_CERT", "/nonexistent/cert.pem"), ("HERA_TLS_KEY", "/nonexistent/key.pem")], "HERA_TLS_CERT"),
-        (&[("HERA_TLS_CERT", "/nonexistent/cert.pem")], "HERA_TLS_KEY"),
+        (
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            &[("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing")],
+            "DATABASE_URL",
+        ),
+        (
+            &[
+                ("DATABASE_URL", "postgres://root@127.0.0.1:1/nothing"),
+                ("HERA_JWT_SECRET", ""),
+            ],
+            "HERA_JWT_SECRET",
+        ),
+        (
+            &[("HERA_JWT_PUBLIC_KEY_FILE", "/nonexistent/key.pem")],
+            "HERA_JWT_PUBLIC_KEY_FILE",
+        ),
+        (
+            &[
+                ("HERA_TLS_CERT", "/nonexistent/cert.pem"),
+                ("HERA_TLS_KEY", "/nonexistent/key.pem"),
+            ],
+            "HERA_TLS_CERT",
+        ),
+        (
+            &[("HERA_TLS_CERT", "/nonexistent/cert.pem")],
+            "HERA_TLS_KEY",
+        ),
     ];
     for (env, setting) in cases {
         let line = failed_start(env);

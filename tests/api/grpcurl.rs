@@ -35,29 +35,46 @@ async fn reflection_lists_and_describes_the_service_and_health_answers() {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
-        assert!(services.lines().any(|line| line == service), "{service} in {services}");
+        assert!(
+            services.lines().any(|line| line == service),
+            "{service} in {services}"
+        );
     }
 
     let description = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || grpcurl(&["-plaintext", &addr, "describe", "hera.migration.v2.MigrationService"])
+        move || {
+            grpcurl(&[
+                "-plaintext",
+                &addr,
+                "describe",
+                "hera.migration.v2.MigrationService",
+            ])
+        }
     })
     .await
     .unwrap();
     assert!(description.contains("rpc StartMigration"), "{description}");
-    assert!(description.contains("stream .hera.migration.v2.MigrationProgress"), "{description}");
+    assert!(
+        description.contains("stream .hera.migration.v2.MigrationProgress"),
+        "{description}"
+    );
 
-    crate::support::wait::until("grpcurl health SERVING", std::time::Duration::from_secs(10), || {
-        let addr = addr.clone();
-        async move {
-            let health = tokio::task::spawn_blocking(move || {
-                grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"])
-            })
-            .await
-            .unwrap();
-            health.contains("\"SERVING\"").then_some(())
-        }
-    })
+    crate::support::wait::until(
+        "grpcurl health SERVING",
+        std::time::Duration::from_secs(10),
+        || {
+            let addr = addr.clone();
+            async move {
+                let health = tokio::task::spawn_blocking(move || {
+                    grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"])
+                })
+                .await
+                .unwrap();
+                health.contains("\"SERVING\"").then_some(())
+            }
+        },
+    )
     .await;
     app.stop().await;
 }

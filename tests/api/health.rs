@@ -7,11 +7,15 @@ use crate::support::{TestApp, TestDatabase, proxy::TcpProxy, wait};
 const MIGRATION_SERVICE: &str = "hera.migration.v2.MigrationService";
 
 async fn wait_for_status(app: &TestApp, wanted: ServingStatus) {
-    wait::until(&format!("health {wanted:?}"), Duration::from_secs(15), || async {
-        let overall = app.health("").await;
-        let service = app.health(MIGRATION_SERVICE).await;
-        (overall == wanted && service == wanted).then_some(())
-    })
+    wait::until(
+        &format!("health {wanted:?}"),
+        Duration::from_secs(15),
+        || async {
+            let overall = app.health("").await;
+            let service = app.health(MIGRATION_SERVICE).await;
+            (overall == wanted && service == wanted).then_some(())
+        },
+    )
     .await;
 }
 

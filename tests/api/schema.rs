@@ -41,7 +41,10 @@ async fn install_creates_exactly_the_six_tables_and_twice_changes_nothing() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(recorded, serde_json::json!({"version": schema::SCHEMA_VERSION, "mode": "owned"}));
+    assert_eq!(
+        recorded,
+        serde_json::json!({"version": schema::SCHEMA_VERSION, "mode": "owned"})
+    );
 }
 
 #[tokio::test]
@@ -57,7 +60,10 @@ async fn concurrent_installs_both_succeed() {
 async fn attach_mode_leaves_every_table_column_constraint_and_trigger_as_it_was() {
     let (db, pool) = hera_production_like().await;
     let before = catalog::snapshot(&pool).await;
-    assert!(before.iter().any(|line| line.contains("actor_audit")), "fixture has triggers");
+    assert!(
+        before.iter().any(|line| line.contains("actor_audit")),
+        "fixture has triggers"
+    );
 
     let info = schema::install(&pool).await.expect("attach");
     assert_eq!(info.mode, SchemaMode::Attached);
@@ -85,7 +91,10 @@ async fn attach_mode_refuses_a_schema_lacking_needed_columns_and_names_each() {
     .unwrap();
     let before = catalog::snapshot(&pool).await;
 
-    let error = schema::install(&pool).await.expect_err("refused").to_string();
+    let error = schema::install(&pool)
+        .await
+        .expect_err("refused")
+        .to_string();
     for problem in [
         "universal_transactions.fiscal_period is missing",
         "universal_transaction_lines.line_data is missing",
@@ -94,12 +103,11 @@ async fn attach_mode_refuses_a_schema_lacking_needed_columns_and_names_each() {
         assert!(error.contains(problem), "{problem} in: {error}");
     }
     assert_eq!(catalog::snapshot(&pool).await, before);
-    let installed: bool = sqlx::query_scalar(
-        "SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let installed: bool =
+        sqlx::query_scalar("SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(!installed, "a refused attach installs nothing");
 }
 
@@ -111,7 +119,16 @@ async fn part_of_the_six_is_refused_naming_the_missing_tables() {
         .execute(&pool)
         .await
         .unwrap();
-    let error = schema::install(&pool).await.expect_err("refused").to_string();
-    assert!(error.contains("core_entities") && error.contains("universal_transaction_lines"), "{error}");
-    assert_eq!(catalog::tables(&pool).await, public(&["core_organizations"]));
+    let error = schema::install(&pool)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("core_entities") && error.contains("universal_transaction_lines"),
+        "{error}"
+    );
+    assert_eq!(
+        catalog::tables(&pool).await,
+        public(&["core_organizations"])
+    );
 }

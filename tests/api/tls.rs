@@ -3,7 +3,9 @@ use std::{path::PathBuf, time::Duration};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::support::{TestApp, TestDatabase, app::test_settings, wait};
 
@@ -35,7 +37,12 @@ impl Pki {
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(dir.path().join("server.pem"), server_cert).unwrap();
         std::fs::write(dir.path().join("server.key"), server_key).unwrap();
-        Self { ca: ca.pem(), client_cert, client_key, dir }
+        Self {
+            ca: ca.pem(),
+            client_cert,
+            client_key,
+            dir,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -55,12 +62,18 @@ async fn tls_app(pki: &Pki, db: &TestDatabase, mutual: bool) -> TestApp {
 
 async fn health_over(channel: Channel) -> Result<ServingStatus, tonic::Status> {
     let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await?;
     Ok(response.into_inner().status())
 }
 
-async fn tls_channel(app: &TestApp, pki: &Pki, with_client_cert: bool) -> Result<Channel, tonic::transport::Error> {
+async fn tls_channel(
+    app: &TestApp,
+    pki: &Pki,
+    with_client_cert: bool,
+) -> Result<Channel, tonic::transport::Error> {
     let mut tls = ClientTlsConfig::new()
         .domain_name("localhost")
         .ca_certificate(Certificate::from_pem(&pki.ca));
@@ -90,15 +103,26 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
     let app = tls_app(&pki, &db, false).await;
     wait_serving_over_tls(&app, &pki).await;
 
-    let anonymous = tls_channel(&app, &pki, false).await.expect("TLS without a client certificate");
-    assert_eq!(health_over(anonymous).await.unwrap(), ServingStatus::Serving);
+    let anonymous = tls_channel(&app, &pki, false)
+        .await
+        .expect("TLS without a client certificate");
+    assert_eq!(
+        health_over(anonymous).await.unwrap(),
+        ServingStatus::Serving
+    );
 
-    let plaintext = Channel::from_shared(app.endpoint()).unwrap().connect().await;
+    let plaintext = Channel::from_shared(app.endpoint())
+        .unwrap()
+        .connect()
+        .await;
     let refused = match plaintext {
         Err(_) => true,
         Ok(channel) => health_over(channel).await.is_err(),
     };
-    assert!(refused, "a plaintext client gets no answer from a TLS server");
+    assert!(
+        refused,
+        "a plaintext client gets no answer from a TLS server"
+    );
     app.stop().await;
 }
 
@@ -113,6 +137,9 @@ async fn mutual_tls_requires_a_client_certificate_signed_by_the_client_ca() {
         Err(_) => true,
         Ok(channel) => health_over(channel).await.is_err(),
     };
-    assert!(without_certificate, "a client without a certificate is refused under mutual TLS");
+    assert!(
+        without_certificate,
+        "a client without a certificate is refused under mutual TLS"
+    );
     app.stop().await;
 }

@@ -32,7 +32,9 @@ pub fn authorized<T>(message: T, token: &str) -> Request<T> {
 pub fn as_user<T>(message: T, user: Uuid) -> Request<T> {
     authorized(message, &token_for(user))
 }
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -68,7 +70,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: ServeSettings) -> Self {
-        let app = Application::build(settings).await.expect("the server starts");
+        let app = Application::build(settings)
+            .await
+            .expect("the server starts");
         let addr = app.local_addr();
         let service_pool = app.pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -51,7 +51,10 @@ fn remove_clusters_of_finished_runs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(CLUSTER_PREFIX).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix(CLUSTER_PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -68,7 +71,9 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub async fn create() -> Self {
         let name = format!("hera_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect_with(server()).await.expect("connect to the test server");
+        let mut admin = PgConnection::connect_with(server())
+            .await
+            .expect("connect to the test server");
         admin
             .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
@@ -93,13 +98,21 @@ impl TestDatabase {
     /// The address a TCP proxy should forward to.
     pub fn upstream(&self) -> super::proxy::Upstream {
         let options = server();
-        let unix = options
-            .get_socket()
-            .cloned()
-            .or_else(|| options.get_host().starts_with('/').then(|| options.get_host().into()));
+        let unix = options.get_socket().cloned().or_else(|| {
+            options
+                .get_host()
+                .starts_with('/')
+                .then(|| options.get_host().into())
+        });
         match unix {
-            Some(dir) => super::proxy::Upstream::Unix(dir.join(format!(".s.PGSQL.{}", options.get_port()))),
-            None => super::proxy::Upstream::Tcp(format!("{}:{}", options.get_host(), options.get_port())),
+            Some(dir) => {
+                super::proxy::Upstream::Unix(dir.join(format!(".s.PGSQL.{}", options.get_port())))
+            }
+            None => super::proxy::Upstream::Tcp(format!(
+                "{}:{}",
+                options.get_host(),
+                options.get_port()
+            )),
         }
     }
 
@@ -121,7 +134,10 @@ impl TestDatabase {
         let options = server();
         let user = options.get_username();
         match options.get_socket().cloned().or_else(|| {
-            options.get_host().starts_with('/').then(|| options.get_host().into())
+            options
+                .get_host()
+                .starts_with('/')
+                .then(|| options.get_host().into())
         }) {
             Some(dir) => format!(
                 "postgres://{user}@localhost:{}/{}?host={}",

@@ -54,7 +54,10 @@ pub async fn organization(pool: &PgPool) -> Organization {
 }
 
 /// SECURITY_VALIDATION rows of an organization, as (user, operation, allowed, created_by).
-pub async fn security_validations(pool: &PgPool, organization: Uuid) -> Vec<(Uuid, String, bool, Uuid)> {
+pub async fn security_validations(
+    pool: &PgPool,
+    organization: Uuid,
+) -> Vec<(Uuid, String, bool, Uuid)> {
     sqlx::query_as(
         "SELECT (metadata ->> 'user_id')::uuid, metadata ->> 'operation',
                 (metadata ->> 'allowed')::boolean, created_by

@@ -26,63 +26,117 @@ pub async fn call_every_rpc(
         (
             "PreviewCandidates",
             client
-                .preview_candidates(request(PreviewCandidatesRequest { organization_id: org(), ..Default::default() }, t))
+                .preview_candidates(request(
+                    PreviewCandidatesRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "StartMigration",
             client
-                .start_migration(request(StartMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .start_migration(request(
+                    StartMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "WatchMigration",
             client
-                .watch_migration(request(WatchMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .watch_migration(request(
+                    WatchMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "GetMigration",
             client
-                .get_migration(request(GetMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .get_migration(request(
+                    GetMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "ListMigrations",
             client
-                .list_migrations(request(ListMigrationsRequest { organization_id: org(), ..Default::default() }, t))
+                .list_migrations(request(
+                    ListMigrationsRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "PauseMigration",
             client
-                .pause_migration(request(PauseMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .pause_migration(request(
+                    PauseMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "ResumeMigration",
             client
-                .resume_migration(request(ResumeMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .resume_migration(request(
+                    ResumeMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "CancelMigration",
             client
-                .cancel_migration(request(CancelMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .cancel_migration(request(
+                    CancelMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "UpdateMigration",
             client
-                .update_migration(request(UpdateMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .update_migration(request(
+                    UpdateMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
@@ -90,7 +144,10 @@ pub async fn call_every_rpc(
             "ApplyReportingAliases",
             client
                 .apply_reporting_aliases(request(
-                    ApplyReportingAliasesRequest { organization_id: org(), ..Default::default() },
+                    ApplyReportingAliasesRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
                     t,
                 ))
                 .await
@@ -99,49 +156,90 @@ pub async fn call_every_rpc(
         (
             "ValidateMigration",
             client
-                .validate_migration(request(ValidateMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .validate_migration(request(
+                    ValidateMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "RollbackMigration",
             client
-                .rollback_migration(request(RollbackMigrationRequest { organization_id: org(), ..Default::default() }, t))
+                .rollback_migration(request(
+                    RollbackMigrationRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "CheckSecurity",
             client
-                .check_security(request(CheckSecurityRequest { organization_id: org(), ..Default::default() }, t))
+                .check_security(request(
+                    CheckSecurityRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "CheckEnvironment",
             client
-                .check_environment(request(CheckEnvironmentRequest { organization_id: org() }, t))
+                .check_environment(request(
+                    CheckEnvironmentRequest {
+                        organization_id: org(),
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "MeasurePerformance",
             client
-                .measure_performance(request(MeasurePerformanceRequest { organization_id: org(), ..Default::default() }, t))
+                .measure_performance(request(
+                    MeasurePerformanceRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "AssessFailure",
             client
-                .assess_failure(request(AssessFailureRequest { organization_id: org(), ..Default::default() }, t))
+                .assess_failure(request(
+                    AssessFailureRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
         (
             "DocumentIncident",
             client
-                .document_incident(request(DocumentIncidentRequest { organization_id: org(), ..Default::default() }, t))
+                .document_incident(request(
+                    DocumentIncidentRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
                 .await
                 .map(drop),
         ),
