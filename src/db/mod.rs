@@ -78,6 +78,14 @@ impl Database {
         options: PgConnectOptions,
         pool_size: u32,
     ) -> Result<(PgPool, PgPool, SchemaInfo), DbError> {
+        // Batches and seed chunks take seconds by design: sqlx's slow-statement
+        // warning (with the whole SQL text) would only be noise; our own spans
+        // and logs time them.
+        let options = sqlx::ConnectOptions::log_slow_statements(
+            options,
+            log::LevelFilter::Debug,
+            Duration::from_secs(1),
+        );
         // A refused or rejected connection is reported as such, not as a pool timeout.
         let mut installer = sqlx::ConnectOptions::connect(&options)
             .await

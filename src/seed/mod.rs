@@ -33,8 +33,6 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 mod report;
-#[cfg(test)]
-mod tests;
 
 const SETUP_SQL: &str = include_str!("../../sql/seed/setup.sql");
 const TRANSACTIONS_SQL: &str = include_str!("../../sql/seed/transactions.sql");
@@ -217,7 +215,7 @@ pub async fn seed_demo(pool: &PgPool, params: &SeedParams) -> Result<SeedReport>
 
 /// [`seed_demo`] with a given chunk size (the tests vary it to show that the
 /// data do not depend on it).
-async fn seed_in_chunks(pool: &PgPool, params: &SeedParams, chunk: u64) -> Result<SeedReport> {
+pub async fn seed_in_chunks(pool: &PgPool, params: &SeedParams, chunk: u64) -> Result<SeedReport> {
     params.validate()?;
     let started = Instant::now();
     let tag = run_tag();

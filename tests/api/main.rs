@@ -8,6 +8,7 @@ mod binary;
 mod config;
 mod grpcurl;
 mod health;
+mod preview;
 mod schema;
 mod seed_demo;
 mod tls;

@@ -1,0 +1,570 @@
+//! Phase 1: the preview is exact (equal to a plain SQL truth), read-only, and
+//! the same from the RPC and from psql.
+use std::collections::BTreeMap;
+
+use hera_migrate::{
+    proto::*,
+    seed::{self, SeedParams},
+};
+use sqlx::PgPool;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{TestApp, TestDatabase, as_user, fixtures, fixtures::row_counts};
+
+const FROM: &str = "2024-01-01";
+const TO: &str = "2024-12-31";
+
+fn request(organization: Uuid) -> PreviewCandidatesRequest {
+    PreviewCandidatesRequest {
+        organization_id: organization.to_string(),
+        from_date: FROM.into(),
+        to_date: TO.into(),
+        ..Default::default()
+    }
+}
+
+async fn seeded(
+    db: &TestDatabase,
+    organizations: u32,
+    transactions: u64,
+) -> (PgPool, seed::SeedReport) {
+    let pool = db.pool().await;
+    let report = seed::seed_demo(
+        &pool,
+        &SeedParams {
+            organizations,
+            transactions,
+            lines: 3,
+            from: FROM.parse().unwrap(),
+            to: TO.parse().unwrap(),
+            seed: 7,
+        },
+    )
+    .await
+    .expect("seed");
+    (pool, report)
+}
+
+/// A caller allowed to preview: the organization's first user (any member may).
+fn member(report: &seed::SeedReport, index: usize) -> (Uuid, Uuid) {
+    let org = &report.organizations[index];
+    (org.id, org.users[0].id)
+}
+
+/// The candidates by plain SQL, written independently of the function.
+const TRUTH: &str = r#"
+SELECT upper(regexp_replace(t.smart_code, '\.[vV]1$', '')) || '.v1' AS source,
+       coalesce(p.metadata ->> 'period_code', '') AS period_code,
+       coalesce(p.metadata ->> 'status', 'UNASSIGNED') AS status,
+       count(*) AS transactions,
+       sum(t.total_amount)::text AS amount
+  FROM universal_transactions t
+  LEFT JOIN LATERAL (
+      SELECT e.metadata FROM core_entities e
+       WHERE e.organization_id = t.organization_id AND e.entity_type = 'FISCAL_PERIOD'
+         AND (e.id = t.fiscal_period_entity_id
+              OR (t.fiscal_period_entity_id IS NULL
+                  AND (t.transaction_date AT TIME ZONE 'UTC')::date
+                      BETWEEN (e.metadata ->> 'start_date')::date AND (e.metadata ->> 'end_date')::date))
+       LIMIT 1
+  ) p ON true
+ WHERE t.organization_id = $1
+   AND (t.transaction_date AT TIME ZONE 'UTC')::date BETWEEN $2::date AND $3::date
+   AND t.transaction_status = 'posted'
+   AND t.smart_code ~ '\.[vV]1$'
+   AND NOT (t.metadata ? 'reversal_of')
+ GROUP BY 1, 2, 3
+"#;
+
+type Truth = Vec<(String, String, String, i64, String)>;
+
+async fn truth(pool: &PgPool, organization: Uuid) -> Truth {
+    sqlx::query_as(TRUTH)
+        .bind(organization)
+        .bind(FROM)
+        .bind(TO)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// md5 of every row of the six tables: equal before and after means untouched.
+async fn checksum(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+            SELECT t::text AS x FROM core_organizations t UNION ALL SELECT t::text FROM core_entities t
+            UNION ALL SELECT t::text FROM core_dynamic_data t UNION ALL SELECT t::text FROM core_relationships t
+            UNION ALL SELECT t::text FROM universal_transactions t
+            UNION ALL SELECT t::text FROM universal_transaction_lines t) rows",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn totals_breakdown_and_periods_equal_sql_truth_and_nothing_changes() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, report) = seeded(&db, 2, 600).await;
+    let (org, user) = member(&report, 0);
+    let before = checksum(&pool).await;
+
+    let preview = app
+        .client()
+        .await
+        .preview_candidates(as_user(request(org), user))
+        .await
+        .expect("preview")
+        .into_inner();
+    let truth = truth(&pool, org).await;
+
+    let total: i64 = truth.iter().map(|row| row.3).sum();
+    assert_eq!(preview.total_candidates, total);
+    assert_eq!(
+        preview.total_candidates, 600,
+        "every seeded transaction is a candidate"
+    );
+
+    let mut by_code: BTreeMap<String, (i64, rust_decimal::Decimal)> = BTreeMap::new();
+    let mut by_period: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (source, period, status, transactions, amount) in &truth {
+        let entry = by_code.entry(source.clone()).or_default();
+        entry.0 += transactions;
+        entry.1 += amount.parse::<rust_decimal::Decimal>().unwrap();
+        *by_period
+            .entry((period.clone(), status.clone()))
+            .or_default() += transactions;
+    }
+    let breakdown: BTreeMap<String, (i64, rust_decimal::Decimal)> = preview
+        .smart_code_breakdown
+        .iter()
+        .map(|b| {
+            assert_eq!(
+                b.target_smart_code,
+                b.source_smart_code.replace(".v1", ".v2")
+            );
+            (
+                b.source_smart_code.clone(),
+                (b.transaction_count, b.total_amount.parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(breakdown, by_code);
+
+    let periods: BTreeMap<(String, String), i64> = preview
+        .fiscal_period_status
+        .iter()
+        .map(|p| {
+            (
+                (p.period_code.clone(), p.status().as_str_name().to_owned()),
+                p.affected_transactions,
+            )
+        })
+        .collect();
+    assert_eq!(periods, by_period);
+    assert!(
+        preview
+            .fiscal_period_status
+            .iter()
+            .any(|p| p.status() == FiscalPeriodState::Closed),
+        "the seeded closed period is reported"
+    );
+    assert_eq!(preview.candidate_ids.len(), 600.min(1000));
+    assert!(preview.estimated_processing_time_ms > 0);
+    assert!(
+        preview.estimate_basis.starts_with("calibration"),
+        "{}",
+        preview.estimate_basis
+    );
+    assert_eq!(preview.unbalanced_transactions.unwrap().count, 0);
+
+    assert_eq!(checksum(&pool).await, before, "the preview wrote nothing");
+    app.stop().await;
+}
+
+/// Inserts one transaction with two GL lines (DR `dr`, CR `cr`).
+async fn transaction(
+    pool: &PgPool,
+    org: &fixtures::Organization,
+    smart_code: &str,
+    status: &str,
+    date: &str,
+    metadata: serde_json::Value,
+    (dr, cr): (&str, &str),
+) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "WITH header AS (
+             INSERT INTO universal_transactions (id, organization_id, transaction_type, transaction_code,
+                 transaction_date, total_amount, transaction_status, smart_code, metadata, created_by, updated_by)
+             VALUES ($1, $2, 'SALE', 'T-' || $1::text, $3::timestamptz, $6::numeric, $4, $5, $7, $8, $8)
+             RETURNING id)
+         INSERT INTO universal_transaction_lines (organization_id, transaction_id, line_number, line_type,
+             line_amount, smart_code, line_data, created_by, updated_by)
+         SELECT $2, id, n, 'GL', amount::numeric, 'HERA.SALON.POS.GL.LINE.v1',
+                jsonb_build_object('side', side, 'account_code', account), $8, $8
+           FROM header, (VALUES (1, 'DR', $6, '1100'), (2, 'CR', $9, '4100')) AS l (n, side, amount, account)",
+    )
+    .bind(id)
+    .bind(org.id)
+    .bind(date)
+    .bind(status)
+    .bind(smart_code)
+    .bind(dr)
+    .bind(metadata)
+    .bind(org.owner)
+    .bind(cr)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn reversals_v2_upper_case_other_organizations_and_unbalanced_are_handled() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let (org, other) = (
+        fixtures::organization(&pool).await,
+        fixtures::organization(&pool).await,
+    );
+    let none = serde_json::json!({});
+    let sale = "HERA.SALON.POS.TXN.SALE.v1";
+    let balanced = ("10.00", "10.00");
+
+    let lower = transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2024-03-01",
+        none.clone(),
+        balanced,
+    )
+    .await;
+    let upper = transaction(
+        &pool,
+        &org,
+        "HERA.SALON.POS.TXN.SALE.V1",
+        "posted",
+        "2024-03-02",
+        none.clone(),
+        balanced,
+    )
+    .await;
+    let unbalanced = transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2024-03-03",
+        none.clone(),
+        ("10.00", "9.00"),
+    )
+    .await;
+    transaction(
+        &pool,
+        &org,
+        "HERA.SALON.POS.TXN.SALE.v2",
+        "posted",
+        "2024-03-04",
+        none.clone(),
+        balanced,
+    )
+    .await;
+    transaction(
+        &pool,
+        &org,
+        sale,
+        "reversed",
+        "2024-03-05",
+        none.clone(),
+        balanced,
+    )
+    .await;
+    transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2024-03-06",
+        serde_json::json!({"reversal_of": lower}),
+        balanced,
+    )
+    .await;
+    transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2025-01-01",
+        none.clone(),
+        balanced,
+    )
+    .await;
+    transaction(
+        &pool,
+        &other,
+        sale,
+        "posted",
+        "2024-03-01",
+        none.clone(),
+        balanced,
+    )
+    .await;
+
+    let preview = app
+        .client()
+        .await
+        .preview_candidates(as_user(request(org.id), org.staff))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(preview.total_candidates, 3);
+    assert_eq!(
+        preview.smart_code_breakdown.len(),
+        1,
+        "{:?}",
+        preview.smart_code_breakdown
+    );
+    let sales = &preview.smart_code_breakdown[0];
+    assert_eq!(
+        (sales.source_smart_code.as_str(), sales.transaction_count),
+        (sale, 3)
+    );
+    assert_eq!(
+        sales.total_amount.parse::<rust_decimal::Decimal>().unwrap(),
+        "30".parse().unwrap()
+    );
+    assert_eq!(
+        preview.candidate_ids,
+        [lower, upper, unbalanced].map(|id| id.to_string())
+    );
+    let unbalanced_report = preview.unbalanced_transactions.unwrap();
+    assert_eq!(
+        (unbalanced_report.count, unbalanced_report.transaction_ids),
+        (1, vec![unbalanced.to_string()])
+    );
+    assert_eq!(
+        preview.risk_assessment.unwrap().data_integrity_risk(),
+        RiskLevel::High
+    );
+    assert_eq!(preview.fiscal_period_status.len(), 1);
+    assert_eq!(
+        preview.fiscal_period_status[0].status(),
+        FiscalPeriodState::Unassigned
+    );
+
+    // An explicit mapping to nothing reports the code as not migratable.
+    let mut excluded = request(org.id);
+    excluded.smart_code_mappings = vec![SmartCodeMapping {
+        source_smart_code: sale.into(),
+        target_smart_code: String::new(),
+    }];
+    let excluded = app
+        .client()
+        .await
+        .preview_candidates(as_user(excluded, org.staff))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(excluded.total_candidates, 0);
+    assert_eq!(excluded.not_migratable.len(), 1);
+    assert_eq!(excluded.not_migratable[0].transaction_count, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fingerprint_is_stable_and_changes_when_a_candidate_changes() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, report) = seeded(&db, 1, 200).await;
+    let (org, user) = member(&report, 0);
+    let mut client = app.client().await;
+    let mut fingerprint = async || {
+        client
+            .preview_candidates(as_user(request(org), user))
+            .await
+            .unwrap()
+            .into_inner()
+            .plan_fingerprint
+    };
+    let first = fingerprint().await;
+    assert_eq!(fingerprint().await, first, "same data, same fingerprint");
+
+    sqlx::query(
+        "UPDATE universal_transactions SET total_amount = total_amount + 1, updated_at = now()
+          WHERE id = (SELECT id FROM universal_transactions WHERE organization_id = $1
+                       AND transaction_status = 'posted' ORDER BY transaction_date LIMIT 1)",
+    )
+    .bind(org)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_ne!(
+        fingerprint().await,
+        first,
+        "a changed candidate changes the fingerprint"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sql_function_in_psql_and_the_rpc_agree() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (_pool, report) = seeded(&db, 1, 300).await;
+    let (org, user) = member(&report, 0);
+    let rpc = app
+        .client()
+        .await
+        .preview_candidates(as_user(request(org), user))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let url = db.url();
+    let sql = format!("SELECT hera_migration_preview_candidates_v2('{org}', '{FROM}', '{TO}')");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args([&url, "-XAtc", &sql])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("psql is installed with PostgreSQL");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let function: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(function["total_candidates"], rpc.total_candidates);
+    assert_eq!(function["plan_fingerprint"], rpc.plan_fingerprint.as_str());
+    assert_eq!(
+        function["smart_code_breakdown"].as_array().unwrap().len(),
+        rpc.smart_code_breakdown.len()
+    );
+    for (from_sql, from_rpc) in function["smart_code_breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&rpc.smart_code_breakdown)
+    {
+        assert_eq!(
+            from_sql["source_smart_code"],
+            from_rpc.source_smart_code.as_str()
+        );
+        assert_eq!(from_sql["transaction_count"], from_rpc.transaction_count);
+        assert_eq!(from_sql["total_amount"], from_rpc.total_amount.as_str());
+    }
+    for (from_sql, from_rpc) in function["fiscal_period_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&rpc.fiscal_period_status)
+    {
+        assert_eq!(from_sql["period_code"], from_rpc.period_code.as_str());
+        assert_eq!(
+            from_sql["affected_transactions"],
+            from_rpc.affected_transactions
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let org = fixtures::organization(&pool).await;
+    let mut client = app.client().await;
+    let before = row_counts(&pool).await;
+    let mapping = |source: &str, target: &str| SmartCodeMapping {
+        source_smart_code: source.into(),
+        target_smart_code: target.into(),
+    };
+
+    let cases: Vec<(PreviewCandidatesRequest, Code, &str)> = vec![
+        (
+            PreviewCandidatesRequest {
+                organization_id: "nope".into(),
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "organization_id",
+        ),
+        (
+            PreviewCandidatesRequest {
+                from_date: "2024-12-31".into(),
+                to_date: "2024-01-01".into(),
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "from_date",
+        ),
+        (
+            PreviewCandidatesRequest {
+                to_date: "yesterday".into(),
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "to_date",
+        ),
+        (
+            PreviewCandidatesRequest {
+                batch_limit: -1,
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "batch_limit",
+        ),
+        (
+            PreviewCandidatesRequest {
+                batch_limit: 5001,
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "batch_limit",
+        ),
+        (
+            PreviewCandidatesRequest {
+                smart_code_mappings: vec![mapping("HERA.SALON.POS.TXN.SALE.v1", "SALE-V2")],
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "smart_code_mappings[0].target_smart_code",
+        ),
+        (
+            PreviewCandidatesRequest {
+                smart_code_mappings: vec![
+                    mapping("HERA.SALON.POS.TXN.SALE.v1", ""),
+                    mapping("HERA.SALON.POS.TXN.SALE.V1", ""),
+                ],
+                ..request(org.id)
+            },
+            Code::InvalidArgument,
+            "smart_code_mappings[1].source_smart_code",
+        ),
+        (request(Uuid::new_v4()), Code::NotFound, "organization_id"),
+    ];
+    for (bad, code, field) in cases {
+        let status = client
+            .preview_candidates(as_user(bad, org.owner))
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), code, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(field),
+            "{field} named in {:?}",
+            status.message()
+        );
+    }
+    assert_eq!(row_counts(&pool).await, before);
+    app.stop().await;
+}
