@@ -82,11 +82,73 @@ async fn seed_demo(settings: SeedDemoSettings) -> anyhow::Result<()> {
     let seeded = seed::seed_demo(database.admin_pool(), &params).await;
     database.close().await;
     let report = seeded?;
+    let tokens = user_tokens(&settings, &report)?;
     match settings.output {
-        OutputFormat::Text => println!("{report}"),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => {
+            println!("{report}");
+            print_tokens(&tokens);
+        }
+        OutputFormat::Json => {
+            let mut json = serde_json::to_value(&report)?;
+            json["tokens"] = serde_json::to_value(&tokens)?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
     }
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct UserToken {
+    organization_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    role: String,
+    token: String,
+}
+
+/// A token (valid 24 h) for every user the seed made, when a secret is known:
+/// HERA_JWT_SECRET, or the embedded default's own.
+fn user_tokens(
+    settings: &SeedDemoSettings,
+    report: &seed::SeedReport,
+) -> anyhow::Result<Vec<UserToken>> {
+    let secret = match (&settings.jwt_secret, &settings.database.database_url) {
+        (Some(secret), _) => secret.clone(),
+        (None, None) => {
+            let dir = settings
+                .database
+                .data_dir
+                .clone()
+                .unwrap_or_else(EmbeddedPostgres::default_data_dir);
+            keys::embedded_secret(&dir)?
+        }
+        (None, Some(_)) => return Ok(Vec::new()),
+    };
+    let mut tokens = Vec::new();
+    for organization in &report.organizations {
+        for user in &organization.users {
+            tokens.push(UserToken {
+                organization_id: organization.id,
+                user_id: user.id,
+                role: user.role.clone(),
+                token: token::mint(secret.expose().as_bytes(), user.id, crate::demo::TOKEN_TTL)?,
+            });
+        }
+    }
+    Ok(tokens)
+}
+
+fn print_tokens(tokens: &[UserToken]) {
+    if tokens.is_empty() {
+        println!("(set HERA_JWT_SECRET to have a token printed for each user)");
+        return;
+    }
+    println!("tokens (valid 24 h):");
+    for t in tokens {
+        println!(
+            "  {} {:<12} {}  {}",
+            t.organization_id, t.role, t.user_id, t.token
+        );
+    }
 }
 
 fn mint_token(settings: TokenSettings) -> anyhow::Result<()> {

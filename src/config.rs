@@ -186,6 +186,9 @@ pub struct SeedDemoSettings {
     /// Report format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Secret to mint the printed tokens with; unset: the embedded default's secret.
+    #[arg(long, env = "HERA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -21,6 +21,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
+    /// What the server printed on stdout (the demo owner's `export` lines).
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for ServerProcess {
@@ -43,13 +45,22 @@ fn spawn_embedded(data_dir: &Path) -> ServerProcess {
         .env("HERA_LISTEN_ADDR", "127.0.0.1:0")
         .env("HERA_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the binary");
     let mut server = ServerProcess {
         child,
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        stdout: Default::default(),
     };
+    let stdout = server.child.stdout.take().unwrap();
+    let printed = server.stdout.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            printed.lock().unwrap().push(line);
+        }
+    });
     let stderr = server.child.stderr.take().unwrap();
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
@@ -182,4 +193,73 @@ async fn after_sigkill_no_postgres_is_left_and_the_next_start_recovers() {
     )
     .await;
     assert!(status.success());
+}
+
+/// The `export NAME=value` lines the server printed.
+fn exports(server: &ServerProcess) -> Vec<(String, String)> {
+    server
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// The grpcurl lines of the README's examples block.
+fn readme_examples() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("<!-- examples:begin")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- examples:end -->").next())
+        .expect("the README has an examples block");
+    block
+        .lines()
+        .filter(|line| line.starts_with("grpcurl "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readme_examples_work_as_printed_against_the_embedded_default() {
+    let dir = data_dir();
+    let server = spawn_embedded(dir.path());
+    wait_serving(server.addr).await;
+    let exports = exports(&server);
+    let names: Vec<&str> = exports.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["HERA_ORG", "HERA_TOKEN"],
+        "the demo owner's token is printed"
+    );
+
+    let examples = readme_examples();
+    assert!(examples.len() >= 6, "{examples:?}");
+    for example in examples {
+        let command = example.replace("127.0.0.1:50051", &server.addr.to_string());
+        let exports = exports.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .envs(exports)
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("run sh");
+        assert!(
+            output.status.success(),
+            "{example}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if example.contains("CheckSecurity") {
+            let answer = String::from_utf8_lossy(&output.stdout);
+            assert!(answer.contains("\"migrationAllowed\": true"), "{answer}");
+            assert!(answer.contains("ORG_OWNER"), "{answer}");
+        }
+    }
 }

@@ -620,3 +620,85 @@ async fn one_million_transactions() {
     })
     .await;
 }
+
+/// The shipped `seed-demo`: its JSON report matches the database, and the
+/// tokens it prints work against a server sharing the secret.
+#[tokio::test]
+async fn the_binary_reports_what_it_made_and_its_tokens_work() {
+    use crate::support::{TestApp, app::TEST_SECRET, authorized};
+    use hera_migrate::proto::CheckSecurityRequest;
+
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let url = db.url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hera-migrate"))
+            .args([
+                "seed-demo",
+                "--organizations",
+                "2",
+                "--transactions",
+                "150",
+                "--output",
+                "json",
+            ])
+            .env("DATABASE_URL", url)
+            .env("HERA_JWT_SECRET", TEST_SECRET)
+            .env("RUST_LOG", "warn")
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run seed-demo");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["totals"]["transactions"], 300);
+    let organizations: Vec<Uuid> = report["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+
+    let pool = db.pool().await;
+    let (transactions, unbalanced): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE dr <> cr) FROM (
+             SELECT t.id,
+                    sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'DR') AS dr,
+                    sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'CR') AS cr
+               FROM universal_transactions t
+               JOIN universal_transaction_lines l ON l.transaction_id = t.id
+              WHERE t.organization_id = ANY($1)
+              GROUP BY t.id) x",
+    )
+    .bind(&organizations)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((transactions, unbalanced), (300, 0));
+
+    let tokens = report["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 6, "one token per user");
+    let mut client = app.client().await;
+    for token in tokens {
+        let request = authorized(
+            CheckSecurityRequest {
+                organization_id: token["organization_id"].as_str().unwrap().into(),
+                ..Default::default()
+            },
+            token["token"].as_str().unwrap(),
+        );
+        let answer = client
+            .check_security(request)
+            .await
+            .expect("the printed token works")
+            .into_inner();
+        assert_eq!(answer.role, token["role"].as_str().unwrap());
+        assert_eq!(answer.migration_allowed, answer.role != "ORG_EMPLOYEE");
+    }
+    app.stop().await;
+}
