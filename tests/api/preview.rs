@@ -171,7 +171,7 @@ async fn totals_breakdown_and_periods_equal_sql_truth_and_nothing_changes() {
             .any(|p| p.status() == FiscalPeriodState::Closed),
         "the seeded closed period is reported"
     );
-    assert_eq!(preview.candidate_ids.len(), 600.min(1000));
+    assert_eq!(preview.candidate_ids.len(), 600, "all 600 fit in the default batch limit of 1000");
     assert!(preview.estimated_processing_time_ms > 0);
     assert!(
         preview.estimate_basis.starts_with("calibration"),
