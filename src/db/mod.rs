@@ -1,5 +1,6 @@
 //! The database: a pool over PostgreSQL, given by URL or started as the
 //! embedded private cluster, with the schema and functions installed.
+pub mod advice;
 pub mod contract;
 pub mod embedded;
 pub mod schema;

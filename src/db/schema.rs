@@ -100,7 +100,17 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
             sqlx::raw_sql(INDEXES).execute(&mut *tx).await?;
             sqlx::raw_sql(ROW_SECURITY).execute(&mut *tx).await?;
         }
-        SchemaMode::Attached => contract::verify(&mut tx).await?,
+        SchemaMode::Attached => {
+            contract::verify(&mut tx).await?;
+            for advice in super::advice::missing_indexes(&mut tx).await? {
+                tracing::warn!(
+                    table = advice.table,
+                    why = advice.why,
+                    "attach mode creates no index; this one would help: {}",
+                    advice.create
+                );
+            }
+        }
     }
     for functions in TABLE_FUNCTIONS {
         sqlx::raw_sql(*functions).execute(&mut *tx).await?;

@@ -171,7 +171,11 @@ async fn totals_breakdown_and_periods_equal_sql_truth_and_nothing_changes() {
             .any(|p| p.status() == FiscalPeriodState::Closed),
         "the seeded closed period is reported"
     );
-    assert_eq!(preview.candidate_ids.len(), 600, "all 600 fit in the default batch limit of 1000");
+    assert_eq!(
+        preview.candidate_ids.len(),
+        600,
+        "all 600 fit in the default batch limit of 1000"
+    );
     assert!(preview.estimated_processing_time_ms > 0);
     assert!(
         preview.estimate_basis.starts_with("calibration"),
@@ -566,5 +570,47 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         );
     }
     assert_eq!(row_counts(&pool).await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_estimate_uses_recorded_batch_timings_once_there_are_any() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, report) = seeded(&db, 1, 100).await;
+    let (org, user) = member(&report, 0);
+    // What the engine records per executed batch (a MIGRATION_OPERATION row).
+    sqlx::query(
+        "INSERT INTO universal_transactions (organization_id, transaction_type, transaction_code,
+             smart_code, transaction_status, metadata, created_by, updated_by)
+         VALUES ($1, 'MIGRATION_OPERATION', 'MIGOP-' || gen_random_uuid(),
+                 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2', 'completed',
+                 '{\"phase\": \"EXECUTION\", \"transactions\": 1000, \"duration_ms\": 2500}', $2, $2)",
+    )
+    .bind(org)
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let preview = app
+        .client()
+        .await
+        .preview_candidates(as_user(request(org), user))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        preview.total_candidates, 100,
+        "bookkeeping rows are never candidates"
+    );
+    assert_eq!(
+        preview.estimated_processing_time_ms, 250,
+        "2.5 ms per transaction, measured"
+    );
+    assert!(
+        preview.estimate_basis.starts_with("measured"),
+        "{}",
+        preview.estimate_basis
+    );
     app.stop().await;
 }

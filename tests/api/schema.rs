@@ -132,3 +132,37 @@ async fn part_of_the_six_is_refused_naming_the_missing_tables() {
         public(&["core_organizations"])
     );
 }
+
+#[tokio::test]
+async fn attach_mode_advises_the_indexes_it_would_need_instead_of_creating_them() {
+    let (_db, pool) = hera_production_like().await;
+    let mut conn = pool.acquire().await.unwrap();
+    let missing: Vec<&str> = hera_migrate::db::advice::missing_indexes(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|advice| advice.table)
+        .collect();
+    // The fixture has (organization_id, transaction_type) on transactions and
+    // the unique (transaction_id, line_number) on lines: the latter serves.
+    assert_eq!(
+        missing,
+        [
+            "universal_transactions",
+            "core_entities",
+            "core_relationships"
+        ]
+    );
+
+    // An owned schema has them all.
+    let db = TestDatabase::create().await;
+    let owned = db.pool().await;
+    schema::install(&owned).await.unwrap();
+    let mut conn = owned.acquire().await.unwrap();
+    assert!(
+        hera_migrate::db::advice::missing_indexes(&mut conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
