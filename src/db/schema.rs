@@ -40,6 +40,8 @@ pub const SERVICE_ROLE: &str = "hera_migrate_app";
 const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/trial_balance.sql"),
     include_str!("../../sql/functions/preview.sql"),
+    include_str!("../../sql/functions/run.sql"),
+    include_str!("../../sql/functions/execute_batch.sql"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

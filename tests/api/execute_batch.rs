@@ -1,0 +1,241 @@
+//! Phase 2's batch, at the SQL level (`hera_migration_execute_batch_v2`, as an
+//! operator would run it from psql): exactly once, balanced, ledger unchanged.
+use hera_migrate::seed::{self, SeedParams};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::{TestApp, TestDatabase};
+
+async fn seeded(db: &TestDatabase, transactions: u64) -> (PgPool, Uuid, Uuid) {
+    let pool = db.pool().await;
+    let report = seed::seed_demo(
+        &pool,
+        &SeedParams {
+            organizations: 2,
+            transactions,
+            lines: 3,
+            from: "2024-01-01".parse().unwrap(),
+            to: "2024-12-31".parse().unwrap(),
+            seed: 11,
+        },
+    )
+    .await
+    .unwrap();
+    let org = &report.organizations[0];
+    (pool, org.id, org.users[0].id)
+}
+
+async fn create_run(pool: &PgPool, org: Uuid, actor: Uuid, parameters: Value) -> Uuid {
+    sqlx::query_scalar("SELECT hera_migration_create_run_v2($1, $2, $3)")
+        .bind(org)
+        .bind(actor)
+        .bind(parameters)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn batch(pool: &PgPool, run: Uuid) -> Value {
+    sqlx::query_scalar("SELECT hera_migration_execute_batch_v2($1)")
+        .bind(run)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Runs batches until one finds nothing; returns the batch results.
+async fn run_to_end(pool: &PgPool, run: Uuid) -> Vec<Value> {
+    let mut results = Vec::new();
+    loop {
+        let result = batch(pool, run).await;
+        let done = result["done"] == true;
+        results.push(result);
+        if done {
+            return results;
+        }
+    }
+}
+
+async fn trial_balance(pool: &PgPool, org: Uuid) -> Vec<(String, String, rust_decimal::Decimal)> {
+    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
+        .bind(org)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Per original migrated by `run`: (reversals, reposts) pointing at it.
+async fn copies_per_original(pool: &PgPool, run: Uuid) -> Vec<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE c.metadata ->> 'reversal_of' = o.id::text),
+                count(*) FILTER (WHERE c.metadata ->> 'original_transaction_id' = o.id::text)
+           FROM universal_transactions o
+           JOIN universal_transactions c
+             ON c.metadata ->> 'reversal_of' = o.id::text OR c.metadata ->> 'original_transaction_id' = o.id::text
+          WHERE o.metadata ->> 'migration_run_id' = $1::text
+          GROUP BY o.id",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn unbalanced_written(pool: &PgPool, run: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT t.id FROM universal_transactions t
+               JOIN universal_transaction_lines l ON l.transaction_id = t.id
+              WHERE t.metadata ->> 'migration_run_id' = $1::text OR t.metadata ->> 'migration_id' = $1::text
+              GROUP BY t.id
+             HAVING sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'DR')
+                 <> sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'CR')) x",
+    )
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_ledger() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await; // installs the functions
+    let (pool, org, actor) = seeded(&db, 400).await;
+    let before = trial_balance(&pool, org).await;
+    let tables_before = crate::support::catalog::tables(&pool).await;
+
+    let run = create_run(
+        &pool,
+        org,
+        actor,
+        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 64}),
+    )
+    .await;
+    let results = run_to_end(&pool, run).await;
+    let migrated: i64 = results
+        .iter()
+        .map(|r| r["migrated"].as_i64().unwrap())
+        .sum();
+    let closed: i64 = results
+        .iter()
+        .map(|r| r["skipped_closed"].as_i64().unwrap())
+        .sum();
+    let processed: i64 = results
+        .iter()
+        .map(|r| r["transactions"].as_i64().unwrap())
+        .sum();
+    assert_eq!(processed, 400, "every candidate was looked at once");
+    assert_eq!(migrated + closed, 400);
+    assert!(
+        migrated > 0 && closed > 0,
+        "the seed has open and closed periods: {migrated} / {closed}"
+    );
+
+    let copies = copies_per_original(&pool, run).await;
+    assert_eq!(copies.len() as i64, migrated);
+    assert!(
+        copies.iter().all(|&c| c == (1, 1)),
+        "one reversal and one repost per original"
+    );
+    assert_eq!(unbalanced_written(&pool, run).await, 0);
+    assert_eq!(
+        trial_balance(&pool, org).await,
+        before,
+        "the trial balance is unchanged"
+    );
+    assert_eq!(
+        crate::support::catalog::tables(&pool).await,
+        tables_before,
+        "no table created"
+    );
+
+    let (batches, reposts_v2): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE transaction_type = 'MIGRATION_OPERATION'),
+                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2::text AND metadata ? 'original_transaction_id'
+                                   AND smart_code LIKE '%.v2')
+           FROM universal_transactions WHERE organization_id = $1",
+    )
+    .bind(org)
+    .bind(run)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(batches as usize, results.len(), "one audit row per batch");
+    assert_eq!(reposts_v2, migrated);
+
+    // Running the finished run again migrates nothing twice.
+    assert_eq!(batch(&pool, run).await["transactions"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_workers_on_one_run_never_duplicate() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, org, actor) = seeded(&db, 300).await;
+    let run = create_run(
+        &pool,
+        org,
+        actor,
+        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 25,
+               "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
+    )
+    .await;
+    let (a, b) = tokio::join!(run_to_end(&pool, run), run_to_end(&pool, run));
+    let migrated: i64 = a
+        .iter()
+        .chain(&b)
+        .map(|r| r["migrated"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        migrated, 300,
+        "with POST_TO_OPEN_PERIOD every candidate migrates"
+    );
+    let copies = copies_per_original(&pool, run).await;
+    assert_eq!(copies.len(), 300);
+    assert!(copies.iter().all(|&c| c == (1, 1)));
+    assert_eq!(unbalanced_written(&pool, run).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, org, actor) = seeded(&db, 50).await;
+    let victim: Uuid = sqlx::query_scalar(
+        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
+          WHERE id = (SELECT l.id FROM universal_transaction_lines l
+                        JOIN universal_transactions t ON t.id = l.transaction_id
+                       WHERE t.organization_id = $1 ORDER BY t.transaction_date DESC LIMIT 1)
+         RETURNING transaction_id",
+    )
+    .bind(org)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let run = create_run(
+        &pool,
+        org,
+        actor,
+        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
+    )
+    .await;
+    let results = run_to_end(&pool, run).await;
+    assert_eq!(results[0]["quarantined_ids"], json!([victim]));
+    assert_eq!(results[0]["migrated"], 49);
+    let (status, quarantined): (String, Value) = sqlx::query_as(
+        "SELECT (SELECT transaction_status FROM universal_transactions WHERE id = $1),
+                (SELECT metadata -> 'quarantined_ids' FROM universal_transactions WHERE id = $2)",
+    )
+    .bind(victim)
+    .bind(run)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "posted", "the quarantined original is untouched");
+    assert_eq!(quarantined, json!([victim]), "and listed in the run");
+    app.stop().await;
+}
