@@ -68,6 +68,33 @@ impl Guard {
             .await
     }
 
+    /// Records a lookup that found nothing in the caller's organization: a
+    /// probe for another organization's run stays on the record.
+    pub async fn record_not_found(
+        &self,
+        access: &Access,
+        operation: Operation,
+        what: &str,
+    ) -> Result<()> {
+        let mut tx = scope::begin(&self.pool, access.organization_id).await?;
+        let reasons = [format!(
+            "{what} not found in organization {}",
+            access.organization_id
+        )];
+        let validation = SecurityValidation {
+            organization_id: access.organization_id,
+            user_id: access.user_id,
+            role: access.role.as_deref(),
+            operation: operation.name(),
+            allowed: false,
+            migration_allowed: access.migration_allowed,
+            reasons: &reasons,
+        };
+        audit::record_security_validation(&mut tx, &validation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn check(
         &self,
         caller: Caller,

@@ -72,3 +72,85 @@ pub fn preview(preview: Preview) -> proto::PreviewCandidatesResponse {
 fn ids(ids: Vec<uuid::Uuid>) -> Vec<String> {
     ids.into_iter().map(|id| id.to_string()).collect()
 }
+
+fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
+    parsed.unwrap_or(unspecified).into()
+}
+
+/// A run as the API shows it, its latest state as a progress event.
+pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
+    let record = &run.record;
+    let counters = record.counters;
+    let state = enum_value(
+        proto::MigrationState::from_str_name(&record.state),
+        proto::MigrationState::Unspecified,
+    );
+    let phase = enum_value(
+        proto::MigrationPhase::from_str_name(&record.phase),
+        proto::MigrationPhase::Unspecified,
+    );
+    let (percentage, remaining) = match record.total_candidates {
+        Some(total) if total > 0 => (
+            counters.processed as f64 * 100.0 / total as f64,
+            (total - counters.processed).max(0),
+        ),
+        _ if record.state == "SUCCEEDED" => (100.0, 0),
+        _ => (0.0, 0),
+    };
+    let progress = proto::MigrationProgress {
+        migration_id: run.id.to_string(),
+        organization_id: run.organization_id.to_string(),
+        sequence: u64::try_from(counters.batches).unwrap_or(0),
+        phase,
+        state,
+        progress_percentage: percentage,
+        transactions_processed: counters.processed,
+        transactions_remaining: remaining,
+        health_status: proto::HealthStatus::Healthy.into(),
+        batch_number: counters.batches,
+        transactions_skipped: counters.skipped_closed + counters.skipped_unmapped,
+        transactions_quarantined: counters.quarantined,
+        dry_run: record.parameters.dry_run,
+        message: record.message.clone().unwrap_or_default(),
+        emitted_at: Some(timestamp(run.updated_at)),
+        ..Default::default()
+    };
+    let parameters = &record.parameters;
+    proto::Migration {
+        migration_id: run.id.to_string(),
+        organization_id: run.organization_id.to_string(),
+        phase,
+        state,
+        parameters: Some(proto::MigrationParameters {
+            from_date: parameters.from_date.clone(),
+            to_date: parameters.to_date.clone(),
+            batch_size: parameters.batch_size,
+            smart_code_mappings: parameters
+                .smart_code_mappings
+                .iter()
+                .map(|m| proto::SmartCodeMapping {
+                    source_smart_code: m["source_smart_code"].as_str().unwrap_or_default().into(),
+                    target_smart_code: m["target_smart_code"].as_str().unwrap_or_default().into(),
+                })
+                .collect(),
+            dry_run: parameters.dry_run,
+            closed_period_policy: enum_value(
+                parameters
+                    .closed_period_policy
+                    .as_deref()
+                    .and_then(proto::ClosedPeriodPolicy::from_str_name),
+                proto::ClosedPeriodPolicy::Skip,
+            ),
+            max_transactions_per_second: parameters.max_transactions_per_second,
+            batch_delay_ms: parameters.batch_delay_ms,
+            plan_fingerprint: parameters.plan_fingerprint.clone(),
+        }),
+        progress: Some(progress),
+        started_by: record.started_by.map(|u| u.to_string()).unwrap_or_default(),
+        created_at: Some(timestamp(run.created_at)),
+        updated_at: Some(timestamp(run.updated_at)),
+        finished_at: record.finished_at.map(timestamp),
+        quarantined_transaction_ids: ids(record.quarantined_ids.clone()),
+        request_id: record.request_id.clone().unwrap_or_default(),
+    }
+}

@@ -10,9 +10,12 @@ use tonic::{Request, Response, Status};
 
 use super::{authn, convert};
 use crate::{
-    auth::{Access, Guard, Operation},
+    auth::{Access, Guard, Operation, access::parse_id},
     error::Error,
-    migration::preview::{self, PreviewQuery},
+    migration::{
+        preview::{self, PreviewQuery},
+        runs,
+    },
     proto::*,
 };
 
@@ -111,26 +114,55 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     }
 
     async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
-        self.admit(
-            &request,
-            &request.get_ref().organization_id,
-            Operation::GetMigration,
-        )
-        .await?;
-        not_yet("GetMigration (the phase 2 engine's run records)")
+        let message = request.get_ref();
+        let id = parse_id("migration_id", &message.migration_id)?;
+        let access = self
+            .admit(&request, &message.organization_id, Operation::GetMigration)
+            .await?;
+        match runs::get(&self.pool, access.organization_id, id).await {
+            Ok(run) => Ok(Response::new(convert::migration(run))),
+            Err(error @ Error::NotFound(_)) => {
+                let what = format!("migration {id}");
+                self.guard
+                    .record_not_found(&access, Operation::GetMigration, &what)
+                    .await?;
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn list_migrations(
         &self,
         request: Request<ListMigrationsRequest>,
     ) -> Answer<ListMigrationsResponse> {
-        self.admit(
-            &request,
-            &request.get_ref().organization_id,
-            Operation::ListMigrations,
+        let message = request.get_ref();
+        let page_size = runs::page_size(message.page_size)?;
+        let after = runs::PageToken::decode(&message.page_token)?;
+        let states = message
+            .states()
+            .filter(|state| *state != MigrationState::Unspecified)
+            .map(|state| state.as_str_name().to_owned())
+            .collect::<Vec<_>>();
+        let access = self
+            .admit(
+                &request,
+                &message.organization_id,
+                Operation::ListMigrations,
+            )
+            .await?;
+        let (page, next) = runs::list(
+            &self.pool,
+            access.organization_id,
+            &states,
+            page_size,
+            after,
         )
         .await?;
-        not_yet("ListMigrations (the phase 2 engine's run records)")
+        Ok(Response::new(ListMigrationsResponse {
+            migrations: page.into_iter().map(convert::migration).collect(),
+            next_page_token: next.map(runs::PageToken::encode).unwrap_or_default(),
+        }))
     }
 
     async fn pause_migration(&self, request: Request<PauseMigrationRequest>) -> Answer<Migration> {

@@ -10,7 +10,12 @@ async fn capabilities_not_built_yet_answer_unimplemented_naming_them() {
     let app = TestApp::spawn(db.options()).await;
     let org = fixtures::organization(&db.pool().await).await;
 
-    let built = ["CheckSecurity", "PreviewCandidates"];
+    let built = [
+        "CheckSecurity",
+        "PreviewCandidates",
+        "GetMigration",
+        "ListMigrations",
+    ];
     for (rpc, answer) in rpcs::call_every_rpc(&app, org.id, Some(&token_for(org.owner))).await {
         if built.contains(&rpc) {
             if let Err(status) = answer {

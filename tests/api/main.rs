@@ -10,6 +10,7 @@ mod execute_batch;
 mod grpcurl;
 mod health;
 mod preview;
+mod runs;
 mod schema;
 mod seed_demo;
 mod tls;
