@@ -188,8 +188,15 @@ BEGIN
       FROM unnest(v_migrate);
 
     -- 4. The writes: reversals and reposts (headers and lines), originals marked.
-    WITH src AS (
-        SELECT t.*, m.rev_id, m.rep_id, m.target, m.new_date, m.new_period, m.new_period_code, m.rev_total
+    WITH src AS ( -- each original, with where its reversal and repost are posted
+        SELECT t.*, m.rev_id, m.rep_id, m.target, m.rev_total,
+               coalesce(m.new_date, t.transaction_date) AS posted_on,
+               coalesce(m.new_period, t.fiscal_period_entity_id) AS posted_period,
+               CASE WHEN m.new_period IS NULL THEN t.fiscal_year
+                    ELSE split_part(m.new_period_code, '-', 1)::int END AS posted_year,
+               CASE WHEN m.new_period IS NULL THEN t.fiscal_period
+                    ELSE split_part(m.new_period_code, '-', 2)::int END AS posted_month,
+               coalesce(m.new_period_code, t.posting_period_code) AS posted_period_code
           FROM unnest(v_migrate, v_reversals, v_reposts, v_targets, v_dates, v_periods, v_period_codes, v_rev_totals)
                AS m (id, rev_id, rep_id, target, new_date, new_period, new_period_code, rev_total)
           JOIN universal_transactions t ON t.id = m.id
@@ -214,15 +221,13 @@ BEGIN
             business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
             posting_period_code, transaction_currency_code, created_by, updated_by)
         SELECT rev_id, organization_id, transaction_type, transaction_code || '-REV',
-               coalesce(new_date, transaction_date), source_entity_id, target_entity_id, rev_total,
+               posted_on, source_entity_id, target_entity_id, rev_total,
                'posted', smart_code, business_context,
                coalesce(metadata, '{}') || jsonb_build_object(
                    'reversal_of', id, 'reversal_reason', v_reason, 'reversal_at', now(),
                    'migration_run_id', p_run_id, 'migration_batch_id', v_operation_id),
-               coalesce(new_period, fiscal_period_entity_id),
-               CASE WHEN new_period IS NULL THEN fiscal_year ELSE split_part(new_period_code, '-', 1)::int END,
-               CASE WHEN new_period IS NULL THEN fiscal_period ELSE split_part(new_period_code, '-', 2)::int END,
-               coalesce(new_period_code, posting_period_code), transaction_currency_code, v_actor, v_actor
+               posted_period, posted_year, posted_month, posted_period_code,
+               transaction_currency_code, v_actor, v_actor
           FROM src
         RETURNING id
     ),
@@ -246,16 +251,14 @@ BEGIN
             business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
             posting_period_code, transaction_currency_code, created_by, updated_by)
         SELECT rep_id, organization_id, transaction_type, transaction_code || '-V2',
-               coalesce(new_date, transaction_date), source_entity_id, target_entity_id, total_amount,
+               posted_on, source_entity_id, target_entity_id, total_amount,
                'posted', target, business_context,
                coalesce(metadata, '{}') || jsonb_build_object(
                    'finance_dna_version', 'v2', 'original_transaction_id', id,
                    'migration_id', p_run_id, 'migration_batch_id', v_operation_id,
                    'migration_timestamp', now()),
-               coalesce(new_period, fiscal_period_entity_id),
-               CASE WHEN new_period IS NULL THEN fiscal_year ELSE split_part(new_period_code, '-', 1)::int END,
-               CASE WHEN new_period IS NULL THEN fiscal_period ELSE split_part(new_period_code, '-', 2)::int END,
-               coalesce(new_period_code, posting_period_code), transaction_currency_code, v_actor, v_actor
+               posted_period, posted_year, posted_month, posted_period_code,
+               transaction_currency_code, v_actor, v_actor
           FROM src
         RETURNING id
     ),

@@ -6,7 +6,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestDatabase, as_user, authorized,
+    TestApp, TestDatabase, World, as_user, authorized,
     fixtures::{self, row_counts, security_validations},
     rpcs,
 };
@@ -46,10 +46,12 @@ fn preview_of(organization: Uuid) -> PreviewCandidatesRequest {
 
 #[tokio::test]
 async fn every_rpc_refuses_missing_garbage_expired_and_foreign_tokens_and_writes_nothing() {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let org = fixtures::organization(&pool).await;
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
     let before = row_counts(&pool).await;
 
     let foreign = token::mint(b"another-secret", org.owner, Duration::from_secs(600)).unwrap();
@@ -135,10 +137,12 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
 
 #[tokio::test]
 async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start() {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let org = fixtures::organization(&pool).await;
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
     let mut client = app.client().await;
     let start = |user| {
         as_user(
@@ -197,10 +201,12 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
 
 #[tokio::test]
 async fn check_security_reports_the_role_and_right_and_records_the_check() {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let org = fixtures::organization(&pool).await;
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
     let mut client = app.client().await;
     let check = |user, operation: &str| {
         as_user(
@@ -264,10 +270,12 @@ async fn check_security_reports_the_role_and_right_and_records_the_check() {
 
 #[tokio::test]
 async fn malformed_and_unknown_organizations_are_named() {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let org = fixtures::organization(&pool).await;
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
     let mut client = app.client().await;
     let before = row_counts(&pool).await;
 

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase, as_user, fixtures, fixtures::row_counts};
+use crate::support::{TestApp, TestDatabase, World, as_user, fixtures, fixtures::row_counts};
 
 const FROM: &str = "2024-01-01";
 const TO: &str = "2024-12-31";
@@ -483,10 +483,12 @@ async fn the_sql_function_in_psql_and_the_rpc_agree() {
 
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let org = fixtures::organization(&pool).await;
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
     let mut client = app.client().await;
     let before = row_counts(&pool).await;
     let mapping = |source: &str, target: &str| SmartCodeMapping {

@@ -10,3 +10,23 @@ pub mod wait;
 
 pub use app::{TestApp, as_user, authorized};
 pub use database::TestDatabase;
+
+/// The usual scene: the real server over a fresh database holding one
+/// organization with an owner, a finance admin and a staff member.
+pub struct World {
+    /// Dropped last: the database outlives the server.
+    pub db: TestDatabase,
+    pub app: TestApp,
+    pub pool: sqlx::PgPool,
+    pub org: fixtures::Organization,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let app = TestApp::spawn(db.options()).await;
+        let pool = db.pool().await;
+        let org = fixtures::organization(&pool).await;
+        Self { db, app, pool, org }
+    }
+}
