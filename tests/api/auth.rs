@@ -399,3 +399,128 @@ async fn a_token_for_a_bearer_with_odd_scheme_case_is_accepted() {
         .expect("bearer is case-insensitive");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rs256_tokens_verify_with_the_configured_public_key() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let db = TestDatabase::create().await;
+    let mut settings = crate::support::app::test_settings(db.options());
+    settings.auth.jwt_public_key_file = Some(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/jwt_test_rs256.pub"
+        )
+        .into(),
+    );
+    let app = TestApp::spawn_with(settings).await;
+    let org = fixtures::organization(&db.pool().await).await;
+
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        exp: u64,
+    }
+    let key = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt_test_rs256.key")).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = encode(
+        &Header::new(Algorithm::RS256),
+        &Claims {
+            sub: org.owner.to_string(),
+            exp,
+        },
+        &key,
+    )
+    .unwrap();
+    let answer = app
+        .client()
+        .await
+        .check_security(authorized(
+            CheckSecurityRequest {
+                organization_id: org.id.to_string(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("an RS256 token signed by the matching private key")
+        .into_inner();
+    assert_eq!(answer.role, "ORG_OWNER");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_role_granted_by_has_role_counts_when_member_of_names_none() {
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
+    let accountant = Uuid::new_v4();
+    sqlx::query(
+        "WITH u AS (
+             INSERT INTO core_entities (id, organization_id, entity_type, entity_name, created_by, updated_by)
+             VALUES ($2, $1, 'USER', 'accountant', $3, $3) RETURNING id),
+         org_entity AS (SELECT id FROM core_entities WHERE organization_id = $1 AND entity_type = 'ORGANIZATION')
+         INSERT INTO core_relationships (organization_id, from_entity_id, to_entity_id, relationship_type,
+                                         relationship_data, created_by, updated_by)
+         SELECT $1, u.id, o.id, t.kind, t.data, $3, $3
+           FROM u, org_entity o,
+                (VALUES ('MEMBER_OF', '{}'::jsonb), ('HAS_ROLE', '{\"role_code\": \"ORG_ADMIN\"}'::jsonb)) AS t (kind, data)",
+    )
+    .bind(org.id)
+    .bind(accountant)
+    .bind(org.owner)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let answer = app
+        .client()
+        .await
+        .check_security(as_user(
+            CheckSecurityRequest {
+                organization_id: org.id.to_string(),
+                ..Default::default()
+            },
+            accountant,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.role, "ORG_ADMIN");
+    assert!(answer.migration_allowed);
+    app.stop().await;
+}
+
+#[test]
+fn the_token_command_mints_a_token_for_the_user() {
+    let user = Uuid::new_v4();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hera-migrate"))
+        .args(["token", "--user-id", &user.to_string(), "--ttl", "5m"])
+        .env("HERA_JWT_SECRET", crate::support::app::TEST_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap();
+    let verifier = hera_migrate::auth::TokenVerifier::new(
+        Some(crate::support::app::TEST_SECRET.as_bytes()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(verifier.verify(token.trim()).unwrap().user_id, user);
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_hera-migrate"))
+        .args(["token", "--user-id", "someone"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--user-id"));
+}
