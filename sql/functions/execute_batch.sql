@@ -22,6 +22,15 @@ CREATE OR REPLACE FUNCTION hera_migration_execute_batch_v2(
 )
 RETURNS jsonb
 LANGUAGE plpgsql
+-- The keyset read must walk the (organization_id, transaction_date, id) index
+-- in order and stop at the batch size; the candidate filters' selectivity is
+-- beyond the planner's statistics, and a bitmap scan plus a sort of every
+-- remaining candidate would make a batch's cost grow with what is left.
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+-- Compiling these statements with LLVM costs far more than it saves.
+SET jit = off
 AS $fn$
 DECLARE
     v_started      timestamptz := clock_timestamp();

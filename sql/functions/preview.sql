@@ -62,6 +62,8 @@ SET work_mem = '256MB'
 -- the planner's statistics, and a misjudged nested loop probes lines per
 -- candidate (tens of seconds at a million).
 SET enable_nestloop = off
+-- Compiling these statements with LLVM costs far more than it saves.
+SET jit = off
 AS $fn$
 DECLARE
     v_result jsonb;
