@@ -1,95 +1,20 @@
 //! The shipped binary with the embedded default database (no DATABASE_URL):
 //! it comes up, answers, and stops with its private PostgreSQL on SIGTERM; a
 //! SIGKILL leaves no PostgreSQL behind either, and the next start recovers.
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+use std::{path::Path, process::Command, time::Duration};
+
+use crate::support::{
+    process::{ServerProcess, serve_command, wait_serving},
+    wait,
 };
 
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
-
-use crate::support::wait;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
-
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    /// What the server printed on stdout (the demo owner's `export` lines).
-    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for ServerProcess {
-    /// A failed test never leaves its server running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `hera-migrate serve` on the embedded default and waits for its
-/// "listening" log line (JSON logs) to learn the port.
+/// Starts `hera-migrate serve` on the embedded default.
 fn spawn_embedded(data_dir: &Path) -> ServerProcess {
-    let child = Command::new(BINARY)
-        .arg("serve")
+    let mut command = serve_command();
+    command
         .env_remove("DATABASE_URL")
-        .env("HERA_DATA_DIR", data_dir)
-        .env("HERA_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HERA_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let mut server = ServerProcess {
-        child,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        stdout: Default::default(),
-    };
-    let stdout = server.child.stdout.take().unwrap();
-    let printed = server.stdout.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            printed.lock().unwrap().push(line);
-        }
-    });
-    let stderr = server.child.stderr.take().unwrap();
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = received
-            .recv_timeout(left)
-            .expect("the server logs that it listens within 60 s");
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if event["fields"]["message"] == "hera-migrate listening" {
-            server.addr = event["fields"]["local_addr"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || while received.recv().is_ok() {});
-            return server;
-        }
-    }
+        .env("HERA_DATA_DIR", data_dir);
+    ServerProcess::spawn(command)
 }
 
 fn postmaster_pid(data_dir: &Path) -> i32 {
@@ -108,35 +33,6 @@ fn process_gone(pid: i32) -> bool {
     }
 }
 
-fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-}
-
-async fn health(addr: SocketAddr) -> Option<ServingStatus> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status())
-}
-
-async fn wait_serving(addr: SocketAddr) {
-    wait::until("SERVING", Duration::from_secs(15), || async {
-        (health(addr).await == Some(ServingStatus::Serving)).then_some(())
-    })
-    .await;
-}
-
 fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("hera-embedded-")
@@ -151,12 +47,8 @@ async fn sigterm_stops_the_server_and_its_private_postgres_within_ten_seconds() 
     wait_serving(server.addr).await;
     let postgres = postmaster_pid(dir.path());
 
-    signal(&server.child, libc::SIGTERM);
-    let status = wait::until("the server to exit", Duration::from_secs(10), || {
-        let exited = server.child.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    server.signal(libc::SIGTERM);
+    let status = server.exit_within(Duration::from_secs(10)).await;
     assert!(status.success(), "clean exit: {status:?}");
     assert!(
         process_gone(postgres),
@@ -171,7 +63,7 @@ async fn after_sigkill_no_postgres_is_left_and_the_next_start_recovers() {
     wait_serving(server.addr).await;
     let postgres = postmaster_pid(dir.path());
 
-    signal(&server.child, libc::SIGKILL);
+    server.signal(libc::SIGKILL);
     server.child.wait().unwrap();
     wait::until(
         "the orphaned PostgreSQL to stop",
@@ -182,16 +74,8 @@ async fn after_sigkill_no_postgres_is_left_and_the_next_start_recovers() {
 
     let mut restarted = spawn_embedded(dir.path());
     wait_serving(restarted.addr).await;
-    signal(&restarted.child, libc::SIGTERM);
-    let status = wait::until(
-        "the restarted server to exit",
-        Duration::from_secs(10),
-        || {
-            let exited = restarted.child.try_wait().unwrap();
-            async move { exited }
-        },
-    )
-    .await;
+    restarted.signal(libc::SIGTERM);
+    let status = restarted.exit_within(Duration::from_secs(10)).await;
     assert!(status.success());
 }
 

@@ -13,4 +13,5 @@ mod preview;
 mod runs;
 mod schema;
 mod seed_demo;
+mod telemetry;
 mod tls;
