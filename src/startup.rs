@@ -18,6 +18,7 @@ use crate::{
     config::ServeSettings,
     db::{Database, DbError, embedded::EmbeddedPostgres},
     demo,
+    migration::engine::Engine,
     proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
     server::{
         GrpcMigrationService,
@@ -136,8 +137,9 @@ impl Application {
             .build_v1alpha()?;
 
         let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
+        let engine = Engine::new(pool.clone(), background.clone());
         let migration_service = MigrationServiceServer::with_interceptor(
-            GrpcMigrationService::new(pool, guard),
+            GrpcMigrationService::new(pool, guard, engine),
             Authenticate::new(verifier),
         );
         let mut builder = Server::builder();

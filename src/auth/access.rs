@@ -1,7 +1,7 @@
 //! The guard every RPC passes: is the caller an active member of the target
 //! organization, and does their role carry the right the operation needs?
-//! Denials, steering attempts and security checks are recorded as
-//! SECURITY_VALIDATION rows in the target organization.
+//! Denials and security checks are recorded as SECURITY_VALIDATION rows in the
+//! target organization.
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -119,8 +119,10 @@ impl Guard {
         let migration_allowed = self.permits(&member, asked);
         let reasons = self.reasons(&member, asked, caller.user_id, organization_id);
 
-        let record =
-            !allowed || operation.right() == Right::Steer || operation == Operation::CheckSecurity;
+        // Denials and explicit checks are recorded here; an allowed operation
+        // records itself (its run row, its batches), so a request that then
+        // fails its own checks leaves nothing behind.
+        let record = !allowed || operation == Operation::CheckSecurity;
         let audit_transaction_id = if record {
             let validation = SecurityValidation {
                 organization_id,

@@ -41,6 +41,8 @@ pub struct RunRecord {
     pub total_candidates: Option<i64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
+    /// State changes so far: with the batch count, a run's event sequence.
+    pub state_changes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

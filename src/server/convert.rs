@@ -154,3 +154,41 @@ pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
         request_id: record.request_id.clone().unwrap_or_default(),
     }
 }
+
+/// A progress snapshot as the API streams it.
+pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationProgress {
+    use crate::migration::progress::Health;
+    let health = match p.health {
+        Health::Healthy => proto::HealthStatus::Healthy,
+        Health::Warning => proto::HealthStatus::Warning,
+        Health::Critical => proto::HealthStatus::Critical,
+    };
+    proto::MigrationProgress {
+        migration_id: p.migration_id.to_string(),
+        organization_id: p.organization_id.to_string(),
+        sequence: p.sequence,
+        phase: proto::MigrationPhase::Execution.into(),
+        state: enum_value(
+            proto::MigrationState::from_str_name(p.state.as_str()),
+            proto::MigrationState::Unspecified,
+        ),
+        progress_percentage: p.percentage(),
+        transactions_processed: p.processed,
+        transactions_remaining: p.remaining,
+        estimated_completion: p.estimated_completion.map(timestamp),
+        performance_metrics: Some(proto::PerformanceMetrics {
+            current_batch_time_ms: p.current_batch_ms,
+            average_batch_time_ms: p.average_batch_ms,
+            transactions_per_second: p.transactions_per_second,
+        }),
+        health_status: health.into(),
+        error_count: p.errors,
+        warning_count: p.warnings,
+        batch_number: p.batch_number,
+        message: p.message.clone(),
+        transactions_skipped: p.skipped,
+        transactions_quarantined: p.quarantined,
+        dry_run: false,
+        emitted_at: Some(timestamp(p.emitted_at)),
+    }
+}

@@ -5,7 +5,8 @@
 use std::pin::Pin;
 
 use sqlx::PgPool;
-use tokio_stream::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{authn, convert};
@@ -13,7 +14,9 @@ use crate::{
     auth::{Access, Guard, Operation, access::parse_id},
     error::Error,
     migration::{
+        engine::{self, Engine},
         preview::{self, PreviewQuery},
+        progress::Progress,
         runs,
     },
     proto::*,
@@ -31,11 +34,31 @@ pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<MigrationProgress, St
 pub struct GrpcMigrationService {
     pool: PgPool,
     guard: Guard,
+    engine: Engine,
 }
 
 impl GrpcMigrationService {
-    pub fn new(pool: PgPool, guard: Guard) -> Self {
-        Self { pool, guard }
+    pub fn new(pool: PgPool, guard: Guard, engine: Engine) -> Self {
+        Self {
+            pool,
+            guard,
+            engine,
+        }
+    }
+
+    /// The progress stream of a run this caller may see: live when it executes
+    /// here, else its recorded state.
+    async fn progress_of(&self, access: &Access, id: uuid::Uuid) -> Result<ProgressStream, Status> {
+        let updates = match self.engine.watch(id) {
+            Some(updates) => updates,
+            None => {
+                watch::channel(engine::snapshot(
+                    &runs::get(&self.pool, access.organization_id, id).await?,
+                ))
+                .1
+            }
+        };
+        Ok(progress_stream(updates, 0))
     }
 
     /// The caller, checked for `operation` on `organization_id`.
@@ -54,6 +77,40 @@ impl GrpcMigrationService {
 }
 
 type Answer<T> = Result<Response<T>, Status>;
+
+/// Whether a run executing here belongs to the caller's organization.
+fn access_owns(updates: &watch::Receiver<Progress>, access: &Access) -> bool {
+    updates.borrow().organization_id == access.organization_id
+}
+
+/// Streams a run's snapshots after `after_sequence`, always ending with the
+/// terminal one. A producer task forwards them, so a slow watcher only skips
+/// intermediate snapshots and never slows the run.
+fn progress_stream(mut updates: watch::Receiver<Progress>, after_sequence: u64) -> ProgressStream {
+    let (sender, stream) = mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let snapshot = updates.borrow_and_update().clone();
+            let last = snapshot.state.is_terminal();
+            if (snapshot.sequence > after_sequence || last)
+                && sender.send(Ok(convert::progress(&snapshot))).await.is_err()
+            {
+                return; // the watcher went away; the run goes on
+            }
+            if last {
+                return;
+            }
+            if updates.changed().await.is_err() {
+                let stopping = Status::unavailable(
+                    "the server is stopping; the run goes on and can be watched again",
+                );
+                let _ = sender.send(Err(stopping)).await;
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(stream))
+}
 
 fn not_yet<T>(capability: &'static str) -> Result<T, Status> {
     Err(Error::Unimplemented(capability).into())
@@ -91,26 +148,64 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<StartMigrationRequest>,
     ) -> Answer<Self::StartMigrationStream> {
-        self.admit(
-            &request,
-            &request.get_ref().organization_id,
-            Operation::StartMigration,
-        )
-        .await?;
-        not_yet("StartMigration (the phase 2 reverse + repost engine)")
+        let message = request.get_ref();
+        if message.dry_run {
+            return not_yet("StartMigration with dry_run (dry runs)");
+        }
+        let start = engine::start_request(
+            &message.from_date,
+            &message.to_date,
+            message.batch_size,
+            mapping_pairs(&message.smart_code_mappings),
+            &message.request_id,
+            &message.expected_plan_fingerprint,
+            message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
+            message.max_transactions_per_second,
+        )?;
+        let access = self
+            .admit(
+                &request,
+                &message.organization_id,
+                Operation::StartMigration,
+            )
+            .await?;
+        let id = self.engine.start(&access, &start).await?;
+        Ok(Response::new(self.progress_of(&access, id).await?))
     }
 
     async fn watch_migration(
         &self,
         request: Request<WatchMigrationRequest>,
     ) -> Answer<Self::WatchMigrationStream> {
-        self.admit(
-            &request,
-            &request.get_ref().organization_id,
-            Operation::WatchMigration,
-        )
-        .await?;
-        not_yet("WatchMigration (the phase 2 engine's progress stream)")
+        let message = request.get_ref();
+        let id = parse_id("migration_id", &message.migration_id)?;
+        let after = message.after_sequence;
+        let access = self
+            .admit(
+                &request,
+                &message.organization_id,
+                Operation::WatchMigration,
+            )
+            .await?;
+        match self.engine.watch(id) {
+            Some(updates) if access_owns(&updates, &access) => {
+                Ok(Response::new(progress_stream(updates, after)))
+            }
+            _ => match runs::get(&self.pool, access.organization_id, id).await {
+                Ok(run) => Ok(Response::new(progress_stream(
+                    watch::channel(engine::snapshot(&run)).1,
+                    after,
+                ))),
+                Err(error @ Error::NotFound(_)) => {
+                    let what = format!("migration {id}");
+                    self.guard
+                        .record_not_found(&access, Operation::WatchMigration, &what)
+                        .await?;
+                    Err(error.into())
+                }
+                Err(error) => Err(error.into()),
+            },
+        }
     }
 
     async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {

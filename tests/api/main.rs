@@ -6,6 +6,7 @@ mod api_surface;
 mod auth;
 mod binary;
 mod config;
+mod engine;
 mod execute_batch;
 mod grpcurl;
 mod health;

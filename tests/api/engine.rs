@@ -1,0 +1,304 @@
+//! Phase 2 through the API: StartMigration runs to the end on the server,
+//! streams its progress, and keeps the ledger; the controls around starting.
+use hera_migrate::{
+    proto::*,
+    seed::{self, SeedParams},
+};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{TestApp, TestDatabase, as_user, fixtures::row_counts};
+
+struct Seeded {
+    _db: TestDatabase,
+    app: TestApp,
+    pool: PgPool,
+    org: Uuid,
+    owner: Uuid,
+}
+
+async fn seeded(transactions: u64) -> Seeded {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let report = seed::seed_demo(
+        &pool,
+        &SeedParams {
+            organizations: 1,
+            transactions,
+            lines: 3,
+            from: "2024-01-01".parse().unwrap(),
+            to: "2024-12-31".parse().unwrap(),
+            seed: 5,
+        },
+    )
+    .await
+    .unwrap();
+    let org = &report.organizations[0];
+    Seeded {
+        org: org.id,
+        owner: org.users[0].id,
+        _db: db,
+        app,
+        pool,
+    }
+}
+
+fn start(org: Uuid) -> StartMigrationRequest {
+    StartMigrationRequest {
+        organization_id: org.to_string(),
+        from_date: "2024-01-01".into(),
+        to_date: "2024-12-31".into(),
+        batch_size: 40,
+        closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
+        ..Default::default()
+    }
+}
+
+async fn trial_balance(pool: &PgPool, org: Uuid) -> Vec<(String, String, rust_decimal::Decimal)> {
+    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
+        .bind(org)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn collect(stream: tonic::Streaming<MigrationProgress>) -> Vec<MigrationProgress> {
+    stream
+        .map(|event| event.expect("a progress event"))
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn a_migration_streams_to_succeeded_and_keeps_the_ledger() {
+    let s = seeded(300).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let tables = crate::support::catalog::tables(&s.pool).await;
+    let mut client = s.app.client().await;
+
+    let events = collect(
+        client
+            .start_migration(as_user(start(s.org), s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    assert_eq!(
+        (last.progress_percentage, last.transactions_processed),
+        (100.0, 300)
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "sequence strictly increases"
+    );
+    assert!(events.iter().all(|e| e.migration_id == last.migration_id));
+
+    let (originals, reversals, reposts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE transaction_status = 'reversed'),
+                count(*) FILTER (WHERE metadata ? 'reversal_of'),
+                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2 AND metadata ? 'original_transaction_id')
+           FROM universal_transactions WHERE organization_id = $1",
+    )
+    .bind(s.org)
+    .bind(&last.migration_id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!((originals, reversals, reposts), (300, 300, 300));
+    assert_eq!(
+        trial_balance(&s.pool, s.org).await,
+        before,
+        "the trial balance is unchanged"
+    );
+    assert_eq!(
+        crate::support::catalog::tables(&s.pool).await,
+        tables,
+        "no table created"
+    );
+
+    // A watcher attaching afterwards gets the terminal state.
+    let watched = collect(
+        client
+            .watch_migration(as_user(
+                WatchMigrationRequest {
+                    organization_id: s.org.to_string(),
+                    migration_id: last.migration_id.clone(),
+                    after_sequence: 0,
+                },
+                s.owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(watched.last().unwrap().state(), MigrationState::Succeeded);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
+    let s = seeded(60).await;
+    let mut client = s.app.client().await;
+    let first = StartMigrationRequest {
+        request_id: "nightly-1".into(),
+        ..start(s.org)
+    };
+    let a = collect(
+        client
+            .start_migration(as_user(first.clone(), s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let again = collect(
+        client
+            .start_migration(as_user(first.clone(), s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(
+        a.last().unwrap().migration_id,
+        again.last().unwrap().migration_id,
+        "same request, same run"
+    );
+    assert_eq!(again.last().unwrap().state(), MigrationState::Succeeded);
+
+    let changed = StartMigrationRequest {
+        batch_size: 7,
+        ..first
+    };
+    let conflict = client
+        .start_migration(as_user(changed, s.owner))
+        .await
+        .expect_err("conflict");
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    assert!(
+        conflict.message().starts_with("request_id:"),
+        "{}",
+        conflict.message()
+    );
+
+    // An active run (as an operator might have created from psql) blocks a second one.
+    let active: Uuid = sqlx::query_scalar("SELECT hera_migration_create_run_v2($1, $2, $3)")
+        .bind(s.org)
+        .bind(s.owner)
+        .bind(json!({"from_date": "2024-01-01", "to_date": "2024-12-31"}))
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    let aborted = client
+        .start_migration(as_user(start(s.org), s.owner))
+        .await
+        .expect_err("aborted");
+    assert_eq!(aborted.code(), Code::Aborted);
+    assert!(
+        aborted.message().contains(&active.to_string()),
+        "{}",
+        aborted.message()
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
+    let s = seeded(30).await;
+    let mut client = s.app.client().await;
+    let before = row_counts(&s.pool).await;
+    let drifted = StartMigrationRequest {
+        expected_plan_fingerprint: "0".repeat(32),
+        ..start(s.org)
+    };
+    let status = client
+        .start_migration(as_user(drifted, s.owner))
+        .await
+        .expect_err("drifted");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().starts_with("expected_plan_fingerprint:"),
+        "{}",
+        status.message()
+    );
+
+    for (bad, field) in [
+        (
+            StartMigrationRequest {
+                batch_size: 5001,
+                ..start(s.org)
+            },
+            "batch_size",
+        ),
+        (
+            StartMigrationRequest {
+                batch_size: -1,
+                ..start(s.org)
+            },
+            "batch_size",
+        ),
+        (
+            StartMigrationRequest {
+                to_date: "2023-01-01".into(),
+                ..start(s.org)
+            },
+            "from_date",
+        ),
+        (
+            StartMigrationRequest {
+                max_transactions_per_second: Some(0.0),
+                ..start(s.org)
+            },
+            "max_transactions_per_second",
+        ),
+    ] {
+        let status = client
+            .start_migration(as_user(bad, s.owner))
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    assert_eq!(row_counts(&s.pool).await, before, "nothing written");
+
+    // With the fingerprint the preview gives, the start goes ahead.
+    let plan = client
+        .preview_candidates(as_user(
+            PreviewCandidatesRequest {
+                organization_id: s.org.to_string(),
+                from_date: "2024-01-01".into(),
+                to_date: "2024-12-31".into(),
+                ..Default::default()
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let matching = StartMigrationRequest {
+        expected_plan_fingerprint: plan.plan_fingerprint,
+        ..start(s.org)
+    };
+    let events = collect(
+        client
+            .start_migration(as_user(matching, s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(events.last().unwrap().state(), MigrationState::Succeeded);
+    s.app.stop().await;
+}
