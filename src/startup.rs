@@ -138,8 +138,13 @@ impl Application {
 
         let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
         let engine = Engine::new(pool.clone(), background.clone());
+        match engine.resume_interrupted(database.admin_pool()).await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "resumed interrupted migration runs"),
+            Err(error) => tracing::error!(%error, "looking for interrupted runs failed"),
+        }
         let migration_service = MigrationServiceServer::with_interceptor(
-            GrpcMigrationService::new(pool, guard, engine),
+            GrpcMigrationService::new(pool, guard, engine.clone()),
             Authenticate::new(verifier),
         );
         let mut builder = Server::builder();
@@ -178,6 +183,14 @@ impl Application {
                 }
             },
         };
+        // Executors finish the batch in flight; their runs stay RUNNING and the
+        // next server resumes them.
+        if tokio::time::timeout(settings.shutdown_grace(), engine.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a batch outlived the grace period; it rolls back when the pool closes");
+        }
         let _ = probe.await;
         database.close().await;
         tracing::info!("stopped");

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, types::Json};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
@@ -129,6 +129,7 @@ struct Inner {
     active: Mutex<HashMap<Uuid, watch::Receiver<Progress>>>,
     /// Cancelled at shutdown: executors stop after the batch in flight.
     shutdown: CancellationToken,
+    executors: TaskTracker,
 }
 
 impl Engine {
@@ -138,8 +139,16 @@ impl Engine {
                 pool,
                 active: Mutex::new(HashMap::new()),
                 shutdown,
+                executors: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Resolves once every executor has stopped (after the shutdown token is
+    /// cancelled, each finishes the batch in flight).
+    pub async fn stopped(&self) {
+        self.inner.executors.close();
+        self.inner.executors.wait().await;
     }
 
     /// Progress of a run executing in this process.
@@ -225,33 +234,39 @@ impl Engine {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.spawn(id, organization_id, plan.total_candidates);
+        let run = super::runs::get(&self.inner.pool, organization_id, id).await?;
+        self.spawn(&run);
         Ok(id)
     }
 
-    fn spawn(&self, id: Uuid, organization_id: Uuid, total: i64) {
-        let first = Progress {
-            migration_id: id,
-            organization_id,
-            sequence: 1,
-            state: RunState::Running,
-            processed: 0,
-            remaining: total,
-            migrated: 0,
-            skipped: 0,
-            quarantined: 0,
-            batch_number: 0,
-            current_batch_ms: 0.0,
-            average_batch_ms: 0.0,
-            transactions_per_second: 0.0,
-            estimated_completion: None,
-            health: Health::Healthy,
-            errors: 0,
-            warnings: 0,
-            message: "started".into(),
-            emitted_at: chrono::Utc::now(),
-        };
-        let (sender, receiver) = watch::channel(first);
+    /// Resumes every run left RUNNING by a server that stopped or died: each
+    /// goes on from its last committed batch, as the user who started it. The
+    /// batch function's lock on the run row keeps two servers from running the
+    /// same run's batches at once.
+    pub async fn resume_interrupted(&self, admin: &PgPool) -> Result<usize> {
+        let interrupted: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT id, organization_id FROM universal_transactions
+              WHERE transaction_type = 'MIGRATION_RUN' AND metadata ->> 'state' = 'RUNNING'",
+        )
+        .fetch_all(admin)
+        .await?;
+        let mut resumed = 0;
+        for (id, organization_id) in interrupted {
+            if self.watch(id).is_some() {
+                continue;
+            }
+            let run = super::runs::get(&self.inner.pool, organization_id, id).await?;
+            tracing::info!(migration_id = %id, %organization_id, "resuming an interrupted run");
+            self.spawn(&run);
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    fn spawn(&self, run: &super::runs::Run) {
+        let (id, organization_id) = (run.id, run.organization_id);
+        let total = run.record.total_candidates.unwrap_or(0);
+        let (sender, receiver) = watch::channel(snapshot(run));
         self.inner
             .active
             .lock()
@@ -260,7 +275,7 @@ impl Engine {
         let inner = self.inner.clone();
         let span = tracing::info_span!(parent: None, "migration.execution",
             organization_id = %organization_id, migration_id = %id);
-        tokio::spawn(tracing::Instrument::instrument(
+        self.inner.executors.spawn(tracing::Instrument::instrument(
             async move {
                 inner.execute(id, organization_id, total, sender).await;
                 inner.active.lock().expect("registry").remove(&id);
@@ -306,6 +321,10 @@ impl Inner {
                         .await;
                         return;
                     }
+                }
+                Err(error) if self.shutdown.is_cancelled() => {
+                    tracing::info!(%error, "server stopping: the batch rolled back, the run stays RUNNING");
+                    return;
                 }
                 Err(error) => {
                     tracing::error!(%error, "batch failed; the run stops");

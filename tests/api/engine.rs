@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::support::{TestApp, TestDatabase, as_user, fixtures::row_counts};
 
 struct Seeded {
-    _db: TestDatabase,
+    db: TestDatabase,
     app: TestApp,
     pool: PgPool,
     org: Uuid,
@@ -41,7 +41,7 @@ async fn seeded(transactions: u64) -> Seeded {
     Seeded {
         org: org.id,
         owner: org.users[0].id,
-        _db: db,
+        db,
         app,
         pool,
     }
@@ -301,4 +301,82 @@ async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
     .await;
     assert_eq!(events.last().unwrap().state(), MigrationState::Succeeded);
     s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_duplicates() {
+    let s = seeded(400).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    let small_batches = StartMigrationRequest {
+        batch_size: 5,
+        ..start(s.org)
+    };
+    let mut events = client
+        .start_migration(as_user(small_batches, s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(events.next().await.unwrap().unwrap());
+    }
+    let migration_id = seen[0].migration_id.clone();
+    drop(events); // the caller goes away; the run does not
+    s.app.stop().await;
+
+    let (state, processed): (String, i64) = sqlx::query_as(
+        "SELECT metadata ->> 'state', (metadata #>> '{counters,processed}')::bigint
+           FROM universal_transactions WHERE id = $1::uuid",
+    )
+    .bind(&migration_id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        state, "RUNNING",
+        "a stopped server leaves its run to be resumed"
+    );
+    assert!(processed < 400, "stopped mid-run ({processed} processed)");
+
+    let next = TestApp::spawn(s.db.options()).await;
+    let watched: Vec<MigrationProgress> = next
+        .client()
+        .await
+        .watch_migration(as_user(
+            WatchMigrationRequest {
+                organization_id: s.org.to_string(),
+                migration_id: migration_id.clone(),
+                after_sequence: 0,
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|event| event.unwrap())
+        .collect()
+        .await;
+    let last = watched.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    assert_eq!(last.transactions_processed, 400);
+
+    let (originals, reversals, reposts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE transaction_status = 'reversed'),
+                count(*) FILTER (WHERE metadata ? 'reversal_of'),
+                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2 AND metadata ? 'original_transaction_id')
+           FROM universal_transactions WHERE organization_id = $1",
+    )
+    .bind(s.org)
+    .bind(&migration_id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (originals, reversals, reposts),
+        (400, 400, 400),
+        "exactly once across the restart"
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    next.stop().await;
 }
