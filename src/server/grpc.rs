@@ -162,6 +162,9 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
             message.max_transactions_per_second,
         )?;
+        if start.max_transactions_per_second.is_some() {
+            return not_yet("StartMigration with max_transactions_per_second (throttling)");
+        }
         let access = self
             .admit(
                 &request,
