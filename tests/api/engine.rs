@@ -1,16 +1,16 @@
 //! Phase 2 through the API: StartMigration runs to the end on the server,
 //! streams its progress, and keeps the ledger; the controls around starting.
-use hera_migrate::{
-    proto::*,
-    seed::{self, SeedParams},
-};
+use hera_migrate::proto::*;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase, as_user, fixtures::row_counts};
+use crate::support::{
+    TestApp, TestDatabase, as_user,
+    fixtures::{self, row_counts},
+};
 
 struct Seeded {
     db: TestDatabase,
@@ -24,19 +24,7 @@ async fn seeded(transactions: u64) -> Seeded {
     let db = TestDatabase::create().await;
     let app = TestApp::spawn(db.options()).await;
     let pool = db.pool().await;
-    let report = seed::seed_demo(
-        &pool,
-        &SeedParams {
-            organizations: 1,
-            transactions,
-            lines: 3,
-            from: "2024-01-01".parse().unwrap(),
-            to: "2024-12-31".parse().unwrap(),
-            seed: 5,
-        },
-    )
-    .await
-    .unwrap();
+    let report = fixtures::seed_2024(&pool, 1, transactions, 5).await;
     let org = &report.organizations[0];
     Seeded {
         org: org.id,
@@ -100,17 +88,8 @@ async fn a_migration_streams_to_succeeded_and_keeps_the_ledger() {
     );
     assert!(events.iter().all(|e| e.migration_id == last.migration_id));
 
-    let (originals, reversals, reposts): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE transaction_status = 'reversed'),
-                count(*) FILTER (WHERE metadata ? 'reversal_of'),
-                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2 AND metadata ? 'original_transaction_id')
-           FROM universal_transactions WHERE organization_id = $1",
-    )
-    .bind(s.org)
-    .bind(&last.migration_id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let (originals, reversals, reposts) =
+        fixtures::migrated_copies(&s.pool, s.org, &last.migration_id).await;
     assert_eq!((originals, reversals, reposts), (300, 300, 300));
     assert_eq!(
         trial_balance(&s.pool, s.org).await,
@@ -392,17 +371,8 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
     assert_eq!(last.transactions_processed, 400);
 
-    let (originals, reversals, reposts): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE transaction_status = 'reversed'),
-                count(*) FILTER (WHERE metadata ? 'reversal_of'),
-                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2 AND metadata ? 'original_transaction_id')
-           FROM universal_transactions WHERE organization_id = $1",
-    )
-    .bind(s.org)
-    .bind(&migration_id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let (originals, reversals, reposts) =
+        fixtures::migrated_copies(&s.pool, s.org, &migration_id).await;
     assert_eq!(
         (originals, reversals, reposts),
         (400, 400, 400),

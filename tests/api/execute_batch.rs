@@ -1,6 +1,5 @@
 //! Phase 2's batch, at the SQL level (`hera_migration_execute_batch_v2`, as an
 //! operator would run it from psql): exactly once, balanced, ledger unchanged.
-use hera_migrate::seed::{self, SeedParams};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -9,19 +8,7 @@ use crate::support::{TestApp, TestDatabase};
 
 async fn seeded(db: &TestDatabase, transactions: u64) -> (PgPool, Uuid, Uuid) {
     let pool = db.pool().await;
-    let report = seed::seed_demo(
-        &pool,
-        &SeedParams {
-            organizations: 2,
-            transactions,
-            lines: 3,
-            from: "2024-01-01".parse().unwrap(),
-            to: "2024-12-31".parse().unwrap(),
-            seed: 11,
-        },
-    )
-    .await
-    .unwrap();
+    let report = crate::support::fixtures::seed_2024(&pool, 2, transactions, 11).await;
     let org = &report.organizations[0];
     (pool, org.id, org.users[0].id)
 }

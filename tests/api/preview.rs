@@ -2,10 +2,7 @@
 //! the same from the RPC and from psql.
 use std::collections::BTreeMap;
 
-use hera_migrate::{
-    proto::*,
-    seed::{self, SeedParams},
-};
+use hera_migrate::{proto::*, seed};
 use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
@@ -30,19 +27,7 @@ async fn seeded(
     transactions: u64,
 ) -> (PgPool, seed::SeedReport) {
     let pool = db.pool().await;
-    let report = seed::seed_demo(
-        &pool,
-        &SeedParams {
-            organizations,
-            transactions,
-            lines: 3,
-            from: FROM.parse().unwrap(),
-            to: TO.parse().unwrap(),
-            seed: 7,
-        },
-    )
-    .await
-    .expect("seed");
+    let report = fixtures::seed_2024(&pool, organizations, transactions, 7).await;
     (pool, report)
 }
 

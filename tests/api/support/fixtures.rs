@@ -83,3 +83,45 @@ pub async fn row_counts(pool: &PgPool) -> Vec<i64> {
     .await
     .unwrap()
 }
+
+/// seed-demo data for 2024: `organizations` of `transactions` three-line
+/// transactions each (deterministic for a given `seed`).
+pub async fn seed_2024(
+    pool: &PgPool,
+    organizations: u32,
+    transactions: u64,
+    seed: i64,
+) -> hera_migrate::seed::SeedReport {
+    hera_migrate::seed::seed_demo(
+        pool,
+        &hera_migrate::seed::SeedParams {
+            organizations,
+            transactions,
+            lines: 3,
+            from: "2024-01-01".parse().unwrap(),
+            to: "2024-12-31".parse().unwrap(),
+            seed,
+        },
+    )
+    .await
+    .expect("seed-demo")
+}
+
+/// Of a migration's originals: (reversed, their reversals, their v2 reposts).
+pub async fn migrated_copies(
+    pool: &PgPool,
+    organization: Uuid,
+    migration_id: &str,
+) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE transaction_status = 'reversed'),
+                count(*) FILTER (WHERE metadata ? 'reversal_of'),
+                count(*) FILTER (WHERE metadata ->> 'migration_id' = $2 AND metadata ? 'original_transaction_id')
+           FROM universal_transactions WHERE organization_id = $1",
+    )
+    .bind(organization)
+    .bind(migration_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
