@@ -72,6 +72,13 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
+    -- A paused or finished run does nothing: its controls (PauseMigration,
+    -- CancelMigration) wait on this row lock, so they take effect between batches.
+    IF coalesce(v_run.metadata ->> 'state', 'RUNNING') <> 'RUNNING' THEN
+        RETURN jsonb_build_object('halted', v_run.metadata ->> 'state', 'done', false,
+                                  'transactions', 0, 'duration_ms', 0,
+                                  'counters', coalesce(v_run.metadata -> 'counters', '{}'));
+    END IF;
     v_org        := v_run.organization_id;
     v_params     := v_run.metadata -> 'parameters';
     v_actor      := (v_run.metadata ->> 'started_by')::uuid;

@@ -5,13 +5,13 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, types::Json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
@@ -116,6 +116,26 @@ struct BatchResult {
     counters: Counters,
     #[serde(default)]
     quarantined_ids: Vec<Uuid>,
+    /// Set when the run was no longer RUNNING: nothing was done.
+    #[serde(default)]
+    halted: Option<String>,
+}
+
+/// A run executing here: its progress, and a bell that wakes a paused executor.
+struct Active {
+    progress: watch::Receiver<Progress>,
+    wake: Arc<Notify>,
+}
+
+/// How often a paused executor looks for a resume made by another server.
+const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+
+/// The controls of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
 }
 
 #[derive(Clone)]
@@ -126,7 +146,7 @@ pub struct Engine {
 struct Inner {
     pool: PgPool,
     /// Runs executing in this process, by id.
-    active: Mutex<HashMap<Uuid, watch::Receiver<Progress>>>,
+    active: Mutex<HashMap<Uuid, Active>>,
     /// Cancelled at shutdown: executors stop after the batch in flight.
     shutdown: CancellationToken,
     executors: TaskTracker,
@@ -153,12 +173,8 @@ impl Engine {
 
     /// Progress of a run executing in this process.
     pub fn watch(&self, id: Uuid) -> Option<watch::Receiver<Progress>> {
-        self.inner
-            .active
-            .lock()
-            .expect("registry")
-            .get(&id)
-            .cloned()
+        let active = self.inner.active.lock().expect("registry");
+        active.get(&id).map(|run| run.progress.clone())
     }
 
     /// Creates a run (or finds the one this `request_id` created) and starts
@@ -263,21 +279,102 @@ impl Engine {
         Ok(resumed)
     }
 
+    /// Pauses, resumes or cancels a run of the caller's organization. The
+    /// change waits for the batch in flight (which holds the run row's lock)
+    /// and is recorded on the run row, so it holds across servers and
+    /// restarts. FAILED_PRECONDITION for a finished run.
+    pub async fn control(
+        &self,
+        access: &Access,
+        id: Uuid,
+        control: Control,
+    ) -> Result<super::runs::Run> {
+        let organization_id = access.organization_id;
+        let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT metadata ->> 'state' FROM universal_transactions
+              WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
+                FOR UPDATE",
+        )
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let state = state.ok_or_else(|| {
+            Error::NotFound(format!(
+                "migration_id: no migration {id} in organization {organization_id}"
+            ))
+        })?;
+        let current = RunState::parse(&state).unwrap_or(RunState::Failed);
+        let next = match (control, current) {
+            (_, finished) if finished.is_terminal() => {
+                return Err(Error::FailedPrecondition(format!(
+                    "migration_id: migration {id} is {state}; only a running or paused run can change"
+                )));
+            }
+            (Control::Pause, RunState::Paused) | (Control::Resume, RunState::Running) => None,
+            (Control::Pause, _) => Some(RunState::Paused),
+            (Control::Resume, _) => Some(RunState::Running),
+            (Control::Cancel, _) => Some(RunState::Cancelled),
+        };
+        if let Some(next) = next {
+            sqlx::query(
+                "UPDATE universal_transactions
+                    SET metadata = metadata || jsonb_build_object(
+                            'state', $2::text,
+                            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1)
+                        || CASE WHEN $3 THEN jsonb_build_object('finished_at', now(), 'message', 'cancelled')
+                                ELSE '{}'::jsonb END,
+                        transaction_status = lower($2::text), updated_by = $4, updated_at = now(),
+                        version = coalesce(version, 1) + 1
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .bind(next.as_str())
+            .bind(next.is_terminal())
+            .bind(access.user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let run = super::runs::get(&self.inner.pool, organization_id, id).await?;
+        let wake = self
+            .inner
+            .active
+            .lock()
+            .expect("registry")
+            .get(&id)
+            .map(|run| run.wake.clone());
+        match wake {
+            Some(wake) => wake.notify_one(),
+            None if next == Some(RunState::Running) => self.spawn(&run),
+            None => {}
+        }
+        Ok(run)
+    }
+
     fn spawn(&self, run: &super::runs::Run) {
         let (id, organization_id) = (run.id, run.organization_id);
         let total = run.record.total_candidates.unwrap_or(0);
         let (sender, receiver) = watch::channel(snapshot(run));
+        let wake = Arc::new(Notify::new());
+        let active = Active {
+            progress: receiver,
+            wake: wake.clone(),
+        };
         self.inner
             .active
             .lock()
             .expect("registry")
-            .insert(id, receiver);
+            .insert(id, active);
         let inner = self.inner.clone();
         let span = tracing::info_span!(parent: None, "migration.execution",
             organization_id = %organization_id, migration_id = %id);
         self.inner.executors.spawn(tracing::Instrument::instrument(
             async move {
-                inner.execute(id, organization_id, total, sender).await;
+                inner
+                    .execute(id, organization_id, total, sender, wake)
+                    .await;
                 inner.active.lock().expect("registry").remove(&id);
             },
             span,
@@ -294,6 +391,7 @@ impl Inner {
         organization_id: Uuid,
         total: i64,
         sender: watch::Sender<Progress>,
+        wake: Arc<Notify>,
     ) {
         let mut throughput = Throughput::default();
         loop {
@@ -307,6 +405,32 @@ impl Inner {
             let outcome = self.run_batch(id, organization_id).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             match outcome {
+                Ok(BatchResult {
+                    halted: Some(state),
+                    ..
+                }) => match RunState::parse(&state) {
+                    Some(RunState::Paused) => {
+                        publish_state(
+                            &sender,
+                            RunState::Paused,
+                            "paused after the batch in flight",
+                        );
+                        tokio::select! {
+                            () = wake.notified() => {}
+                            () = self.shutdown.cancelled() => return,
+                            () = tokio::time::sleep(PAUSED_RECHECK) => {}
+                        }
+                    }
+                    Some(ended) => {
+                        publish_state(
+                            &sender,
+                            ended,
+                            &format!("{state} after the batch in flight"),
+                        );
+                        return;
+                    }
+                    None => return,
+                },
                 Ok(batch) => {
                     throughput.record(batch.transactions, elapsed_ms);
                     let done = batch.done;
@@ -396,6 +520,11 @@ impl Inner {
 fn apply_batch(progress: &mut Progress, batch: &BatchResult, throughput: &Throughput, total: i64) {
     let now = chrono::Utc::now();
     let counters = batch.counters;
+    if progress.state != RunState::Running {
+        // Resumed: the state change is an event of its own.
+        progress.state = RunState::Running;
+        progress.sequence += 1;
+    }
     progress.sequence += 1;
     progress.batch_number = counters.batches;
     progress.processed = counters.processed;
@@ -453,4 +582,19 @@ pub fn snapshot(run: &super::runs::Run) -> Progress {
         message: record.message.clone().unwrap_or_default(),
         emitted_at: run.updated_at,
     }
+}
+
+/// Publishes a state the run's row already records (set by a control).
+fn publish_state(sender: &watch::Sender<Progress>, state: RunState, message: &str) {
+    sender.send_if_modified(|p| {
+        if p.state == state {
+            return false;
+        }
+        p.sequence += 1;
+        p.state = state;
+        p.message = message.to_owned();
+        p.estimated_completion = None;
+        p.emitted_at = chrono::Utc::now();
+        true
+    });
 }

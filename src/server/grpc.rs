@@ -14,7 +14,7 @@ use crate::{
     auth::{Access, Guard, Operation, access::parse_id},
     error::Error,
     migration::{
-        engine::{self, Engine},
+        engine::{self, Control, Engine},
         preview::{self, PreviewQuery},
         progress::Progress,
         runs,
@@ -43,6 +43,30 @@ impl GrpcMigrationService {
             pool,
             guard,
             engine,
+        }
+    }
+
+    /// Pause, resume or cancel: checked input, steering right, the change.
+    async fn control<T>(
+        &self,
+        request: &Request<T>,
+        organization_id: &str,
+        migration_id: &str,
+        operation: Operation,
+        control: Control,
+    ) -> Answer<Migration> {
+        let id = parse_id("migration_id", migration_id)?;
+        let access = self.admit(request, organization_id, operation).await?;
+        match self.engine.control(&access, id, control).await {
+            Ok(run) => Ok(Response::new(convert::migration(run))),
+            Err(error @ Error::NotFound(_)) => {
+                let what = format!("migration {id}");
+                self.guard
+                    .record_not_found(&access, operation, &what)
+                    .await?;
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -264,39 +288,48 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     }
 
     async fn pause_migration(&self, request: Request<PauseMigrationRequest>) -> Answer<Migration> {
-        self.admit(
-            &request,
+        let (org, id) = (
             &request.get_ref().organization_id,
-            Operation::PauseMigration,
-        )
-        .await?;
-        not_yet("PauseMigration (the phase 2 engine's run control)")
+            &request.get_ref().migration_id,
+        );
+        self.control(&request, org, id, Operation::PauseMigration, Control::Pause)
+            .await
     }
 
     async fn resume_migration(
         &self,
         request: Request<ResumeMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(
-            &request,
+        let (org, id) = (
             &request.get_ref().organization_id,
+            &request.get_ref().migration_id,
+        );
+        self.control(
+            &request,
+            org,
+            id,
             Operation::ResumeMigration,
+            Control::Resume,
         )
-        .await?;
-        not_yet("ResumeMigration (the phase 2 engine's run control)")
+        .await
     }
 
     async fn cancel_migration(
         &self,
         request: Request<CancelMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(
-            &request,
+        let (org, id) = (
             &request.get_ref().organization_id,
+            &request.get_ref().migration_id,
+        );
+        self.control(
+            &request,
+            org,
+            id,
             Operation::CancelMigration,
+            Control::Cancel,
         )
-        .await?;
-        not_yet("CancelMigration (the phase 2 engine's run control)")
+        .await
     }
 
     async fn update_migration(

@@ -381,3 +381,170 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     next.stop().await;
 }
+
+fn control(org: Uuid, id: &str) -> (String, String) {
+    (org.to_string(), id.to_owned())
+}
+
+/// Reads events until one is in `state` (or the stream ends).
+async fn until_state(
+    events: &mut tonic::Streaming<MigrationProgress>,
+    state: MigrationState,
+) -> MigrationProgress {
+    loop {
+        let event = events
+            .next()
+            .await
+            .expect("the stream goes on")
+            .expect("an event");
+        if event.state() == state {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn pause_and_resume_take_effect_between_batches() {
+    let s = seeded(300).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    let mut events = client
+        .start_migration(as_user(
+            StartMigrationRequest {
+                batch_size: 5,
+                ..start(s.org)
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = events.next().await.unwrap().unwrap().migration_id;
+    let (org, run) = control(s.org, &id);
+
+    let paused = client
+        .pause_migration(as_user(
+            PauseMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: run.clone(),
+                request_id: "p1".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.state(), MigrationState::Paused);
+    let at_pause = until_state(&mut events, MigrationState::Paused).await;
+    assert!(at_pause.transactions_processed < 300, "paused mid-run");
+
+    let resumed = client
+        .resume_migration(as_user(
+            ResumeMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: run.clone(),
+                request_id: "r1".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.state(), MigrationState::Running);
+    let done = until_state(&mut events, MigrationState::Succeeded).await;
+    assert_eq!(done.transactions_processed, 300);
+    assert!(done.sequence > at_pause.sequence);
+    assert_eq!(
+        fixtures::migrated_copies(&s.pool, s.org, &id).await,
+        (300, 300, 300)
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+
+    let finished = client
+        .pause_migration(as_user(
+            PauseMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: run,
+                request_id: "p2".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .expect_err("finished");
+    assert_eq!(finished.code(), Code::FailedPrecondition);
+    let unknown = client
+        .cancel_migration(as_user(
+            CancelMigrationRequest {
+                organization_id: org,
+                migration_id: Uuid::new_v4().to_string(),
+                request_id: "c1".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_after_the_batch_in_flight_and_keeps_what_was_migrated() {
+    let s = seeded(300).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    let mut events = client
+        .start_migration(as_user(
+            StartMigrationRequest {
+                batch_size: 5,
+                ..start(s.org)
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = events.next().await.unwrap().unwrap().migration_id;
+    let (org, run) = control(s.org, &id);
+    let cancelled = client
+        .cancel_migration(as_user(
+            CancelMigrationRequest {
+                organization_id: org,
+                migration_id: run,
+                request_id: "c1".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), MigrationState::Cancelled);
+    let last = collect(events).await.pop().unwrap();
+    assert_eq!(
+        last.state(),
+        MigrationState::Cancelled,
+        "the stream ends with the terminal state"
+    );
+
+    let (reversed, reversals, reposts) = fixtures::migrated_copies(&s.pool, s.org, &id).await;
+    assert!(reversed < 300, "stopped early ({reversed})");
+    assert_eq!(
+        (reversals, reposts),
+        (reversed, reversed),
+        "what was migrated stays, whole"
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+
+    // No active run is left: a new run migrates the rest.
+    let rest = collect(
+        client
+            .start_migration(as_user(start(s.org), s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = rest.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded);
+    assert_eq!(last.transactions_processed, 300 - reversed);
+    s.app.stop().await;
+}
