@@ -49,20 +49,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while the server is still starting
+    // must stop it cleanly, never kill it with its database half-started.
+    let shutdown = shutdown_signal().context("installing the SIGINT/SIGTERM handlers")?;
     let app = Application::build(settings).await?;
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on the
+/// first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 async fn seed_demo(settings: SeedDemoSettings) -> anyhow::Result<()> {

@@ -147,3 +147,42 @@ async fn the_readme_examples_work_as_printed_against_the_embedded_default() {
         }
     }
 }
+
+#[tokio::test]
+async fn sigterm_during_startup_still_stops_cleanly_with_nothing_left() {
+    let dir = data_dir();
+    let mut command = serve_command();
+    command
+        .env_remove("DATABASE_URL")
+        .env("HERA_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("start the binary");
+    // The generated token secret appears once startup is under way (after the
+    // signal handlers, before the cluster).
+    let secret = dir.path().join("jwt-secret");
+    wait::until("startup to begin", Duration::from_secs(30), || {
+        let begun = secret.exists();
+        async move { begun.then_some(()) }
+    })
+    .await;
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = wait::until("the server to exit", Duration::from_secs(30), || {
+        let exited = child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(
+        status.success(),
+        "a clean stop, not death by signal: {status:?}"
+    );
+    let leftovers = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(&*dir.path().to_string_lossy()))
+        .count();
+    assert_eq!(leftovers, 0, "no process of this data directory is left");
+}
