@@ -46,6 +46,39 @@ impl GrpcMigrationService {
         }
     }
 
+    /// A run lookup's outcome; NOT_FOUND also leaves the probe on the record
+    /// (another organization's run must not be found, nor sought unnoticed).
+    async fn found<T>(
+        &self,
+        access: &Access,
+        operation: Operation,
+        id: uuid::Uuid,
+        outcome: crate::error::Result<T>,
+    ) -> Result<T, Status> {
+        match outcome {
+            Err(error @ Error::NotFound(_)) => {
+                let what = format!("migration {id}");
+                self.guard
+                    .record_not_found(access, operation, &what)
+                    .await?;
+                Err(error.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Admits the caller, then says the capability is not built yet.
+    async fn unbuilt<T, R>(
+        &self,
+        request: &Request<R>,
+        organization_id: &str,
+        operation: Operation,
+        capability: &'static str,
+    ) -> Answer<T> {
+        self.admit(request, organization_id, operation).await?;
+        not_yet(capability)
+    }
+
     /// Pause, resume or cancel: checked input, steering right, the change.
     async fn control<T>(
         &self,
@@ -57,32 +90,29 @@ impl GrpcMigrationService {
     ) -> Answer<Migration> {
         let id = parse_id("migration_id", migration_id)?;
         let access = self.admit(request, organization_id, operation).await?;
-        match self.engine.control(&access, id, control).await {
-            Ok(run) => Ok(Response::new(convert::migration(run))),
-            Err(error @ Error::NotFound(_)) => {
-                let what = format!("migration {id}");
-                self.guard
-                    .record_not_found(&access, operation, &what)
-                    .await?;
-                Err(error.into())
-            }
-            Err(error) => Err(error.into()),
-        }
+        let outcome = self.engine.control(&access, id, control).await;
+        let run = self.found(&access, operation, id, outcome).await?;
+        Ok(Response::new(convert::migration(run)))
     }
 
-    /// The progress stream of a run this caller may see: live when it executes
-    /// here, else its recorded state.
-    async fn progress_of(&self, access: &Access, id: uuid::Uuid) -> Result<ProgressStream, Status> {
+    /// The progress stream of a run of the caller's organization, after
+    /// `after_sequence`: live when it executes here, else its recorded state.
+    async fn progress_of(
+        &self,
+        access: &Access,
+        operation: Operation,
+        id: uuid::Uuid,
+        after_sequence: u64,
+    ) -> Result<ProgressStream, Status> {
         let updates = match self.engine.watch(id) {
-            Some(updates) => updates,
-            None => {
-                watch::channel(engine::snapshot(
-                    &runs::get(&self.pool, access.organization_id, id).await?,
-                ))
-                .1
+            Some(updates) if access_owns(&updates, access) => updates,
+            _ => {
+                let outcome = runs::get(&self.pool, access.organization_id, id).await;
+                let run = self.found(access, operation, id, outcome).await?;
+                watch::channel(engine::snapshot(&run)).1
             }
         };
-        Ok(progress_stream(updates, 0))
+        Ok(progress_stream(updates, after_sequence))
     }
 
     /// The caller, checked for `operation` on `organization_id`.
@@ -197,7 +227,10 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             )
             .await?;
         let id = self.engine.start(&access, &start).await?;
-        Ok(Response::new(self.progress_of(&access, id).await?))
+        let stream = self
+            .progress_of(&access, Operation::StartMigration, id, 0)
+            .await?;
+        Ok(Response::new(stream))
     }
 
     async fn watch_migration(
@@ -214,25 +247,10 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
                 Operation::WatchMigration,
             )
             .await?;
-        match self.engine.watch(id) {
-            Some(updates) if access_owns(&updates, &access) => {
-                Ok(Response::new(progress_stream(updates, after)))
-            }
-            _ => match runs::get(&self.pool, access.organization_id, id).await {
-                Ok(run) => Ok(Response::new(progress_stream(
-                    watch::channel(engine::snapshot(&run)).1,
-                    after,
-                ))),
-                Err(error @ Error::NotFound(_)) => {
-                    let what = format!("migration {id}");
-                    self.guard
-                        .record_not_found(&access, Operation::WatchMigration, &what)
-                        .await?;
-                    Err(error.into())
-                }
-                Err(error) => Err(error.into()),
-            },
-        }
+        let stream = self
+            .progress_of(&access, Operation::WatchMigration, id, after)
+            .await?;
+        Ok(Response::new(stream))
     }
 
     async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
@@ -241,17 +259,11 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         let access = self
             .admit(&request, &message.organization_id, Operation::GetMigration)
             .await?;
-        match runs::get(&self.pool, access.organization_id, id).await {
-            Ok(run) => Ok(Response::new(convert::migration(run))),
-            Err(error @ Error::NotFound(_)) => {
-                let what = format!("migration {id}");
-                self.guard
-                    .record_not_found(&access, Operation::GetMigration, &what)
-                    .await?;
-                Err(error.into())
-            }
-            Err(error) => Err(error.into()),
-        }
+        let outcome = runs::get(&self.pool, access.organization_id, id).await;
+        let run = self
+            .found(&access, Operation::GetMigration, id, outcome)
+            .await?;
+        Ok(Response::new(convert::migration(run)))
     }
 
     async fn list_migrations(
@@ -336,52 +348,56 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<UpdateMigrationRequest>,
     ) -> Answer<Migration> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::UpdateMigration,
+            "UpdateMigration (the phase 2 engine's run control)",
         )
-        .await?;
-        not_yet("UpdateMigration (the phase 2 engine's run control)")
+        .await
     }
 
     async fn apply_reporting_aliases(
         &self,
         request: Request<ApplyReportingAliasesRequest>,
     ) -> Answer<ApplyReportingAliasesResponse> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::ApplyReportingAliases,
+            "ApplyReportingAliases (the phase 3 reporting aliases)",
         )
-        .await?;
-        not_yet("ApplyReportingAliases (the phase 3 reporting aliases)")
+        .await
     }
 
     async fn validate_migration(
         &self,
         request: Request<ValidateMigrationRequest>,
     ) -> Answer<ValidationReport> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::ValidateMigration,
+            "ValidateMigration (the phase 4 validation suite)",
         )
-        .await?;
-        not_yet("ValidateMigration (the phase 4 validation suite)")
+        .await
     }
 
     async fn rollback_migration(
         &self,
         request: Request<RollbackMigrationRequest>,
     ) -> Answer<Self::RollbackMigrationStream> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::RollbackMigration,
+            "RollbackMigration (the rollback engine)",
         )
-        .await?;
-        not_yet("RollbackMigration (the rollback engine)")
+        .await
     }
 
     async fn check_security(
@@ -423,51 +439,55 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<CheckEnvironmentRequest>,
     ) -> Answer<CheckEnvironmentResponse> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::CheckEnvironment,
+            "CheckEnvironment (the pre-migration environment checks)",
         )
-        .await?;
-        not_yet("CheckEnvironment (the pre-migration environment checks)")
+        .await
     }
 
     async fn measure_performance(
         &self,
         request: Request<MeasurePerformanceRequest>,
     ) -> Answer<MeasurePerformanceResponse> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::MeasurePerformance,
+            "MeasurePerformance (the performance baseline and test)",
         )
-        .await?;
-        not_yet("MeasurePerformance (the performance baseline and test)")
+        .await
     }
 
     async fn assess_failure(
         &self,
         request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::AssessFailure,
+            "AssessFailure (the failure assessment)",
         )
-        .await?;
-        not_yet("AssessFailure (the failure assessment)")
+        .await
     }
 
     async fn document_incident(
         &self,
         request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
-        self.admit(
+        let organization_id = &request.get_ref().organization_id;
+        self.unbuilt(
             &request,
-            &request.get_ref().organization_id,
+            organization_id,
             Operation::DocumentIncident,
+            "DocumentIncident (the incident record)",
         )
-        .await?;
-        not_yet("DocumentIncident (the incident record)")
+        .await
     }
 }

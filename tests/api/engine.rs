@@ -318,20 +318,10 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     let s = seeded(400).await;
     let before = trial_balance(&s.pool, s.org).await;
     let mut client = s.app.client().await;
-    let small_batches = StartMigrationRequest {
-        batch_size: 5,
-        ..start(s.org)
-    };
-    let mut events = client
-        .start_migration(as_user(small_batches, s.owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        seen.push(events.next().await.unwrap().unwrap());
+    let (mut events, migration_id) = start_in_small_batches(&s, &mut client).await;
+    for _ in 0..2 {
+        events.next().await.unwrap().unwrap();
     }
-    let migration_id = seen[0].migration_id.clone();
     drop(events); // the caller goes away; the run does not
     s.app.stop().await;
 
@@ -403,23 +393,31 @@ async fn until_state(
     }
 }
 
+/// Starts a run of 5-transaction batches (so controls land mid-run) and
+/// returns its stream and id.
+async fn start_in_small_batches(
+    s: &Seeded,
+    client: &mut migration_service_client::MigrationServiceClient<tonic::transport::Channel>,
+) -> (tonic::Streaming<MigrationProgress>, String) {
+    let small = StartMigrationRequest {
+        batch_size: 5,
+        ..start(s.org)
+    };
+    let mut events = client
+        .start_migration(as_user(small, s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = events.next().await.unwrap().unwrap().migration_id;
+    (events, id)
+}
+
 #[tokio::test]
 async fn pause_and_resume_take_effect_between_batches() {
     let s = seeded(300).await;
     let before = trial_balance(&s.pool, s.org).await;
     let mut client = s.app.client().await;
-    let mut events = client
-        .start_migration(as_user(
-            StartMigrationRequest {
-                batch_size: 5,
-                ..start(s.org)
-            },
-            s.owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = events.next().await.unwrap().unwrap().migration_id;
+    let (mut events, id) = start_in_small_batches(&s, &mut client).await;
     let (org, run) = control(s.org, &id);
 
     let paused = client
@@ -492,18 +490,7 @@ async fn cancel_stops_after_the_batch_in_flight_and_keeps_what_was_migrated() {
     let s = seeded(300).await;
     let before = trial_balance(&s.pool, s.org).await;
     let mut client = s.app.client().await;
-    let mut events = client
-        .start_migration(as_user(
-            StartMigrationRequest {
-                batch_size: 5,
-                ..start(s.org)
-            },
-            s.owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = events.next().await.unwrap().unwrap().migration_id;
+    let (events, id) = start_in_small_batches(&s, &mut client).await;
     let (org, run) = control(s.org, &id);
     let cancelled = client
         .cancel_migration(as_user(
