@@ -365,7 +365,9 @@ BEGIN
         transaction_status, smart_code, metadata, created_by, updated_by)
     VALUES (v_operation_id, v_org, 'MIGRATION_OPERATION', 'MIGOP-' || v_operation_id, now(), 0,
             'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            v_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST'),
+            -- migrated_ids: what a rollback of this batch restores.
+            v_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST',
+                                           'migrated_ids', to_jsonb(v_migrate)),
             v_actor, v_actor);
 
     UPDATE universal_transactions
