@@ -73,6 +73,53 @@ pub struct ServeSettings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub tls: TlsSettings,
+    #[command(flatten)]
+    pub engine: EngineSettings,
+}
+
+/// How runs execute: lock waits, retries, and who takes over a run whose
+/// server is gone.
+#[derive(Debug, Clone, Args)]
+pub struct EngineSettings {
+    /// How long a batch may wait for a row lock before it backs off and retries smaller, in milliseconds.
+    #[arg(long, env = "HERA_BATCH_LOCK_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub batch_lock_timeout_ms: u64,
+    /// Consecutive retries of a batch that waits on locks before the run fails.
+    #[arg(long, env = "HERA_BATCH_LOCK_RETRIES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub batch_lock_retries: u32,
+    /// How often this server looks for runs whose executing server is gone, in milliseconds.
+    #[arg(long, env = "HERA_LEASE_CHECK_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub lease_check_interval_ms: u64,
+    /// What to do with a run found RUNNING whose server is gone: resume it, or leave it PAUSED with the reason.
+    #[arg(long, env = "HERA_ON_INTERRUPTED", value_enum, default_value_t = OnInterrupted::Resume)]
+    pub on_interrupted: OnInterrupted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnInterrupted {
+    Resume,
+    Pause,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            batch_lock_timeout_ms: 2000,
+            batch_lock_retries: 10,
+            lease_check_interval_ms: 5000,
+            on_interrupted: OnInterrupted::Resume,
+        }
+    }
+}
+
+impl EngineSettings {
+    pub fn batch_lock_timeout(&self) -> Duration {
+        Duration::from_millis(self.batch_lock_timeout_ms)
+    }
+
+    pub fn lease_check_interval(&self) -> Duration {
+        Duration::from_millis(self.lease_check_interval_ms)
+    }
 }
 
 /// How callers prove who they are, and which roles may steer migrations.

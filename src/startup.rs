@@ -137,12 +137,18 @@ impl Application {
             .build_v1alpha()?;
 
         let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
-        let engine = Engine::new(pool.clone(), background.clone());
-        match engine.resume_interrupted(database.admin_pool()).await {
+        let engine = Engine::new(
+            pool.clone(),
+            database.admin_pool().clone(),
+            settings.engine.clone(),
+            background.clone(),
+        );
+        match engine.adopt_orphans().await {
             Ok(0) => {}
-            Ok(resumed) => tracing::info!(resumed, "resumed interrupted migration runs"),
+            Ok(adopted) => tracing::info!(adopted, "took over interrupted migration runs"),
             Err(error) => tracing::error!(%error, "looking for interrupted runs failed"),
         }
+        engine.adopt_orphans_periodically();
         let migration_service = MigrationServiceServer::with_interceptor(
             GrpcMigrationService::new(pool, guard, engine.clone()),
             Authenticate::new(verifier),

@@ -62,6 +62,9 @@ DECLARE
     v_unmapped     uuid[];
     v_unbalanced   uuid[];
     v_bad          uuid[];
+    v_failed       uuid[] := '{}'; -- originals whose copies failed verification
+    v_rejected     uuid[];
+    v_detail       text;
     v_counters     jsonb;
     v_result       jsonb;
 BEGIN
@@ -203,137 +206,167 @@ BEGIN
       INTO v_reversals, v_reposts
       FROM unnest(v_migrate);
 
-    -- 4. The writes: reversals and reposts (headers and lines), originals marked.
-    WITH src AS ( -- each original, with where its reversal and repost are posted
-        SELECT t.*, m.rev_id, m.rep_id, m.target, m.rev_total,
-               coalesce(m.new_date, t.transaction_date) AS posted_on,
-               coalesce(m.new_period, t.fiscal_period_entity_id) AS posted_period,
-               CASE WHEN m.new_period IS NULL THEN t.fiscal_year
-                    ELSE split_part(m.new_period_code, '-', 1)::int END AS posted_year,
-               CASE WHEN m.new_period IS NULL THEN t.fiscal_period
-                    ELSE split_part(m.new_period_code, '-', 2)::int END AS posted_month,
-               coalesce(m.new_period_code, t.posting_period_code) AS posted_period_code
-          FROM unnest(v_migrate, v_reversals, v_reposts, v_targets, v_dates, v_periods, v_period_codes, v_rev_totals)
-               AS m (id, rev_id, rep_id, target, new_date, new_period, new_period_code, rev_total)
-          JOIN universal_transactions t ON t.id = m.id
-    ),
-    line_codes AS ( -- each distinct line smart code's v2 form, computed once
-        SELECT l.smart_code,
-               coalesce((SELECT nullif(btrim(m ->> 'target_smart_code'), '')
-                           FROM jsonb_array_elements(coalesce(v_params -> 'smart_code_mappings', '[]')) m
-                          WHERE hera_smart_code_normalize(m ->> 'source_smart_code')
-                                = hera_smart_code_normalize(l.smart_code)
-                          LIMIT 1),
-                        CASE WHEN hera_smart_code_is_v1(l.smart_code)
-                             THEN hera_smart_code_at_version(l.smart_code, 2)
-                             ELSE l.smart_code END) AS target
-          FROM (SELECT DISTINCT smart_code FROM universal_transaction_lines
-                 WHERE transaction_id = ANY (v_migrate)) l
-    ),
-    reversal AS (
-        INSERT INTO universal_transactions (
-            id, organization_id, transaction_type, transaction_code, transaction_date,
-            source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
-            business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
-            posting_period_code, transaction_currency_code, created_by, updated_by)
-        SELECT rev_id, organization_id, transaction_type, transaction_code || '-REV',
-               posted_on, source_entity_id, target_entity_id, rev_total,
-               'posted', smart_code, business_context,
-               coalesce(metadata, '{}') || jsonb_build_object(
-                   'reversal_of', id, 'reversal_reason', v_reason, 'reversal_at', now(),
-                   'migration_run_id', p_run_id, 'migration_batch_id', v_operation_id),
-               posted_period, posted_year, posted_month, posted_period_code,
-               transaction_currency_code, v_actor, v_actor
-          FROM src
-        RETURNING id
-    ),
-    reversal_lines AS (
-        INSERT INTO universal_transaction_lines (
-            organization_id, transaction_id, line_number, entity_id, line_type, description,
-            quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
-            created_by, updated_by)
-        SELECT l.organization_id, s.rev_id, l.line_number, l.entity_id, l.line_type,
-               'REVERSAL: ' || coalesce(l.description, ''),
-               -l.quantity, -l.unit_amount, -l.line_amount, -l.discount_amount, -l.tax_amount,
-               l.smart_code, l.line_data, v_actor, v_actor
-          FROM src s
-          JOIN universal_transaction_lines l ON l.transaction_id = s.id
-        RETURNING 1
-    ),
-    repost AS (
-        INSERT INTO universal_transactions (
-            id, organization_id, transaction_type, transaction_code, transaction_date,
-            source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
-            business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
-            posting_period_code, transaction_currency_code, created_by, updated_by)
-        SELECT rep_id, organization_id, transaction_type, transaction_code || '-V2',
-               posted_on, source_entity_id, target_entity_id, total_amount,
-               'posted', target, business_context,
-               coalesce(metadata, '{}') || jsonb_build_object(
-                   'finance_dna_version', 'v2', 'original_transaction_id', id,
-                   'migration_id', p_run_id, 'migration_batch_id', v_operation_id,
-                   'migration_timestamp', now()),
-               posted_period, posted_year, posted_month, posted_period_code,
-               transaction_currency_code, v_actor, v_actor
-          FROM src
-        RETURNING id
-    ),
-    repost_lines AS (
-        INSERT INTO universal_transaction_lines (
-            organization_id, transaction_id, line_number, entity_id, line_type, description,
-            quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
-            created_by, updated_by)
-        SELECT l.organization_id, s.rep_id, l.line_number, l.entity_id, l.line_type, l.description,
-               l.quantity, l.unit_amount, l.line_amount, l.discount_amount, l.tax_amount,
-               lc.target, l.line_data, v_actor, v_actor
-          FROM src s
-          JOIN universal_transaction_lines l ON l.transaction_id = s.id
-          JOIN line_codes lc ON lc.smart_code = l.smart_code
-        RETURNING 1
-    )
-    UPDATE universal_transactions t
-       SET transaction_status = 'reversed',
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'reversal_id', s.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,
-               'migrated_to', s.rep_id, 'migration_run_id', p_run_id),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-      FROM src s
-     WHERE t.id = s.id;
+    -- 4 and 5 run in a subtransaction: when the verification finds copies that
+    -- do not balance, their writes roll back, the originals behind them are
+    -- quarantined, and the batch is written again without them.
+    LOOP
+        BEGIN
+            -- 4. The writes: reversals and reposts (headers and lines), originals marked.
+            WITH src AS ( -- each original, with where its reversal and repost are posted
+                SELECT t.*, m.rev_id, m.rep_id, m.target, m.rev_total,
+                       coalesce(m.new_date, t.transaction_date) AS posted_on,
+                       coalesce(m.new_period, t.fiscal_period_entity_id) AS posted_period,
+                       CASE WHEN m.new_period IS NULL THEN t.fiscal_year
+                            ELSE split_part(m.new_period_code, '-', 1)::int END AS posted_year,
+                       CASE WHEN m.new_period IS NULL THEN t.fiscal_period
+                            ELSE split_part(m.new_period_code, '-', 2)::int END AS posted_month,
+                       coalesce(m.new_period_code, t.posting_period_code) AS posted_period_code
+                  FROM unnest(v_migrate, v_reversals, v_reposts, v_targets, v_dates, v_periods, v_period_codes, v_rev_totals)
+                       AS m (id, rev_id, rep_id, target, new_date, new_period, new_period_code, rev_total)
+                  JOIN universal_transactions t ON t.id = m.id
+            ),
+            line_codes AS ( -- each distinct line smart code's v2 form, computed once
+                SELECT l.smart_code,
+                       coalesce((SELECT nullif(btrim(m ->> 'target_smart_code'), '')
+                                   FROM jsonb_array_elements(coalesce(v_params -> 'smart_code_mappings', '[]')) m
+                                  WHERE hera_smart_code_normalize(m ->> 'source_smart_code')
+                                        = hera_smart_code_normalize(l.smart_code)
+                                  LIMIT 1),
+                                CASE WHEN hera_smart_code_is_v1(l.smart_code)
+                                     THEN hera_smart_code_at_version(l.smart_code, 2)
+                                     ELSE l.smart_code END) AS target
+                  FROM (SELECT DISTINCT smart_code FROM universal_transaction_lines
+                         WHERE transaction_id = ANY (v_migrate)) l
+            ),
+            reversal AS (
+                INSERT INTO universal_transactions (
+                    id, organization_id, transaction_type, transaction_code, transaction_date,
+                    source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
+                    business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
+                    posting_period_code, transaction_currency_code, created_by, updated_by)
+                SELECT rev_id, organization_id, transaction_type, transaction_code || '-REV',
+                       posted_on, source_entity_id, target_entity_id, rev_total,
+                       'posted', smart_code, business_context,
+                       coalesce(metadata, '{}') || jsonb_build_object(
+                           'reversal_of', id, 'reversal_reason', v_reason, 'reversal_at', now(),
+                           'migration_run_id', p_run_id, 'migration_batch_id', v_operation_id),
+                       posted_period, posted_year, posted_month, posted_period_code,
+                       transaction_currency_code, v_actor, v_actor
+                  FROM src
+                RETURNING id
+            ),
+            reversal_lines AS (
+                INSERT INTO universal_transaction_lines (
+                    organization_id, transaction_id, line_number, entity_id, line_type, description,
+                    quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
+                    created_by, updated_by)
+                SELECT l.organization_id, s.rev_id, l.line_number, l.entity_id, l.line_type,
+                       'REVERSAL: ' || coalesce(l.description, ''),
+                       -l.quantity, -l.unit_amount, -l.line_amount, -l.discount_amount, -l.tax_amount,
+                       l.smart_code, l.line_data, v_actor, v_actor
+                  FROM src s
+                  JOIN universal_transaction_lines l ON l.transaction_id = s.id
+                RETURNING 1
+            ),
+            repost AS (
+                INSERT INTO universal_transactions (
+                    id, organization_id, transaction_type, transaction_code, transaction_date,
+                    source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
+                    business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
+                    posting_period_code, transaction_currency_code, created_by, updated_by)
+                SELECT rep_id, organization_id, transaction_type, transaction_code || '-V2',
+                       posted_on, source_entity_id, target_entity_id, total_amount,
+                       'posted', target, business_context,
+                       coalesce(metadata, '{}') || jsonb_build_object(
+                           'finance_dna_version', 'v2', 'original_transaction_id', id,
+                           'migration_id', p_run_id, 'migration_batch_id', v_operation_id,
+                           'migration_timestamp', now()),
+                       posted_period, posted_year, posted_month, posted_period_code,
+                       transaction_currency_code, v_actor, v_actor
+                  FROM src
+                RETURNING id
+            ),
+            repost_lines AS (
+                INSERT INTO universal_transaction_lines (
+                    organization_id, transaction_id, line_number, entity_id, line_type, description,
+                    quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
+                    created_by, updated_by)
+                SELECT l.organization_id, s.rep_id, l.line_number, l.entity_id, l.line_type, l.description,
+                       l.quantity, l.unit_amount, l.line_amount, l.discount_amount, l.tax_amount,
+                       lc.target, l.line_data, v_actor, v_actor
+                  FROM src s
+                  JOIN universal_transaction_lines l ON l.transaction_id = s.id
+                  JOIN line_codes lc ON lc.smart_code = l.smart_code
+                RETURNING 1
+            )
+            UPDATE universal_transactions t
+               SET transaction_status = 'reversed',
+                   metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+                       'reversal_id', s.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,
+                       'migrated_to', s.rep_id, 'migration_run_id', p_run_id),
+                   version = coalesce(t.version, 1) + 1,
+                   updated_by = v_actor,
+                   updated_at = now()
+              FROM src s
+             WHERE t.id = s.id;
 
-    -- 5. Verify what was written: every reversal and repost balances, and the
-    -- batch nets to zero per account and currency.
-    SELECT coalesce(array_agg(x.transaction_id), '{}') INTO v_bad
-      FROM (SELECT l.transaction_id
-              FROM universal_transaction_lines l
-             WHERE l.transaction_id = ANY (v_reversals || v_reposts)
-               AND l.smart_code LIKE '%.GL.%'
-             GROUP BY l.transaction_id
-            HAVING abs(coalesce(sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'DR'), 0)
-                     - coalesce(sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'CR'), 0)) >= 0.0001) x;
-    IF cardinality(v_bad) = 0 THEN
-        SELECT coalesce(array_agg(DISTINCT l.transaction_id), '{}') INTO v_bad
-          FROM universal_transaction_lines l
-          JOIN (SELECT l2.line_data ->> 'account_code' AS account, t2.transaction_currency_code AS currency
-                  FROM universal_transaction_lines l2
-                  JOIN universal_transactions t2 ON t2.id = l2.transaction_id
-                 WHERE l2.transaction_id = ANY (v_reversals || v_reposts)
-                   AND l2.smart_code LIKE '%.GL.%'
-                 GROUP BY 1, 2
-                HAVING abs(sum(CASE l2.line_data ->> 'side' WHEN 'DR' THEN l2.line_amount
-                                                           WHEN 'CR' THEN -l2.line_amount ELSE 0 END)) >= 0.0001
-               ) off ON off.account IS NOT DISTINCT FROM l.line_data ->> 'account_code'
-         WHERE l.transaction_id = ANY (v_reversals || v_reposts);
-    END IF;
-    IF cardinality(v_bad) > 0 THEN
-        RAISE EXCEPTION 'hera_migration_unbalanced: batch % of run % does not balance', v_batch_no, p_run_id
-              USING ERRCODE = 'check_violation',
-                    DETAIL = (SELECT jsonb_agg(DISTINCT coalesce(
-                                  (SELECT (metadata ->> 'reversal_of') FROM universal_transactions WHERE id = b),
-                                  (SELECT (metadata ->> 'original_transaction_id') FROM universal_transactions WHERE id = b)))::text
-                                FROM unnest(v_bad) b);
-    END IF;
+            -- 5. Verify what was written: every reversal and repost balances, and the
+            -- batch nets to zero per account and currency.
+            SELECT coalesce(array_agg(x.transaction_id), '{}') INTO v_bad
+              FROM (SELECT l.transaction_id
+                      FROM universal_transaction_lines l
+                     WHERE l.transaction_id = ANY (v_reversals || v_reposts)
+                       AND l.smart_code LIKE '%.GL.%'
+                     GROUP BY l.transaction_id
+                    HAVING abs(coalesce(sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'DR'), 0)
+                             - coalesce(sum(l.line_amount) FILTER (WHERE l.line_data ->> 'side' = 'CR'), 0)) >= 0.0001) x;
+            IF cardinality(v_bad) = 0 THEN
+                SELECT coalesce(array_agg(DISTINCT l.transaction_id), '{}') INTO v_bad
+                  FROM universal_transaction_lines l
+                  JOIN (SELECT l2.line_data ->> 'account_code' AS account, t2.transaction_currency_code AS currency
+                          FROM universal_transaction_lines l2
+                          JOIN universal_transactions t2 ON t2.id = l2.transaction_id
+                         WHERE l2.transaction_id = ANY (v_reversals || v_reposts)
+                           AND l2.smart_code LIKE '%.GL.%'
+                         GROUP BY 1, 2
+                        HAVING abs(sum(CASE l2.line_data ->> 'side' WHEN 'DR' THEN l2.line_amount
+                                                                   WHEN 'CR' THEN -l2.line_amount ELSE 0 END)) >= 0.0001
+                       ) off ON off.account IS NOT DISTINCT FROM l.line_data ->> 'account_code'
+                 WHERE l.transaction_id = ANY (v_reversals || v_reposts);
+            END IF;
+            IF cardinality(v_bad) > 0 THEN
+                RAISE EXCEPTION 'hera_migration_unbalanced: batch % of run % does not balance', v_batch_no, p_run_id
+                      USING ERRCODE = 'check_violation',
+                            DETAIL = (SELECT jsonb_agg(DISTINCT coalesce(
+                                          (SELECT (metadata ->> 'reversal_of') FROM universal_transactions WHERE id = b),
+                                          (SELECT (metadata ->> 'original_transaction_id') FROM universal_transactions WHERE id = b)))::text
+                                        FROM unnest(v_bad) b);
+            END IF;
+            EXIT;
+        EXCEPTION WHEN check_violation THEN
+            GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+            v_rejected := ARRAY(SELECT jsonb_array_elements_text(nullif(v_detail, '')::jsonb)::uuid);
+            IF cardinality(v_rejected) = 0 OR v_rejected <@ v_failed THEN
+                RAISE; -- nothing new to set aside: the batch cannot be made to balance
+            END IF;
+            v_failed := v_failed || v_rejected;
+            SELECT coalesce(array_agg(m.id ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.target ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.new_date ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.new_period ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.new_period_code ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.rev_total ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.rev_id ORDER BY m.n), '{}'),
+                   coalesce(array_agg(m.rep_id ORDER BY m.n), '{}')
+              INTO v_migrate, v_targets, v_dates, v_periods, v_period_codes, v_rev_totals,
+                   v_reversals, v_reposts
+              FROM unnest(v_migrate, v_targets, v_dates, v_periods, v_period_codes, v_rev_totals,
+                          v_reversals, v_reposts) WITH ORDINALITY
+                   AS m (id, target, new_date, new_period, new_period_code, rev_total, rev_id, rep_id, n)
+             WHERE m.id <> ALL (v_failed);
+        END;
+    END LOOP;
+    v_unbalanced := v_unbalanced || v_failed;
 
     -- 6. Record the batch and advance the run.
     v_counters := coalesce(v_run.metadata -> 'counters', '{}');
@@ -353,6 +386,7 @@ BEGIN
         'skipped_closed', cardinality(v_closed),
         'skipped_unmapped', cardinality(v_unmapped),
         'quarantined_ids', to_jsonb(v_unbalanced),
+        'failed_verification_ids', to_jsonb(v_failed),
         'first_transaction_id', v_locked[1],
         'last_transaction_id', v_last_id,
         'balanced', true,

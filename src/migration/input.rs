@@ -43,6 +43,31 @@ pub fn batch(field: &'static str, value: i32) -> Result<i32> {
     }
 }
 
+/// A rate limit: a positive, finite number per second.
+pub fn rate(field: &'static str, value: f64) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{value} is not a positive number"),
+        ))
+    }
+}
+
+/// A pause between batches, in milliseconds: at most an hour.
+pub fn delay_ms(field: &'static str, value: u32) -> Result<u32> {
+    const MAX_DELAY_MS: u32 = 3_600_000;
+    if value <= MAX_DELAY_MS {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{value} is out of range (0 to {MAX_DELAY_MS})"),
+        ))
+    }
+}
+
 /// One explicit mapping; an empty target excludes the source from migration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mapping {

@@ -59,6 +59,7 @@ pub struct Progress {
     pub migration_id: Uuid,
     pub organization_id: Uuid,
     pub sequence: u64,
+    pub phase: super::engine::Phase,
     pub state: RunState,
     pub processed: i64,
     pub remaining: i64,
@@ -75,6 +76,8 @@ pub struct Progress {
     pub warnings: i64,
     pub message: String,
     pub emitted_at: DateTime<Utc>,
+    /// Batches roll back: nothing stays written.
+    pub dry_run: bool,
 }
 
 impl Progress {
@@ -94,7 +97,8 @@ impl Progress {
 }
 
 /// Throughput over the latest batches: the rate and the ETA come from a recent
-/// window, not from the whole run, so they follow throttling and load.
+/// window, not from the whole run, so they follow throttling and load. A
+/// batch's cycle is its own time plus the wait that pacing adds after it.
 #[derive(Debug, Default)]
 pub struct Throughput {
     recent: VecDeque<(i64, f64)>,
@@ -105,10 +109,10 @@ pub struct Throughput {
 const WINDOW: usize = 5;
 
 impl Throughput {
-    pub fn record(&mut self, transactions: i64, duration_ms: f64) {
+    pub fn record(&mut self, transactions: i64, batch_ms: f64, cycle_ms: f64) {
         self.batches += 1;
-        self.total_ms += duration_ms;
-        self.recent.push_back((transactions, duration_ms));
+        self.total_ms += batch_ms;
+        self.recent.push_back((transactions, cycle_ms));
         if self.recent.len() > WINDOW {
             self.recent.pop_front();
         }
@@ -154,16 +158,16 @@ mod tests {
     #[test]
     fn the_rate_and_eta_wait_for_two_batches_and_follow_the_recent_window() {
         let mut throughput = Throughput::default();
-        throughput.record(1000, 1000.0);
+        throughput.record(1000, 1000.0, 1000.0);
         assert_eq!(throughput.transactions_per_second(), None);
-        throughput.record(1000, 500.0);
+        throughput.record(1000, 500.0, 500.0);
         let rate = throughput.transactions_per_second().unwrap();
         assert!((rate - 1333.33).abs() < 0.01, "{rate}");
         let now = Utc::now();
         let eta = throughput.estimated_completion(4000, now).unwrap();
         assert_eq!((eta - now).num_milliseconds(), 3000);
         for _ in 0..WINDOW {
-            throughput.record(1000, 100.0);
+            throughput.record(1000, 50.0, 100.0);
         }
         assert!((throughput.transactions_per_second().unwrap() - 10_000.0).abs() < 0.01);
     }

@@ -79,42 +79,9 @@ fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
 
 /// A run as the API shows it, its latest state as a progress event.
 pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
+    let progress = progress(&crate::migration::engine::snapshot(&run));
     let record = &run.record;
-    let counters = record.counters;
-    let state = enum_value(
-        proto::MigrationState::from_str_name(&record.state),
-        proto::MigrationState::Unspecified,
-    );
-    let phase = enum_value(
-        proto::MigrationPhase::from_str_name(&record.phase),
-        proto::MigrationPhase::Unspecified,
-    );
-    let (percentage, remaining) = match record.total_candidates {
-        Some(total) if total > 0 => (
-            counters.processed as f64 * 100.0 / total as f64,
-            (total - counters.processed).max(0),
-        ),
-        _ if record.state == "SUCCEEDED" => (100.0, 0),
-        _ => (0.0, 0),
-    };
-    let progress = proto::MigrationProgress {
-        migration_id: run.id.to_string(),
-        organization_id: run.organization_id.to_string(),
-        sequence: u64::try_from(counters.batches).unwrap_or(0),
-        phase,
-        state,
-        progress_percentage: percentage,
-        transactions_processed: counters.processed,
-        transactions_remaining: remaining,
-        health_status: proto::HealthStatus::Healthy.into(),
-        batch_number: counters.batches,
-        transactions_skipped: counters.skipped_closed + counters.skipped_unmapped,
-        transactions_quarantined: counters.quarantined,
-        dry_run: record.parameters.dry_run,
-        message: record.message.clone().unwrap_or_default(),
-        emitted_at: Some(timestamp(run.updated_at)),
-        ..Default::default()
-    };
+    let (state, phase) = (progress.state, progress.phase);
     let parameters = &record.parameters;
     proto::Migration {
         migration_id: run.id.to_string(),
@@ -167,7 +134,10 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         migration_id: p.migration_id.to_string(),
         organization_id: p.organization_id.to_string(),
         sequence: p.sequence,
-        phase: proto::MigrationPhase::Execution.into(),
+        phase: enum_value(
+            proto::MigrationPhase::from_str_name(p.phase.as_str()),
+            proto::MigrationPhase::Unspecified,
+        ),
         state: enum_value(
             proto::MigrationState::from_str_name(p.state.as_str()),
             proto::MigrationState::Unspecified,
@@ -188,7 +158,7 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         message: p.message.clone(),
         transactions_skipped: p.skipped,
         transactions_quarantined: p.quarantined,
-        dry_run: false,
+        dry_run: p.dry_run,
         emitted_at: Some(timestamp(p.emitted_at)),
     }
 }

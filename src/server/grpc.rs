@@ -96,7 +96,8 @@ impl GrpcMigrationService {
     }
 
     /// The progress stream of a run of the caller's organization, after
-    /// `after_sequence`: live when it executes here, else its recorded state.
+    /// `after_sequence`: live when it executes here, else followed through
+    /// its row (another server executes it, or it has ended).
     async fn progress_of(
         &self,
         access: &Access,
@@ -109,7 +110,7 @@ impl GrpcMigrationService {
             _ => {
                 let outcome = runs::get(&self.pool, access.organization_id, id).await;
                 let run = self.found(access, operation, id, outcome).await?;
-                watch::channel(engine::snapshot(&run)).1
+                self.engine.follow(&run)
             }
         };
         Ok(progress_stream(updates, after_sequence))
@@ -203,22 +204,18 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         request: Request<StartMigrationRequest>,
     ) -> Answer<Self::StartMigrationStream> {
         let message = request.get_ref();
-        if message.dry_run {
-            return not_yet("StartMigration with dry_run (dry runs)");
-        }
-        let start = engine::start_request(
-            &message.from_date,
-            &message.to_date,
-            message.batch_size,
-            mapping_pairs(&message.smart_code_mappings),
-            &message.request_id,
-            &message.expected_plan_fingerprint,
-            message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
-            message.max_transactions_per_second,
-        )?;
-        if start.max_transactions_per_second.is_some() {
-            return not_yet("StartMigration with max_transactions_per_second (throttling)");
-        }
+        let start = engine::start_request(engine::StartFields {
+            from_date: &message.from_date,
+            to_date: &message.to_date,
+            batch_size: message.batch_size,
+            mappings: mapping_pairs(&message.smart_code_mappings).collect(),
+            request_id: &message.request_id,
+            expected_plan_fingerprint: &message.expected_plan_fingerprint,
+            post_to_open_period: message.closed_period_policy()
+                == ClosedPeriodPolicy::PostToOpenPeriod,
+            max_transactions_per_second: message.max_transactions_per_second,
+            dry_run: message.dry_run,
+        })?;
         let access = self
             .admit(
                 &request,
@@ -348,14 +345,20 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<UpdateMigrationRequest>,
     ) -> Answer<Migration> {
-        let organization_id = &request.get_ref().organization_id;
-        self.unbuilt(
-            &request,
-            organization_id,
-            Operation::UpdateMigration,
-            "UpdateMigration (the phase 2 engine's run control)",
-        )
-        .await
+        let message = request.get_ref();
+        let id = parse_id("migration_id", &message.migration_id)?;
+        let update = engine::update_request(
+            message.batch_size,
+            message.max_transactions_per_second,
+            message.batch_delay_ms,
+        )?;
+        let operation = Operation::UpdateMigration;
+        let access = self
+            .admit(&request, &message.organization_id, operation)
+            .await?;
+        let outcome = self.engine.update(&access, id, &update).await;
+        let run = self.found(&access, operation, id, outcome).await?;
+        Ok(Response::new(convert::migration(run)))
     }
 
     async fn apply_reporting_aliases(

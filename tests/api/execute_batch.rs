@@ -88,7 +88,7 @@ async fn unbalanced_written(pool: &PgPool, run: Uuid) -> i64 {
 #[tokio::test]
 async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_ledger() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await; // installs the functions
+    TestApp::install(db.options()).await;
     let (pool, org, actor) = seeded(&db, 400).await;
     let before = trial_balance(&pool, org).await;
     let tables_before = crate::support::catalog::tables(&pool).await;
@@ -154,13 +154,12 @@ async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_l
 
     // Running the finished run again migrates nothing twice.
     assert_eq!(batch(&pool, run).await["transactions"], 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_workers_on_one_run_never_duplicate() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    TestApp::install(db.options()).await;
     let (pool, org, actor) = seeded(&db, 300).await;
     let run = create_run(
         &pool,
@@ -184,13 +183,12 @@ async fn concurrent_workers_on_one_run_never_duplicate() {
     assert_eq!(copies.len(), 300);
     assert!(copies.iter().all(|&c| c == (1, 1)));
     assert_eq!(unbalanced_written(&pool, run).await, 0);
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    TestApp::install(db.options()).await;
     let (pool, org, actor) = seeded(&db, 50).await;
     let victim: Uuid = sqlx::query_scalar(
         "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
@@ -224,5 +222,4 @@ async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
     .unwrap();
     assert_eq!(status, "posted", "the quarantined original is untouched");
     assert_eq!(quarantined, json!([victim]), "and listed in the run");
-    app.stop().await;
 }

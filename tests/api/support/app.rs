@@ -3,7 +3,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use hera_migrate::{
     auth::token,
-    config::{AuthSettings, DatabaseSettings, ServeSettings, TlsSettings},
+    config::{AuthSettings, DatabaseSettings, EngineSettings, ServeSettings, TlsSettings},
     proto::migration_service_client::MigrationServiceClient,
     startup::{Application, StartupError},
 };
@@ -61,6 +61,10 @@ pub fn test_settings(database: PgConnectOptions) -> ServeSettings {
             steering_roles: vec!["ORG_OWNER".into(), "ORG_ADMIN".into()],
         },
         tls: TlsSettings::default(),
+        engine: EngineSettings {
+            lease_check_interval_ms: 200,
+            ..EngineSettings::default()
+        },
     }
 }
 
@@ -113,6 +117,13 @@ impl TestApp {
             .await
             .expect("health check answers");
         response.into_inner().status()
+    }
+
+    /// Installs the schema and functions as a server does, then stops it: a
+    /// run a test drives from SQL must not look orphaned to a live engine
+    /// (which would take it over).
+    pub async fn install(database: PgConnectOptions) {
+        Self::spawn(database).await.stop().await;
     }
 
     /// Shuts the server down as SIGTERM would, and waits for it.

@@ -1,0 +1,196 @@
+//! Steering a run: pause, resume, cancel, and changing its pace. Every change
+//! is recorded on the run's row under its lock, so it waits for the batch in
+//! flight (which holds that lock) and holds across servers and restarts.
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Engine, lease::Lease};
+use crate::{
+    auth::Access,
+    db::scope,
+    error::{Error, Result},
+    migration::{
+        input,
+        progress::RunState,
+        runs::{self, Run},
+    },
+};
+
+const LOCK_RUN: &str = "SELECT metadata ->> 'state' FROM universal_transactions
+    WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
+      FOR UPDATE";
+const SET_STATE: &str = "UPDATE universal_transactions
+    SET metadata = metadata || jsonb_build_object(
+            'state', $2::text,
+            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1)
+        || CASE WHEN $3 THEN jsonb_build_object('finished_at', now()) ELSE '{}'::jsonb END
+        || CASE WHEN $5::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('message', $5::text) END,
+        transaction_status = lower($2::text), updated_by = $4, updated_at = now(),
+        version = coalesce(version, 1) + 1
+    WHERE id = $1";
+const SET_PARAMETERS: &str = "UPDATE universal_transactions
+    SET metadata = metadata
+            || jsonb_build_object(
+                   'parameters', (metadata -> 'parameters') || $2::jsonb,
+                   'last_update', jsonb_build_object('at', now(), 'by', $3::uuid, 'changes', $2::jsonb)),
+        updated_by = $3, updated_at = now(), version = coalesce(version, 1) + 1
+    WHERE id = $1";
+
+/// The controls of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// A checked UpdateMigration: the parameters to change, as the run records them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRequest {
+    changes: Map<String, Value>,
+}
+
+/// Checks an UpdateMigration's fields, naming the first bad one. A
+/// `max_transactions_per_second` of 0 lifts the limit.
+pub fn update_request(
+    batch_size: Option<i32>,
+    max_transactions_per_second: Option<f64>,
+    batch_delay_ms: Option<u32>,
+) -> Result<UpdateRequest> {
+    let mut changes = Map::new();
+    if let Some(size) = batch_size {
+        changes.insert(
+            "batch_size".into(),
+            json!(input::batch("batch_size", size)?),
+        );
+    }
+    if let Some(rate) = max_transactions_per_second {
+        let limit = if rate == 0.0 {
+            Value::Null
+        } else {
+            json!(input::rate("max_transactions_per_second", rate)?)
+        };
+        changes.insert("max_transactions_per_second".into(), limit);
+    }
+    if let Some(delay) = batch_delay_ms {
+        changes.insert(
+            "batch_delay_ms".into(),
+            json!(input::delay_ms("batch_delay_ms", delay)?),
+        );
+    }
+    if changes.is_empty() {
+        return Err(Error::invalid(
+            "batch_size",
+            "nothing to change: set batch_size, max_transactions_per_second or batch_delay_ms",
+        ));
+    }
+    Ok(UpdateRequest { changes })
+}
+
+impl Engine {
+    /// Pauses, resumes or cancels a run of the caller's organization.
+    /// FAILED_PRECONDITION for a finished run.
+    pub async fn control(&self, access: &Access, id: Uuid, control: Control) -> Result<Run> {
+        let organization_id = access.organization_id;
+        let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
+        let current = locked_state(&mut tx, organization_id, id).await?;
+        let next = match (control, current) {
+            (Control::Pause, RunState::Paused) | (Control::Resume, RunState::Running) => None,
+            (Control::Pause, _) => Some(RunState::Paused),
+            (Control::Resume, _) => Some(RunState::Running),
+            (Control::Cancel, _) => Some(RunState::Cancelled),
+        };
+        if let Some(next) = next {
+            let message = (next == RunState::Cancelled).then_some("cancelled");
+            sqlx::query(SET_STATE)
+                .bind(id)
+                .bind(next.as_str())
+                .bind(next.is_terminal())
+                .bind(access.user_id)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let run = runs::get(&self.inner.pool, organization_id, id).await?;
+        match self.wake(id) {
+            Some(wake) => wake.notify_one(),
+            None if next == Some(RunState::Running) => self.resume_here(&run).await?,
+            None => {}
+        }
+        Ok(run)
+    }
+
+    /// Changes a run's batch size, rate limit or delay between batches,
+    /// effective from its next batch. FAILED_PRECONDITION for a finished run.
+    pub async fn update(&self, access: &Access, id: Uuid, update: &UpdateRequest) -> Result<Run> {
+        let organization_id = access.organization_id;
+        let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
+        locked_state(&mut tx, organization_id, id).await?;
+        sqlx::query(SET_PARAMETERS)
+            .bind(id)
+            .bind(Value::Object(update.changes.clone()))
+            .bind(access.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Some(wake) = self.wake(id) {
+            wake.notify_one(); // an executor waiting between batches re-reads its pace
+        }
+        runs::get(&self.inner.pool, organization_id, id).await
+    }
+
+    /// Executes a resumed run here, unless a live server still holds its
+    /// lease (its paused executor notices the resume by itself).
+    async fn resume_here(&self, run: &Run) -> Result<()> {
+        if let Some(lease) = Lease::try_acquire(&self.inner.admin, run.organization_id).await? {
+            self.launch(run, lease, Some(super::current_trace()));
+        }
+        Ok(())
+    }
+}
+
+/// The state of a run, its row locked; NOT_FOUND outside the organization,
+/// FAILED_PRECONDITION once it has ended.
+async fn locked_state(
+    tx: &mut scope::OrgTransaction,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<RunState> {
+    let state: Option<String> = sqlx::query_scalar(LOCK_RUN)
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let state = state.ok_or_else(|| {
+        Error::NotFound(format!(
+            "migration_id: no migration {id} in organization {organization_id}"
+        ))
+    })?;
+    let current = RunState::parse(&state).unwrap_or(RunState::Failed);
+    if current.is_terminal() {
+        return Err(Error::FailedPrecondition(format!(
+            "migration_id: migration {id} is {state}; only a running or paused run can change"
+        )));
+    }
+    Ok(current)
+}
+
+/// Leaves a run whose server is gone PAUSED, saying why (HERA_ON_INTERRUPTED=pause).
+pub async fn pause_interrupted(pool: &PgPool, run: &Run) -> Result<()> {
+    let mut tx = scope::begin(pool, run.organization_id).await?;
+    sqlx::query(SET_STATE)
+        .bind(run.id)
+        .bind(RunState::Paused.as_str())
+        .bind(false)
+        .bind(run.record.started_by)
+        .bind(
+            "paused: the server executing it stopped; resume it when ready \
+             (HERA_ON_INTERRUPTED=pause)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The run engine. A run belongs to the service, not to the call that started
+//! it: an executor task of the server drives its phase's batch function one
+//! database transaction at a time and publishes a progress snapshot after each
+//! batch. Callers only watch.
+//!
+//! Which server executes an organization's run is decided in PostgreSQL: the
+//! executor holds a session advisory lock (its lease) on a connection of its
+//! own. The lock lapses the moment that session ends (a crash, a kill -9, a
+//! lost host once TCP keepalives give up), and every server looks for RUNNING
+//! runs whose lease is free, so a run outlives the server executing it.
+mod control;
+mod executor;
+mod lease;
+mod pacing;
+mod phase;
+mod report;
+mod start;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+pub use control::{Control, UpdateRequest, update_request};
+pub use phase::Phase;
+pub use report::snapshot;
+pub use start::{StartFields, StartRequest, start_request};
+
+use self::{executor::Executor, lease::Lease};
+use super::{progress::Progress, runs::Run};
+use crate::{
+    config::{EngineSettings, OnInterrupted},
+    error::Result,
+};
+
+/// A run executing here: its progress, and a bell that wakes its executor
+/// (a paused one, or one waiting between batches).
+struct Active {
+    progress: watch::Receiver<Progress>,
+    wake: Arc<Notify>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Scoped to an organization per transaction (row-level security).
+    pool: PgPool,
+    /// The login role: finds runs across organizations, holds leases.
+    admin: PgPool,
+    settings: EngineSettings,
+    /// Runs executing in this process, by id.
+    active: Mutex<HashMap<Uuid, Active>>,
+    /// Cancelled at shutdown: executors stop after the batch in flight.
+    shutdown: CancellationToken,
+    executors: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(
+        pool: PgPool,
+        admin: PgPool,
+        settings: EngineSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                admin,
+                settings,
+                active: Mutex::new(HashMap::new()),
+                shutdown,
+                executors: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Resolves once every executor has stopped (after the shutdown token is
+    /// cancelled, each finishes the batch in flight).
+    pub async fn stopped(&self) {
+        self.inner.executors.close();
+        self.inner.executors.wait().await;
+    }
+
+    /// Progress of a run executing in this process.
+    pub fn watch(&self, id: Uuid) -> Option<watch::Receiver<Progress>> {
+        let active = self.inner.active.lock().expect("registry");
+        active.get(&id).map(|run| run.progress.clone())
+    }
+
+    /// Progress of a run executing elsewhere (another replica), read from its
+    /// row until it ends or nobody watches any more.
+    pub fn follow(&self, run: &Run) -> watch::Receiver<Progress> {
+        report::follow(self.inner.pool.clone(), run, self.inner.shutdown.clone())
+    }
+
+    /// Takes over every RUNNING run whose executing server is gone (its lease
+    /// is free): resumes it from its last committed batch, or leaves it PAUSED
+    /// with the reason when so configured. Returns how many it took.
+    pub async fn adopt_orphans(&self) -> Result<usize> {
+        let running: Vec<(Uuid, Uuid)> =
+            sqlx::query_as(include_str!("../../../sql/queries/running_runs.sql"))
+                .fetch_all(&self.inner.admin)
+                .await?;
+        let mut adopted = 0;
+        for (id, organization_id) in running {
+            if self.watch(id).is_some() {
+                continue;
+            }
+            let Some(lease) = Lease::try_acquire(&self.inner.admin, organization_id).await? else {
+                continue; // a live server executes it
+            };
+            let run = super::runs::get(&self.inner.pool, organization_id, id).await?;
+            if run.record.state != "RUNNING" {
+                continue; // it ended or paused meanwhile
+            }
+            adopted += 1;
+            match self.inner.settings.on_interrupted {
+                OnInterrupted::Resume => {
+                    tracing::info!(migration_id = %id, %organization_id, "resuming an interrupted run");
+                    self.launch(&run, lease, None);
+                }
+                OnInterrupted::Pause => {
+                    tracing::warn!(migration_id = %id, %organization_id, "an interrupted run is left paused");
+                    control::pause_interrupted(&self.inner.pool, &run).await?;
+                    lease.release().await;
+                }
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Adopts orphaned runs every lease check interval, until shutdown (a
+    /// replica takes over the runs of one that died).
+    pub fn adopt_orphans_periodically(&self) {
+        let engine = self.clone();
+        let interval = self.inner.settings.lease_check_interval();
+        self.inner.executors.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = engine.inner.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                match engine.adopt_orphans().await {
+                    Ok(0) => {}
+                    Ok(adopted) => tracing::info!(adopted, "took over interrupted migration runs"),
+                    Err(error) => tracing::warn!(%error, "looking for interrupted runs failed"),
+                }
+            }
+        });
+    }
+
+    /// Starts executing `run` here under `lease`; its execution span joins
+    /// the trace of `parent` (the call that started or resumed it) if given.
+    fn launch(&self, run: &Run, lease: Lease, parent: Option<opentelemetry::Context>) {
+        let (sender, receiver) = watch::channel(snapshot(run));
+        let wake = Arc::new(Notify::new());
+        self.inner.active.lock().expect("registry").insert(
+            run.id,
+            Active {
+                progress: receiver,
+                wake: wake.clone(),
+            },
+        );
+        let executor = Executor::new(self.inner.clone(), run, lease, sender, wake);
+        let span = executor.span(parent);
+        let inner = self.inner.clone();
+        let id = run.id;
+        self.inner.executors.spawn(tracing::Instrument::instrument(
+            async move {
+                executor.run().await;
+                inner.active.lock().expect("registry").remove(&id);
+            },
+            span,
+        ));
+    }
+
+    /// The bell of a run executing here.
+    fn wake(&self, id: Uuid) -> Option<Arc<Notify>> {
+        let active = self.inner.active.lock().expect("registry");
+        active.get(&id).map(|run| run.wake.clone())
+    }
+}
+
+/// The OpenTelemetry context of the current span: an RPC handler's is its
+/// request span, a child of the caller's trace when the call carried one.
+fn current_trace() -> opentelemetry::Context {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    tracing::Span::current().context()
+}
