@@ -2,64 +2,15 @@
 //! streams its progress, and keeps the ledger; the controls around starting.
 use hera_migrate::proto::*;
 use serde_json::json;
-use sqlx::PgPool;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestDatabase, as_user,
+    TestApp, as_user,
     fixtures::{self, row_counts},
+    runs::{collect, control, seeded, start, start_in_small_batches, trial_balance, until_state},
 };
-
-struct Seeded {
-    db: TestDatabase,
-    app: TestApp,
-    pool: PgPool,
-    org: Uuid,
-    owner: Uuid,
-}
-
-async fn seeded(transactions: u64) -> Seeded {
-    let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
-    let pool = db.pool().await;
-    let report = fixtures::seed_2024(&pool, 1, transactions, 5).await;
-    let org = &report.organizations[0];
-    Seeded {
-        org: org.id,
-        owner: org.users[0].id,
-        db,
-        app,
-        pool,
-    }
-}
-
-fn start(org: Uuid) -> StartMigrationRequest {
-    StartMigrationRequest {
-        organization_id: org.to_string(),
-        from_date: "2024-01-01".into(),
-        to_date: "2024-12-31".into(),
-        batch_size: 40,
-        closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
-        ..Default::default()
-    }
-}
-
-async fn trial_balance(pool: &PgPool, org: Uuid) -> Vec<(String, String, rust_decimal::Decimal)> {
-    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
-        .bind(org)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-}
-
-async fn collect(stream: tonic::Streaming<MigrationProgress>) -> Vec<MigrationProgress> {
-    stream
-        .map(|event| event.expect("a progress event"))
-        .collect()
-        .await
-}
 
 #[tokio::test]
 async fn a_migration_streams_to_succeeded_and_keeps_the_ledger() {
@@ -339,46 +290,6 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     );
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     next.stop().await;
-}
-
-fn control(org: Uuid, id: &str) -> (String, String) {
-    (org.to_string(), id.to_owned())
-}
-
-/// Reads events until one is in `state` (or the stream ends).
-async fn until_state(
-    events: &mut tonic::Streaming<MigrationProgress>,
-    state: MigrationState,
-) -> MigrationProgress {
-    loop {
-        let event = events
-            .next()
-            .await
-            .expect("the stream goes on")
-            .expect("an event");
-        if event.state() == state {
-            return event;
-        }
-    }
-}
-
-/// Starts a run of 5-transaction batches (so controls land mid-run) and
-/// returns its stream and id.
-async fn start_in_small_batches(
-    s: &Seeded,
-    client: &mut migration_service_client::MigrationServiceClient<tonic::transport::Channel>,
-) -> (tonic::Streaming<MigrationProgress>, String) {
-    let small = StartMigrationRequest {
-        batch_size: 5,
-        ..start(s.org)
-    };
-    let mut events = client
-        .start_migration(as_user(small, s.owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = events.next().await.unwrap().unwrap().migration_id;
-    (events, id)
 }
 
 #[tokio::test]

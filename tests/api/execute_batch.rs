@@ -223,3 +223,63 @@ async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
     assert_eq!(status, "posted", "the quarantined original is untouched");
     assert_eq!(quarantined, json!([victim]), "and listed in the run");
 }
+
+/// A copy can fail its verification even though its original balanced (here
+/// a trigger, standing in for any interference, skews one repost line): the
+/// batch's writes roll back, that original is quarantined, and the batch is
+/// written again without it.
+#[tokio::test]
+async fn an_original_whose_copy_fails_verification_is_quarantined_and_the_batch_retried() {
+    let db = TestDatabase::create().await;
+    TestApp::install(db.options()).await;
+    let (pool, org, actor) = seeded(&db, 50).await;
+    let before = trial_balance(&pool, org).await;
+    let victim: Uuid = sqlx::query_scalar(
+        "UPDATE universal_transaction_lines SET description = 'skew me'
+          WHERE id = (SELECT l.id FROM universal_transaction_lines l
+                        JOIN universal_transactions t ON t.id = l.transaction_id
+                       WHERE t.organization_id = $1 ORDER BY t.transaction_date LIMIT 1)
+         RETURNING transaction_id",
+    )
+    .bind(org)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION skew_line() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.line_amount := NEW.line_amount + 1; RETURN NEW; END $$;
+         CREATE TRIGGER skew BEFORE INSERT ON universal_transaction_lines
+            FOR EACH ROW WHEN (NEW.description = 'skew me') EXECUTE FUNCTION skew_line();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let run = create_run(
+        &pool,
+        org,
+        actor,
+        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
+    )
+    .await;
+    let results = run_to_end(&pool, run).await;
+    assert_eq!(results[0]["failed_verification_ids"], json!([victim]));
+    assert_eq!(results[0]["quarantined_ids"], json!([victim]));
+    assert_eq!(results[0]["migrated"], 49, "the rest of the batch migrated");
+    let (status, copies): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT transaction_status FROM universal_transactions WHERE id = $1),
+                (SELECT count(*) FROM universal_transactions
+                  WHERE metadata ->> 'reversal_of' = $1::text OR metadata ->> 'original_transaction_id' = $1::text)",
+    )
+    .bind(victim)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), copies),
+        ("posted", 0),
+        "none of its copies stayed"
+    );
+    assert_eq!(unbalanced_written(&pool, run).await, 0);
+    assert_eq!(trial_balance(&pool, org).await, before);
+}

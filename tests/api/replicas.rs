@@ -1,0 +1,220 @@
+//! A run outlives whoever watches it and whichever server executes it: callers
+//! that go away, a second replica on the same database, a stopped server, and
+//! a server killed with SIGKILL.
+use std::time::Duration;
+
+use hera_migrate::{config::OnInterrupted, proto::*};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{
+    TestApp, TestDatabase,
+    app::{TEST_SECRET, test_settings},
+    as_user, fixtures,
+    process::{ServerProcess, serve_command, wait_serving},
+    runs::{Client, collect, seeded, start, start_in_small_batches, trial_balance, until_state},
+};
+
+fn watch(org: Uuid, id: &str) -> WatchMigrationRequest {
+    WatchMigrationRequest {
+        organization_id: org.to_string(),
+        migration_id: id.to_owned(),
+        after_sequence: 0,
+    }
+}
+
+async fn watch_on(
+    client: &mut Client,
+    org: Uuid,
+    owner: Uuid,
+    id: &str,
+) -> tonic::Streaming<MigrationProgress> {
+    client
+        .watch_migration(as_user(watch(org, id), owner))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_leaves_the_run_going_and_a_watcher_sees_it_end() {
+    let s = seeded(200).await;
+    let mut client = s.app.client().await;
+    let (events, id) = start_in_small_batches(&s, &mut client).await;
+    drop(events);
+    drop(client); // the connection goes too
+
+    let mut watcher = s.app.client().await;
+    let watched = collect(watch_on(&mut watcher, s.org, s.owner, &id).await).await;
+    let last = watched.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    assert_eq!(last.transactions_processed, 200);
+    assert!(watched.len() > 1, "it watched the run go on: {watched:?}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_server_follows_a_run_it_does_not_execute_and_takes_it_over_when_the_first_stops()
+{
+    let s = seeded(400).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let second = TestApp::spawn(s.db.options()).await;
+    let mut first_client = s.app.client().await;
+    let (mut events, id) = start_in_small_batches(&s, &mut first_client).await;
+    events.next().await.unwrap().unwrap();
+
+    let mut client = second.client().await;
+    let aborted = client
+        .start_migration(as_user(start(s.org), s.owner))
+        .await
+        .expect_err("one active run per organization, across servers");
+    assert_eq!(aborted.code(), Code::Aborted);
+    assert!(aborted.message().contains(&id), "{}", aborted.message());
+    let mut followed = watch_on(&mut client, s.org, s.owner, &id).await;
+    let seen = followed.next().await.unwrap().unwrap();
+    assert_eq!(seen.state(), MigrationState::Running);
+
+    drop(events);
+    s.app.stop().await; // the first server goes; its run stays RUNNING
+
+    let rest: Vec<MigrationProgress> = collect(followed).await;
+    let last = rest.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    assert_eq!(
+        (last.transactions_processed, last.progress_percentage),
+        (400, 100.0)
+    );
+    assert_eq!(
+        fixtures::migrated_copies(&s.pool, s.org, &id).await,
+        (400, 400, 400),
+        "exactly once across the two servers"
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_configured_to_pause_interrupted_runs_leaves_them_paused_with_the_reason() {
+    let s = seeded(300).await;
+    let mut settings = test_settings(s.db.options());
+    settings.engine.on_interrupted = OnInterrupted::Pause;
+    let second = TestApp::spawn_with(settings).await;
+    let mut first_client = s.app.client().await;
+    let (mut events, id) = start_in_small_batches(&s, &mut first_client).await;
+    events.next().await.unwrap().unwrap();
+    drop(events);
+    s.app.stop().await;
+
+    let mut client = second.client().await;
+    let mut watched = watch_on(&mut client, s.org, s.owner, &id).await;
+    let paused = until_state(&mut watched, MigrationState::Paused).await;
+    assert!(
+        paused.message.contains("server executing it stopped"),
+        "{}",
+        paused.message
+    );
+    assert!(paused.transactions_processed < 300);
+
+    client
+        .resume_migration(as_user(
+            ResumeMigrationRequest {
+                organization_id: s.org.to_string(),
+                migration_id: id.clone(),
+                request_id: "resume-after-interruption".into(),
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap();
+    let done = until_state(&mut watched, MigrationState::Succeeded).await;
+    assert_eq!(done.transactions_processed, 300);
+    assert_eq!(
+        fixtures::migrated_copies(&s.pool, s.org, &id).await,
+        (300, 300, 300)
+    );
+    second.stop().await;
+}
+
+/// The shipped binary on the test's database.
+fn server_on(db: &TestDatabase) -> ServerProcess {
+    let mut command = serve_command();
+    command
+        .env("DATABASE_URL", db.url())
+        .env("HERA_JWT_SECRET", TEST_SECRET)
+        .env("HERA_LEASE_CHECK_INTERVAL_MS", "200");
+    ServerProcess::spawn(command)
+}
+
+async fn client_of(server: &ServerProcess) -> Client {
+    wait_serving(server.addr).await;
+    migration_service_client::MigrationServiceClient::connect(server.endpoint())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_run_is_resumed_by_the_next_with_the_result_of_an_uninterrupted_run() {
+    let db = TestDatabase::create().await;
+    TestApp::install(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 1, 400, 5).await;
+    let (org, owner) = (
+        report.organizations[0].id,
+        report.organizations[0].users[0].id,
+    );
+    let before = trial_balance(&pool, org).await;
+
+    let mut first = server_on(&db);
+    let mut client = client_of(&first).await;
+    let mut events = client
+        .start_migration(as_user(
+            StartMigrationRequest {
+                batch_size: 5,
+                ..start(org)
+            },
+            owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = loop {
+        let event = events.next().await.unwrap().unwrap();
+        if event.transactions_processed >= 50 {
+            break event.migration_id;
+        }
+    };
+    first.signal(libc::SIGKILL);
+    first.exit_within(Duration::from_secs(10)).await;
+    let (state, processed): (String, i64) = sqlx::query_as(
+        "SELECT metadata ->> 'state', (metadata #>> '{counters,processed}')::bigint
+           FROM universal_transactions WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "RUNNING");
+    assert!(processed < 400, "killed mid-run ({processed} processed)");
+
+    let next = server_on(&db);
+    let mut client = client_of(&next).await;
+    let watched = collect(watch_on(&mut client, org, owner, &id).await).await;
+    let last = watched.last().unwrap();
+    assert_eq!(
+        last.state(),
+        MigrationState::Succeeded,
+        "{last:?}\n{}",
+        next.logs()
+    );
+    assert_eq!(
+        (last.transactions_processed, last.progress_percentage),
+        (400, 100.0)
+    );
+    assert_eq!(
+        fixtures::migrated_copies(&pool, org, &id).await,
+        (400, 400, 400),
+        "no transaction lost or migrated twice"
+    );
+    assert_eq!(trial_balance(&pool, org).await, before);
+}

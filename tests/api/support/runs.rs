@@ -1,0 +1,160 @@
+//! Runs through the API: a seeded organization on a live server, a start
+//! request, and reading progress streams.
+use hera_migrate::proto::*;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use uuid::Uuid;
+
+use hera_migrate::config::ServeSettings;
+
+use super::{TestApp, TestDatabase, app::test_settings, as_user, fixtures};
+
+pub type Client = migration_service_client::MigrationServiceClient<tonic::transport::Channel>;
+
+pub struct Seeded {
+    pub db: TestDatabase,
+    pub app: TestApp,
+    pub pool: PgPool,
+    pub org: Uuid,
+    pub owner: Uuid,
+}
+
+pub async fn seeded(transactions: u64) -> Seeded {
+    seeded_with(transactions, |_| {}).await
+}
+
+/// A seeded organization on a server whose settings `configure` adjusts.
+pub async fn seeded_with(transactions: u64, configure: impl FnOnce(&mut ServeSettings)) -> Seeded {
+    let db = TestDatabase::create().await;
+    let mut settings = test_settings(db.options());
+    configure(&mut settings);
+    let app = TestApp::spawn_with(settings).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 1, transactions, 5).await;
+    let org = &report.organizations[0];
+    Seeded {
+        org: org.id,
+        owner: org.users[0].id,
+        db,
+        app,
+        pool,
+    }
+}
+
+pub fn start(org: Uuid) -> StartMigrationRequest {
+    StartMigrationRequest {
+        organization_id: org.to_string(),
+        from_date: "2024-01-01".into(),
+        to_date: "2024-12-31".into(),
+        batch_size: 40,
+        closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
+        ..Default::default()
+    }
+}
+
+pub async fn trial_balance(
+    pool: &PgPool,
+    org: Uuid,
+) -> Vec<(String, String, rust_decimal::Decimal)> {
+    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
+        .bind(org)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+pub async fn collect(stream: tonic::Streaming<MigrationProgress>) -> Vec<MigrationProgress> {
+    stream
+        .map(|event| event.expect("a progress event"))
+        .collect()
+        .await
+}
+
+pub fn control(org: Uuid, id: &str) -> (String, String) {
+    (org.to_string(), id.to_owned())
+}
+
+/// Reads events until one is in `state` (or the stream ends).
+pub async fn until_state(
+    events: &mut tonic::Streaming<MigrationProgress>,
+    state: MigrationState,
+) -> MigrationProgress {
+    loop {
+        let event = events
+            .next()
+            .await
+            .expect("the stream goes on")
+            .expect("an event");
+        if event.state() == state {
+            return event;
+        }
+    }
+}
+
+/// Starts a run of 5-transaction batches (so controls land mid-run) and
+/// returns its stream and id.
+pub async fn start_in_small_batches(
+    s: &Seeded,
+    client: &mut Client,
+) -> (tonic::Streaming<MigrationProgress>, String) {
+    let small = StartMigrationRequest {
+        batch_size: 5,
+        ..start(s.org)
+    };
+    let mut events = client
+        .start_migration(as_user(small, s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = events.next().await.unwrap().unwrap().migration_id;
+    (events, id)
+}
+
+/// A digest of the organization's business rows (everything but the runs'
+/// bookkeeping): equal digests, identical ledger rows.
+pub async fn ledger_digest(pool: &PgPool, org: Uuid) -> (String, String) {
+    sqlx::query_as(
+        "SELECT (SELECT md5(coalesce(string_agg(t.id::text || t.transaction_status || t.smart_code
+                                                 || t.metadata::text, ',' ORDER BY t.id), ''))
+                   FROM universal_transactions t
+                  WHERE t.organization_id = $1
+                    AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION')),
+                (SELECT md5(coalesce(string_agg(l.id::text || l.line_amount::text || l.smart_code,
+                                                ',' ORDER BY l.id), ''))
+                   FROM universal_transaction_lines l WHERE l.organization_id = $1)",
+    )
+    .bind(org)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A run's batches as its MIGRATION_OPERATION rows record them:
+/// (batch number, transactions taken).
+pub async fn batches(pool: &PgPool, migration_id: &str) -> Vec<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (metadata ->> 'batch_number')::bigint, (metadata ->> 'transactions')::bigint
+           FROM universal_transactions
+          WHERE transaction_type = 'MIGRATION_OPERATION' AND metadata ->> 'migration_id' = $1
+          ORDER BY 1",
+    )
+    .bind(migration_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The run `id` as GetMigration answers it.
+pub async fn get(client: &mut Client, org: Uuid, owner: Uuid, id: &str) -> Migration {
+    client
+        .get_migration(as_user(
+            GetMigrationRequest {
+                organization_id: org.to_string(),
+                migration_id: id.to_owned(),
+            },
+            owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
