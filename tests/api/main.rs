@@ -17,5 +17,6 @@ mod replicas;
 mod runs;
 mod schema;
 mod seed_demo;
+mod spans;
 mod telemetry;
 mod tls;
