@@ -11,6 +11,7 @@ mod execute_batch;
 mod grpcurl;
 mod health;
 mod preview;
+mod rollback_sql;
 mod runs;
 mod schema;
 mod seed_demo;

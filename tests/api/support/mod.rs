@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod process;
 pub mod proxy;
 pub mod rpcs;
+pub mod sql;
 pub mod wait;
 
 pub use app::{TestApp, as_user, authorized};
