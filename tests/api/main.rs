@@ -2,6 +2,7 @@
 //! (DATABASE_URL when set, else an embedded cluster), one fresh database each.
 mod support;
 
+mod aliases_sql;
 mod api_surface;
 mod auth;
 mod binary;
