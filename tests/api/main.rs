@@ -18,3 +18,4 @@ mod schema;
 mod seed_demo;
 mod telemetry;
 mod tls;
+mod validation_sql;
