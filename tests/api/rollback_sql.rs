@@ -225,3 +225,63 @@ async fn the_psql_entry_point_rolls_back_a_cancelled_run_and_refuses_a_running_o
         json!("ROLLED_BACK")
     );
 }
+
+#[tokio::test]
+async fn an_interrupted_rollback_resumes_from_its_cursor_under_row_level_security() {
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = sql::scene(250).await;
+    let before = sql::trial_balance(&pool, org).await;
+    let candidates_before = sql::candidates(&pool, org).await;
+    let (run, migrated) = sql::migrate(&pool, org, actor, 64).await;
+
+    // Two committed batches, then the worker is gone (a crash between batches).
+    sql::set_state(&pool, run, "RUNNING", Some("ROLLBACK")).await;
+    let mut restored = 0;
+    for _ in 0..2 {
+        let batch: serde_json::Value =
+            sqlx::query_scalar("SELECT hera_migration_rollback_batch_v2($1, 30)")
+                .bind(run)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(batch["done"], false);
+        restored += batch["restored"].as_i64().unwrap();
+    }
+    assert_eq!(restored, 60);
+
+    // The psql entry point resumes it, as the service's role would run it:
+    // row-level security on, the organization named in app.current_org.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE hera_migrate_app")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT set_config('app.current_org', $1::text, true)")
+        .bind(org)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let summary: serde_json::Value =
+        sqlx::query_scalar("SELECT hera_migration_rollback_v2($1, $2, 'resumed')")
+            .bind(org)
+            .bind(run.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let report: serde_json::Value = sqlx::query_scalar("SELECT hera_migration_validate_v2($1)")
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(summary["restored"], migrated, "{summary}");
+    assert_eq!(summary["processed"], migrated, "each original visited once");
+    assert_eq!(report["rollback_status"], "ROLLBACK_COMPLETE", "{report:#}");
+    assert_eq!(sql::trial_balance(&pool, org).await, before);
+    assert_eq!(sql::candidates(&pool, org).await, candidates_before);
+    assert_eq!(copies_in_effect(&pool, org, run).await, (0, 0));
+}
