@@ -42,6 +42,9 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/preview.sql"),
     include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/execute_batch.sql"),
+    include_str!("../../sql/functions/reporting_aliases.sql"),
+    include_str!("../../sql/functions/rollback.sql"),
+    include_str!("../../sql/functions/validation.sql"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

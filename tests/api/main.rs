@@ -2,6 +2,7 @@
 //! (DATABASE_URL when set, else an embedded cluster), one fresh database each.
 mod support;
 
+mod aliases_sql;
 mod api_surface;
 mod auth;
 mod binary;
@@ -14,9 +15,11 @@ mod health;
 mod pacing;
 mod preview;
 mod replicas;
+mod rollback_sql;
 mod runs;
 mod schema;
 mod seed_demo;
 mod spans;
 mod telemetry;
 mod tls;
+mod validation_sql;

@@ -8,6 +8,7 @@ pub mod process;
 pub mod proxy;
 pub mod rpcs;
 pub mod runs;
+pub mod sql;
 pub mod wait;
 
 pub use app::{TestApp, as_user, authorized};

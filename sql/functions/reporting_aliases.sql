@@ -1,0 +1,368 @@
+-- Phase 3: metadata-only reporting aliases.
+--
+-- An alias lets v2 reports read a v1 transaction as if it carried a v2 smart
+-- code, without moving any data: the transaction keeps its smart code, lines
+-- and status; its metadata gains
+--   reporting_smart_code  the v2 code reports should use,
+--   original_smart_code   the code it really carries,
+--   alias_created_at, alias_version ('v2.1'), alias_batch_id,
+--   alias_migration_id    (the run whose skipped transactions were aliased).
+-- Removing those keys undoes it exactly, so an alias is reversible by design.
+--
+-- Everything is batched over a keyset cursor on (transaction_date, id), the
+-- order of the ut_org_date_idx index, so that a million-row organization is
+-- aliased in many short transactions of flat cost, never one long one.
+-- Nothing here creates a table: mappings live in a jsonb argument.
+
+-- The mappings as a set of (source, target) in normalized form, checked.
+-- An empty array means "every v1 code maps to its .v2 form" and yields no
+-- rows; the callers apply that default per transaction.
+-- Raises invalid_parameter_value (22023) naming the offending element, so
+-- the RPC can answer INVALID_ARGUMENT before anything is written.
+CREATE OR REPLACE FUNCTION hera_migration_alias_mappings_v2(p_smart_code_mappings jsonb)
+RETURNS TABLE (source_smart_code text, target_smart_code text)
+LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+DECLARE
+    m   jsonb;
+    src text;
+    dst text;
+    i   integer := 0;
+BEGIN
+    IF p_smart_code_mappings IS NULL OR jsonb_typeof(p_smart_code_mappings) <> 'array' THEN
+        RAISE EXCEPTION 'smart_code_mappings: expected a JSON array of {source_smart_code, target_smart_code}'
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR m IN SELECT e FROM jsonb_array_elements(p_smart_code_mappings) e LOOP
+        i := i + 1;
+        src := nullif(btrim(m ->> 'source_smart_code'), '');
+        dst := nullif(btrim(m ->> 'target_smart_code'), '');
+        IF jsonb_typeof(m) <> 'object' OR src IS NULL OR dst IS NULL THEN
+            RAISE EXCEPTION 'smart_code_mappings[%]: needs source_smart_code and target_smart_code', i - 1
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT hera_smart_code_is_valid(src) OR NOT hera_smart_code_is_valid(dst) THEN
+            RAISE EXCEPTION 'smart_code_mappings[%]: % -> % is not a pair of valid HERA smart codes', i - 1, src, dst
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        source_smart_code := hera_smart_code_normalize(src);
+        target_smart_code := hera_smart_code_normalize(dst);
+        RETURN NEXT;
+    END LOOP;
+END;
+$fn$;
+
+-- One batch of aliasing: at most p_limit eligible transactions after p_cursor.
+--
+-- Eligible: the organization's posted transactions whose smart code is a
+-- mapped source (or any v1 code when p_smart_code_mappings is '[]'), that are
+-- neither a reversal, a repost, nor migration bookkeeping. With p_migration_id,
+-- only those inside the run's [from_date, to_date] that are still candidates
+-- (posted, v1): what the run skipped or has not reached.
+--
+-- Idempotent: a transaction already aliased to the same target is counted as
+-- already_aliased and left untouched (not even its updated_at moves); one
+-- aliased to another target is re-pointed and counted as aliased.
+--
+-- p_cursor: null to start, then the previous result's "cursor"
+-- ({transaction_date, id}). Returns
+--   {alias_batch_id, migration_id, transactions, transactions_aliased,
+--    already_aliased, mappings: [{source_smart_code, target_smart_code,
+--    transactions_aliased, already_aliased}], cursor, done}
+-- "done" is true when the batch found fewer than p_limit eligible rows.
+-- Writes nothing but the aliased rows' metadata: the audit row is the
+-- caller's (hera_migration_apply_reporting_aliases_v2 records one; the RPC
+-- records its own).
+CREATE OR REPLACE FUNCTION hera_migration_apply_reporting_aliases_batch_v2(
+    p_organization_id uuid,
+    p_smart_code_mappings jsonb,
+    p_alias_batch_id uuid,
+    p_migration_id uuid DEFAULT NULL,
+    p_cursor jsonb DEFAULT NULL,
+    p_limit integer DEFAULT 1000
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+-- As in execute_batch.sql: walk the (organization_id, transaction_date, id)
+-- index in order and stop at the limit, never sort what remains.
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $fn$
+DECLARE
+    v_all_v1     boolean;
+    v_sources    text[];
+    v_targets    text[];
+    v_from       timestamptz := '-infinity';
+    v_to         timestamptz := 'infinity';
+    v_after_date timestamptz;
+    v_after_id   uuid;
+    v_ids        uuid[];
+    v_last_date  timestamptz;
+    v_last_id    uuid;
+    v_params     jsonb;
+    v_per_map    jsonb;
+    v_aliased    bigint;
+    v_already    bigint;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 THEN
+        RAISE EXCEPTION 'limit: must be at least 1, got %', p_limit USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT coalesce(array_agg(source_smart_code), '{}'), coalesce(array_agg(target_smart_code), '{}')
+      INTO v_sources, v_targets
+      FROM hera_migration_alias_mappings_v2(p_smart_code_mappings);
+    v_all_v1 := cardinality(v_sources) = 0;
+
+    IF p_migration_id IS NOT NULL THEN
+        SELECT metadata -> 'parameters' INTO v_params
+          FROM universal_transactions
+         WHERE id = p_migration_id AND organization_id = p_organization_id
+           AND transaction_type = 'MIGRATION_RUN';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no migration run % in organization %', p_migration_id, p_organization_id
+                  USING ERRCODE = 'no_data_found';
+        END IF;
+        v_from := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
+        v_to   := ((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
+    END IF;
+    v_after_date := coalesce((p_cursor ->> 'transaction_date')::timestamptz, '-infinity');
+    v_after_id   := coalesce((p_cursor ->> 'id')::uuid, '00000000-0000-0000-0000-000000000000');
+
+    -- The next eligible rows, locked: a concurrent migration batch that
+    -- reverses one of them first makes PostgreSQL drop it here (the status
+    -- test is re-checked on the locked row), so an alias never lands on a
+    -- transaction that is no longer in effect as v1.
+    SELECT coalesce(array_agg(c.id), '{}'),
+           (array_agg(c.transaction_date ORDER BY c.transaction_date DESC, c.id DESC))[1],
+           (array_agg(c.id ORDER BY c.transaction_date DESC, c.id DESC))[1]
+      INTO v_ids, v_last_date, v_last_id
+      FROM (SELECT t.id, t.transaction_date
+              FROM universal_transactions t
+             WHERE t.organization_id = p_organization_id
+               AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
+               AND t.transaction_date >= v_from
+               AND t.transaction_date < v_to
+               AND t.transaction_status = 'posted'
+               AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
+               AND NOT coalesce(t.metadata ? 'reversal_of', false)
+               AND NOT coalesce(t.metadata ? 'original_transaction_id', false)
+               AND NOT coalesce(t.metadata ? 'migration_id', false)
+               AND (CASE WHEN v_all_v1 THEN hera_smart_code_is_v1(t.smart_code)
+                         ELSE hera_smart_code_normalize(t.smart_code) = ANY (v_sources) END)
+               AND (p_migration_id IS NULL OR hera_smart_code_is_v1(t.smart_code))
+             ORDER BY t.transaction_date, t.id
+             LIMIT p_limit
+               FOR UPDATE) c;
+
+    WITH rows AS (
+        SELECT t.id, hera_smart_code_normalize(t.smart_code) AS source,
+               CASE WHEN v_all_v1 THEN hera_smart_code_at_version(t.smart_code, 2)
+                    ELSE (SELECT m.target FROM unnest(v_sources, v_targets) AS m (source, target)
+                           WHERE m.source = hera_smart_code_normalize(t.smart_code) LIMIT 1)
+               END AS target,
+               t.metadata ->> 'reporting_smart_code' AS current_alias
+          FROM universal_transactions t
+         WHERE t.id = ANY (v_ids)
+    ),
+    changed AS (
+        UPDATE universal_transactions t
+           SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+                   'reporting_smart_code', r.target,
+                   'original_smart_code', t.smart_code,
+                   'alias_created_at', now(),
+                   'alias_version', 'v2.1',
+                   'alias_batch_id', p_alias_batch_id)
+                   || CASE WHEN p_migration_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('alias_migration_id', p_migration_id) END,
+               updated_at = now()
+          FROM rows r
+         WHERE t.id = r.id AND r.current_alias IS DISTINCT FROM r.target
+        RETURNING t.id
+    ),
+    per_map AS (
+        SELECT r.source, r.target,
+               count(*) FILTER (WHERE c.id IS NOT NULL) AS aliased,
+               count(*) FILTER (WHERE c.id IS NULL) AS already
+          FROM rows r LEFT JOIN changed c ON c.id = r.id
+         GROUP BY r.source, r.target
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'source_smart_code', source, 'target_smart_code', target,
+               'transactions_aliased', aliased, 'already_aliased', already) ORDER BY source, target), '[]'),
+           coalesce(sum(aliased), 0), coalesce(sum(already), 0)
+      INTO v_per_map, v_aliased, v_already
+      FROM per_map;
+
+    RETURN jsonb_build_object(
+        'alias_batch_id', p_alias_batch_id,
+        'migration_id', p_migration_id,
+        'transactions', cardinality(v_ids),
+        'transactions_aliased', v_aliased,
+        'already_aliased', v_already,
+        'mappings', v_per_map,
+        'cursor', CASE WHEN v_last_id IS NULL THEN p_cursor
+                       ELSE jsonb_build_object('transaction_date', v_last_date, 'id', v_last_id) END,
+        'done', cardinality(v_ids) < p_limit);
+END;
+$fn$;
+
+-- The psql entry point of the guide: every batch to the end, in the caller's
+-- one transaction (acceptable from psql; the RPC commits batch by batch).
+-- Records one ALIAS MIGRATION_OPERATION row with the totals. Returns
+--   {alias_batch_id, migration_id, transactions_aliased, already_aliased,
+--    batches, operation_id, mappings: [{source_smart_code, target_smart_code,
+--    transactions_aliased, already_aliased}]}
+-- with a mapping of the argument that matched nothing still listed (zeros).
+CREATE OR REPLACE FUNCTION hera_migration_apply_reporting_aliases_v2(
+    p_organization_id uuid,
+    p_smart_code_mappings jsonb,
+    p_migration_id uuid DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_alias_batch uuid := gen_random_uuid();
+    v_cursor      jsonb;
+    v_batch       jsonb;
+    v_batches     integer := 0;
+    v_rows        jsonb := '[]';
+    v_mappings    jsonb;
+    v_actor       uuid;
+    v_result      jsonb;
+BEGIN
+    -- The bookkeeping row needs an author: the run's starter, else whoever
+    -- created the organization (psql has no signed-in user).
+    SELECT coalesce((SELECT (r.metadata ->> 'started_by')::uuid FROM universal_transactions r
+                      WHERE r.id = p_migration_id AND r.organization_id = p_organization_id),
+                    o.created_by)
+      INTO v_actor
+      FROM core_organizations o WHERE o.id = p_organization_id;
+    IF v_actor IS NULL THEN
+        RAISE EXCEPTION 'no organization %', p_organization_id USING ERRCODE = 'no_data_found';
+    END IF;
+    LOOP
+        v_batch := hera_migration_apply_reporting_aliases_batch_v2(
+            p_organization_id, p_smart_code_mappings, v_alias_batch, p_migration_id, v_cursor, 5000);
+        v_batches := v_batches + 1;
+        v_rows := v_rows || (v_batch -> 'mappings');
+        v_cursor := v_batch -> 'cursor';
+        EXIT WHEN (v_batch ->> 'done')::boolean;
+    END LOOP;
+
+    -- Sum the batches per mapping, keeping the requested mappings that
+    -- matched nothing.
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'source_smart_code', source, 'target_smart_code', target,
+               'transactions_aliased', aliased, 'already_aliased', already) ORDER BY source, target), '[]')
+      INTO v_mappings
+      FROM (SELECT source, target, sum(aliased) AS aliased, sum(already) AS already
+              FROM (SELECT e ->> 'source_smart_code' AS source, e ->> 'target_smart_code' AS target,
+                           (e ->> 'transactions_aliased')::bigint AS aliased,
+                           (e ->> 'already_aliased')::bigint AS already
+                      FROM jsonb_array_elements(v_rows) e
+                    UNION ALL
+                    SELECT source_smart_code, target_smart_code, 0, 0
+                      FROM hera_migration_alias_mappings_v2(p_smart_code_mappings)) x
+             GROUP BY source, target) s;
+
+    v_result := jsonb_build_object(
+        'alias_batch_id', v_alias_batch,
+        'migration_id', p_migration_id,
+        'batches', v_batches,
+        'transactions_aliased', (SELECT coalesce(sum((e ->> 'transactions_aliased')::bigint), 0)
+                                   FROM jsonb_array_elements(v_mappings) e),
+        'already_aliased', (SELECT coalesce(sum((e ->> 'already_aliased')::bigint), 0)
+                              FROM jsonb_array_elements(v_mappings) e),
+        'mappings', v_mappings);
+
+    INSERT INTO universal_transactions (
+        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
+        transaction_status, smart_code, metadata, created_by, updated_by)
+    VALUES (v_alias_batch, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || v_alias_batch, now(), 0,
+            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
+            v_result || jsonb_build_object('operation_type', 'ALIAS', 'phase', 'ALIASES',
+                                           'smart_code_mappings', p_smart_code_mappings),
+            v_actor, v_actor);
+    RETURN v_result || jsonb_build_object('operation_id', v_alias_batch);
+END;
+$fn$;
+
+-- Removes the aliases a run made (alias_migration_id = p_migration_id), at
+-- most p_limit rows after p_cursor; used by the rollback, batch by batch.
+-- Only the alias keys go: the transaction is otherwise untouched.
+-- The run's aliases all lie in its date range, so the keyset scan starts at
+-- from_date and its cost per call stays flat.
+-- Returns {removed, scanned, cursor, done}: "done" when fewer than p_limit
+-- rows of the range were left to scan.
+CREATE OR REPLACE FUNCTION hera_migration_remove_reporting_aliases_v2(
+    p_organization_id uuid,
+    p_migration_id uuid,
+    p_limit integer DEFAULT 1000,
+    p_cursor jsonb DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $fn$
+DECLARE
+    v_params     jsonb;
+    v_from       timestamptz;
+    v_to         timestamptz;
+    v_after_date timestamptz;
+    v_after_id   uuid;
+    v_ids        uuid[];
+    v_scanned    integer;
+    v_last_date  timestamptz;
+    v_last_id    uuid;
+    v_removed    integer;
+BEGIN
+    SELECT metadata -> 'parameters' INTO v_params
+      FROM universal_transactions
+     WHERE id = p_migration_id AND organization_id = p_organization_id
+       AND transaction_type = 'MIGRATION_RUN';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no migration run % in organization %', p_migration_id, p_organization_id
+              USING ERRCODE = 'no_data_found';
+    END IF;
+    v_from := coalesce((v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');
+    v_to   := coalesce(((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity');
+    v_after_date := coalesce((p_cursor ->> 'transaction_date')::timestamptz, '-infinity');
+    v_after_id   := coalesce((p_cursor ->> 'id')::uuid, '00000000-0000-0000-0000-000000000000');
+
+    -- Scan p_limit rows of the range (aliased or not): the cost of a call is
+    -- bounded by p_limit whatever share of the range carries aliases.
+    SELECT coalesce(array_agg(s.id) FILTER (WHERE s.mine), '{}'), count(*),
+           (array_agg(s.transaction_date ORDER BY s.transaction_date DESC, s.id DESC))[1],
+           (array_agg(s.id ORDER BY s.transaction_date DESC, s.id DESC))[1]
+      INTO v_ids, v_scanned, v_last_date, v_last_id
+      FROM (SELECT t.id, t.transaction_date,
+                   coalesce(t.metadata ->> 'alias_migration_id' = p_migration_id::text, false) AS mine
+              FROM universal_transactions t
+             WHERE t.organization_id = p_organization_id
+               AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
+               AND t.transaction_date >= v_from
+               AND t.transaction_date < v_to
+             ORDER BY t.transaction_date, t.id
+             LIMIT p_limit) s;
+
+    UPDATE universal_transactions t
+       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
+                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
+           updated_at = now()
+     WHERE t.id = ANY (v_ids)
+       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text; -- re-checked under the row lock
+    GET DIAGNOSTICS v_removed = ROW_COUNT;
+
+    RETURN jsonb_build_object(
+        'removed', v_removed,
+        'scanned', v_scanned,
+        'cursor', CASE WHEN v_last_id IS NULL THEN p_cursor
+                       ELSE jsonb_build_object('transaction_date', v_last_date, 'id', v_last_id) END,
+        'done', v_scanned < p_limit);
+END;
+$fn$;
