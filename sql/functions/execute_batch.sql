@@ -77,8 +77,13 @@ BEGIN
     END IF;
     -- A paused or finished run does nothing: its controls (PauseMigration,
     -- CancelMigration) wait on this row lock, so they take effect between batches.
-    IF coalesce(v_run.metadata ->> 'state', 'RUNNING') <> 'RUNNING' THEN
-        RETURN jsonb_build_object('halted', v_run.metadata ->> 'state', 'done', false,
+    -- A run being rolled back is not executed either (its executor stops).
+    IF coalesce(v_run.metadata ->> 'state', 'RUNNING') <> 'RUNNING'
+       OR coalesce(v_run.metadata ->> 'phase', 'EXECUTION') <> 'EXECUTION' THEN
+        RETURN jsonb_build_object('halted', CASE WHEN coalesce(v_run.metadata ->> 'phase', 'EXECUTION') = 'EXECUTION'
+                                                 THEN v_run.metadata ->> 'state'
+                                                 ELSE 'PHASE_' || (v_run.metadata ->> 'phase') END,
+                                  'done', false,
                                   'transactions', 0, 'duration_ms', 0,
                                   'counters', coalesce(v_run.metadata -> 'counters', '{}'));
     END IF;

@@ -207,6 +207,65 @@ BEGIN
 END;
 $fn$;
 
+-- Sums what the batches of one application aliased, per mapping (keeping
+-- requested mappings that matched nothing, with zeros), and records it as one
+-- ALIAS MIGRATION_OPERATION row (its id is the alias batch id). Shared by the
+-- psql entry point and the RPC, which runs the batches in transactions of
+-- their own. p_rows: the batches' "mappings" arrays, concatenated.
+CREATE OR REPLACE FUNCTION hera_migration_record_aliases_v2(
+    p_organization_id uuid,
+    p_alias_batch_id uuid,
+    p_migration_id uuid,
+    p_smart_code_mappings jsonb,
+    p_rows jsonb,
+    p_batches integer,
+    p_actor uuid,
+    p_request_id text DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_mappings jsonb;
+    v_result   jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'source_smart_code', source, 'target_smart_code', target,
+               'transactions_aliased', aliased, 'already_aliased', already) ORDER BY source, target), '[]')
+      INTO v_mappings
+      FROM (SELECT source, target, sum(aliased) AS aliased, sum(already) AS already
+              FROM (SELECT e ->> 'source_smart_code' AS source, e ->> 'target_smart_code' AS target,
+                           (e ->> 'transactions_aliased')::bigint AS aliased,
+                           (e ->> 'already_aliased')::bigint AS already
+                      FROM jsonb_array_elements(p_rows) e
+                    UNION ALL
+                    SELECT source_smart_code, target_smart_code, 0, 0
+                      FROM hera_migration_alias_mappings_v2(p_smart_code_mappings)) x
+             GROUP BY source, target) s;
+
+    v_result := jsonb_build_object(
+        'alias_batch_id', p_alias_batch_id,
+        'migration_id', p_migration_id,
+        'batches', p_batches,
+        'transactions_aliased', (SELECT coalesce(sum((e ->> 'transactions_aliased')::bigint), 0)
+                                   FROM jsonb_array_elements(v_mappings) e),
+        'already_aliased', (SELECT coalesce(sum((e ->> 'already_aliased')::bigint), 0)
+                              FROM jsonb_array_elements(v_mappings) e),
+        'mappings', v_mappings);
+
+    INSERT INTO universal_transactions (
+        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
+        transaction_status, smart_code, metadata, created_by, updated_by)
+    VALUES (p_alias_batch_id, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || p_alias_batch_id, now(), 0,
+            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
+            v_result || jsonb_build_object('operation_type', 'ALIAS', 'phase', 'ALIASES',
+                                           'smart_code_mappings', p_smart_code_mappings,
+                                           'request_id', p_request_id),
+            p_actor, p_actor);
+    RETURN v_result || jsonb_build_object('operation_id', p_alias_batch_id);
+END;
+$fn$;
+
 -- The psql entry point of the guide: every batch to the end, in the caller's
 -- one transaction (acceptable from psql; the RPC commits batch by batch).
 -- Records one ALIAS MIGRATION_OPERATION row with the totals. Returns
@@ -228,9 +287,7 @@ DECLARE
     v_batch       jsonb;
     v_batches     integer := 0;
     v_rows        jsonb := '[]';
-    v_mappings    jsonb;
     v_actor       uuid;
-    v_result      jsonb;
 BEGIN
     -- The bookkeeping row needs an author: the run's starter, else whoever
     -- created the organization (psql has no signed-in user).
@@ -250,42 +307,8 @@ BEGIN
         v_cursor := v_batch -> 'cursor';
         EXIT WHEN (v_batch ->> 'done')::boolean;
     END LOOP;
-
-    -- Sum the batches per mapping, keeping the requested mappings that
-    -- matched nothing.
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'source_smart_code', source, 'target_smart_code', target,
-               'transactions_aliased', aliased, 'already_aliased', already) ORDER BY source, target), '[]')
-      INTO v_mappings
-      FROM (SELECT source, target, sum(aliased) AS aliased, sum(already) AS already
-              FROM (SELECT e ->> 'source_smart_code' AS source, e ->> 'target_smart_code' AS target,
-                           (e ->> 'transactions_aliased')::bigint AS aliased,
-                           (e ->> 'already_aliased')::bigint AS already
-                      FROM jsonb_array_elements(v_rows) e
-                    UNION ALL
-                    SELECT source_smart_code, target_smart_code, 0, 0
-                      FROM hera_migration_alias_mappings_v2(p_smart_code_mappings)) x
-             GROUP BY source, target) s;
-
-    v_result := jsonb_build_object(
-        'alias_batch_id', v_alias_batch,
-        'migration_id', p_migration_id,
-        'batches', v_batches,
-        'transactions_aliased', (SELECT coalesce(sum((e ->> 'transactions_aliased')::bigint), 0)
-                                   FROM jsonb_array_elements(v_mappings) e),
-        'already_aliased', (SELECT coalesce(sum((e ->> 'already_aliased')::bigint), 0)
-                              FROM jsonb_array_elements(v_mappings) e),
-        'mappings', v_mappings);
-
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (v_alias_batch, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || v_alias_batch, now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            v_result || jsonb_build_object('operation_type', 'ALIAS', 'phase', 'ALIASES',
-                                           'smart_code_mappings', p_smart_code_mappings),
-            v_actor, v_actor);
-    RETURN v_result || jsonb_build_object('operation_id', v_alias_batch);
+    RETURN hera_migration_record_aliases_v2(p_organization_id, v_alias_batch, p_migration_id,
+                                            p_smart_code_mappings, v_rows, v_batches, v_actor);
 END;
 $fn$;
 

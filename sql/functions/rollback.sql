@@ -292,6 +292,38 @@ BEGIN
 END;
 $fn$;
 
+-- Turns a run into a rollback: state RUNNING in phase ROLLBACK, with who
+-- asked, why, and (for the RPC's idempotency) the request id. A rollback
+-- already under way keeps its reason, start and cursor. The caller holds the
+-- run row's lock and has checked that the run may be rolled back.
+CREATE OR REPLACE FUNCTION hera_migration_begin_rollback_v2(
+    p_run_id uuid,
+    p_actor uuid,
+    p_reason text,
+    p_request_id text
+)
+RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE universal_transactions
+       SET metadata = metadata || jsonb_build_object(
+               'state', 'RUNNING',
+               'phase', 'ROLLBACK',
+               'message', 'rolling back',
+               'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1,
+               'rollback', coalesce(metadata -> 'rollback', '{}') || jsonb_strip_nulls(jsonb_build_object(
+                   'reason', coalesce(nullif(btrim(p_reason), ''),
+                                      metadata #>> '{rollback,reason}', 'Finance DNA v2 migration rollback'),
+                   'requested_at', coalesce(metadata #>> '{rollback,requested_at}', now()::text),
+                   'requested_by', coalesce(p_actor::text, metadata #>> '{rollback,requested_by}'),
+                   'request_id', coalesce(nullif(p_request_id, ''), metadata #>> '{rollback,request_id}'),
+                   'state_before', coalesce(metadata #>> '{rollback,state_before}', metadata ->> 'state')))),
+           transaction_status = 'running',
+           updated_at = now(),
+           version = coalesce(version, 1) + 1
+     WHERE id = p_run_id
+$$;
+
 -- The guide's psql entry point: roll back run p_migration_batch_id (the
 -- migration_id, as text) of p_organization_id, to the end, in the caller's
 -- transaction. Sets the run RUNNING in phase ROLLBACK (reason and request
@@ -352,20 +384,7 @@ BEGIN
               USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
-    UPDATE universal_transactions
-       SET metadata = metadata || jsonb_build_object(
-               'state', 'RUNNING',
-               'phase', 'ROLLBACK',
-               'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1,
-               'rollback', coalesce(metadata -> 'rollback', '{}') || jsonb_build_object(
-                   'reason', coalesce(nullif(btrim(p_rollback_reason), ''),
-                                      metadata #>> '{rollback,reason}', 'Finance DNA v2 migration rollback'),
-                   'requested_at', coalesce(metadata #>> '{rollback,requested_at}', now()::text),
-                   'state_before', coalesce(metadata #>> '{rollback,state_before}', v_state))),
-           transaction_status = 'running',
-           updated_at = now(),
-           version = coalesce(version, 1) + 1
-     WHERE id = v_run_id;
+    PERFORM hera_migration_begin_rollback_v2(v_run_id, NULL, p_rollback_reason, NULL);
 
     LOOP
         v_batch := hera_migration_rollback_batch_v2(v_run_id);

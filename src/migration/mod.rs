@@ -1,7 +1,9 @@
 //! The migration engine, one file per phase. It knows nothing of gRPC.
+pub mod aliases;
 pub mod engine;
 pub mod input;
 pub mod preview;
 pub mod progress;
 pub mod runs;
 pub mod smart_code;
+pub mod validation;

@@ -85,7 +85,7 @@ impl Progress {
     pub fn percentage(&self) -> f64 {
         let total = self.processed + self.remaining;
         if total == 0 {
-            if self.state == RunState::Succeeded {
+            if matches!(self.state, RunState::Succeeded | RunState::RolledBack) {
                 100.0
             } else {
                 0.0

@@ -41,8 +41,19 @@ pub struct RunRecord {
     pub total_candidates: Option<i64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
-    /// State changes so far: with the batch count, a run's event sequence.
+    /// State changes so far: with the batch counts, a run's event sequence.
     pub state_changes: Option<u64>,
+    /// Set once a rollback of the run has begun.
+    pub rollback: Option<RollbackRecord>,
+}
+
+/// A run's rollback, as `hera_migration_rollback_batch_v2` advances it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RollbackRecord {
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub counters: Counters,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

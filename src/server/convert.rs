@@ -162,3 +162,66 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         emitted_at: Some(timestamp(p.emitted_at)),
     }
 }
+
+/// What ApplyReportingAliases did.
+pub fn aliases(
+    organization_id: uuid::Uuid,
+    applied: crate::migration::aliases::Applied,
+) -> proto::ApplyReportingAliasesResponse {
+    proto::ApplyReportingAliasesResponse {
+        organization_id: organization_id.to_string(),
+        alias_batch_id: applied.alias_batch_id.to_string(),
+        counts: applied
+            .mappings
+            .into_iter()
+            .map(|count| proto::AliasCount {
+                source_smart_code: count.source_smart_code,
+                target_smart_code: count.target_smart_code,
+                transactions_aliased: count.transactions_aliased,
+                already_aliased: count.already_aliased,
+            })
+            .collect(),
+        total_aliased: applied.transactions_aliased,
+    }
+}
+
+fn check_result(result: &str) -> i32 {
+    enum_value(
+        proto::CheckResult::from_str_name(result),
+        proto::CheckResult::Unspecified,
+    )
+}
+
+/// A validation report.
+pub fn validation(
+    organization_id: uuid::Uuid,
+    migration_id: uuid::Uuid,
+    report: crate::migration::validation::Report,
+) -> proto::ValidationReport {
+    proto::ValidationReport {
+        organization_id: organization_id.to_string(),
+        migration_id: migration_id.to_string(),
+        overall: check_result(&report.overall),
+        checks: report
+            .checks
+            .into_iter()
+            .map(|check| proto::ValidationCheck {
+                result: check_result(&check.result),
+                name: check.name,
+                summary: check.summary,
+                details: check
+                    .details
+                    .into_iter()
+                    .map(|(key, value)| match value {
+                        serde_json::Value::String(text) => (key, text),
+                        other => (key, other.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        sacred_six_status: report.sacred_six_status.unwrap_or_default(),
+        rollback_status: report.rollback_status.unwrap_or_default(),
+        validated_at: Some(timestamp(report.validated_at)),
+        audit_transaction_id: report.audit_transaction_id.to_string(),
+    }
+}

@@ -14,10 +14,11 @@ use crate::{
     auth::{Access, Guard, Operation, access::parse_id},
     error::Error,
     migration::{
+        aliases,
         engine::{self, Control, Engine},
         preview::{self, PreviewQuery},
         progress::Progress,
-        runs,
+        runs, validation,
     },
     proto::*,
 };
@@ -365,42 +366,60 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<ApplyReportingAliasesRequest>,
     ) -> Answer<ApplyReportingAliasesResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        self.unbuilt(
-            &request,
-            organization_id,
-            Operation::ApplyReportingAliases,
-            "ApplyReportingAliases (the phase 3 reporting aliases)",
-        )
-        .await
+        let message = request.get_ref();
+        let aliases = aliases::alias_request(
+            &message.migration_id,
+            mapping_pairs(&message.smart_code_mappings),
+            &message.request_id,
+        )?;
+        let operation = Operation::ApplyReportingAliases;
+        let access = self
+            .admit(&request, &message.organization_id, operation)
+            .await?;
+        let outcome = aliases::apply(&self.pool, &access, &aliases).await;
+        let id = aliases.migration_id.unwrap_or_default();
+        let applied = self.found(&access, operation, id, outcome).await?;
+        Ok(Response::new(convert::aliases(
+            access.organization_id,
+            applied,
+        )))
     }
 
     async fn validate_migration(
         &self,
         request: Request<ValidateMigrationRequest>,
     ) -> Answer<ValidationReport> {
-        let organization_id = &request.get_ref().organization_id;
-        self.unbuilt(
-            &request,
-            organization_id,
-            Operation::ValidateMigration,
-            "ValidateMigration (the phase 4 validation suite)",
-        )
-        .await
+        let message = request.get_ref();
+        let id = parse_id("migration_id", &message.migration_id)?;
+        let operation = Operation::ValidateMigration;
+        let access = self
+            .admit(&request, &message.organization_id, operation)
+            .await?;
+        let outcome = validation::validate(&self.pool, &access, id).await;
+        let report = self.found(&access, operation, id, outcome).await?;
+        Ok(Response::new(convert::validation(
+            access.organization_id,
+            id,
+            report,
+        )))
     }
 
     async fn rollback_migration(
         &self,
         request: Request<RollbackMigrationRequest>,
     ) -> Answer<Self::RollbackMigrationStream> {
-        let organization_id = &request.get_ref().organization_id;
-        self.unbuilt(
-            &request,
-            organization_id,
-            Operation::RollbackMigration,
-            "RollbackMigration (the rollback engine)",
-        )
-        .await
+        let message = request.get_ref();
+        let id = parse_id("migration_id", &message.migration_id)?;
+        let rollback =
+            engine::rollback_request(&message.reason, &message.request_id, message.force)?;
+        let operation = Operation::RollbackMigration;
+        let access = self
+            .admit(&request, &message.organization_id, operation)
+            .await?;
+        let outcome = self.engine.rollback(&access, id, &rollback).await;
+        self.found(&access, operation, id, outcome).await?;
+        let stream = self.progress_of(&access, operation, id, 0).await?;
+        Ok(Response::new(stream))
     }
 
     async fn check_security(

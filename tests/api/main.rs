@@ -15,6 +15,7 @@ mod health;
 mod pacing;
 mod preview;
 mod replicas;
+mod rollback;
 mod rollback_sql;
 mod runs;
 mod schema;

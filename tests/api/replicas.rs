@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::support::{
     TestApp, TestDatabase,
-    app::{TEST_SECRET, test_settings},
+    app::test_settings,
     as_user, fixtures,
-    process::{ServerProcess, serve_command, wait_serving},
+    process::{client_of, server_on},
     runs::{Client, collect, seeded, start, start_in_small_batches, trial_balance, until_state},
 };
 
@@ -134,23 +134,6 @@ async fn a_server_configured_to_pause_interrupted_runs_leaves_them_paused_with_t
         (300, 300, 300)
     );
     second.stop().await;
-}
-
-/// The shipped binary on the test's database.
-fn server_on(db: &TestDatabase) -> ServerProcess {
-    let mut command = serve_command();
-    command
-        .env("DATABASE_URL", db.url())
-        .env("HERA_JWT_SECRET", TEST_SECRET)
-        .env("HERA_LEASE_CHECK_INTERVAL_MS", "200");
-    ServerProcess::spawn(command)
-}
-
-async fn client_of(server: &ServerProcess) -> Client {
-    wait_serving(server.addr).await;
-    migration_service_client::MigrationServiceClient::connect(server.endpoint())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -80,7 +80,10 @@ impl Executor {
             organization_id: run.organization_id,
             phase: super::Phase::parse(&run.record.phase),
             dry_run: run.record.parameters.dry_run,
-            total: run.record.total_candidates.unwrap_or(0),
+            total: match super::Phase::parse(&run.record.phase) {
+                Phase::Execution => run.record.total_candidates.unwrap_or(0),
+                Phase::Rollback => run.record.counters.migrated,
+            },
             lease,
             sender,
             wake,
@@ -216,10 +219,12 @@ impl Executor {
             )
         });
         if result.done {
-            let message = if self.dry_run {
-                "dry run complete: every batch rolled back, nothing written"
-            } else {
-                "every candidate processed"
+            let message = match self.phase {
+                Phase::Rollback => "rolled back: every migrated transaction restored",
+                Phase::Execution if self.dry_run => {
+                    "dry run complete: every batch rolled back, nothing written"
+                }
+                Phase::Execution => "every candidate processed",
             };
             self.finish(self.phase.completed(), message).await;
             return false;

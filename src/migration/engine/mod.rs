@@ -14,6 +14,7 @@ mod lease;
 mod pacing;
 mod phase;
 mod report;
+mod rollback;
 mod start;
 
 use std::{
@@ -29,6 +30,7 @@ use uuid::Uuid;
 pub use control::{Control, UpdateRequest, update_request};
 pub use phase::Phase;
 pub use report::snapshot;
+pub use rollback::{RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};
 
 use self::{executor::Executor, lease::Lease};

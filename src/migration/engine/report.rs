@@ -93,14 +93,24 @@ fn apply_counters(progress: &mut Progress, counters: &Counters, total: i64) {
 /// this process (finished, or executed by another replica).
 pub fn snapshot(run: &Run) -> Progress {
     let record = &run.record;
-    let counters = record.counters;
+    let phase = super::Phase::parse(&record.phase);
+    let rollback = record.rollback.clone().unwrap_or_default();
+    // A rollback's progress counts the originals it restored, out of those
+    // the execution migrated.
+    let (counters, total) = match phase {
+        super::Phase::Execution => (
+            record.counters,
+            record.total_candidates.unwrap_or(record.counters.processed),
+        ),
+        super::Phase::Rollback => (rollback.counters, record.counters.migrated),
+    };
     let state = RunState::parse(&record.state).unwrap_or(RunState::Running);
-    let total = record.total_candidates.unwrap_or(counters.processed);
+    let batches = record.counters.batches + rollback.counters.batches;
     let mut progress = Progress {
         migration_id: run.id,
         organization_id: run.organization_id,
-        sequence: u64::try_from(counters.batches).unwrap_or(0) + record.state_changes.unwrap_or(0),
-        phase: super::Phase::parse(&record.phase),
+        sequence: u64::try_from(batches).unwrap_or(0) + record.state_changes.unwrap_or(0),
+        phase,
         state,
         processed: 0,
         remaining: 0,
@@ -118,13 +128,13 @@ pub fn snapshot(run: &Run) -> Progress {
             Health::Healthy
         },
         errors: i64::from(state == RunState::Failed),
-        warnings: counters.quarantined,
+        warnings: record.counters.quarantined,
         message: record.message.clone().unwrap_or_default(),
         emitted_at: run.updated_at,
         dry_run: record.parameters.dry_run,
     };
     apply_counters(&mut progress, &counters, total);
-    if state == RunState::Succeeded {
+    if matches!(state, RunState::Succeeded | RunState::RolledBack) {
         progress.remaining = 0;
     }
     progress
@@ -169,7 +179,7 @@ pub fn publish_end(sender: &watch::Sender<Progress>, state: RunState, message: &
         p.errors += i64::from(state == RunState::Failed);
         p.message = message.to_owned();
         p.estimated_completion = None;
-        if state == RunState::Succeeded {
+        if matches!(state, RunState::Succeeded | RunState::RolledBack) {
             p.remaining = 0;
         }
         p.emitted_at = chrono::Utc::now();

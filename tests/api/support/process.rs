@@ -163,3 +163,21 @@ pub async fn wait_serving(addr: SocketAddr) {
     })
     .await;
 }
+
+/// The shipped binary on a test's database, taking over orphaned runs quickly.
+pub fn server_on(db: &super::TestDatabase) -> ServerProcess {
+    let mut command = serve_command();
+    command
+        .env("DATABASE_URL", db.url())
+        .env("HERA_JWT_SECRET", super::app::TEST_SECRET)
+        .env("HERA_LEASE_CHECK_INTERVAL_MS", "200");
+    ServerProcess::spawn(command)
+}
+
+/// A client of `server`, once it serves.
+pub async fn client_of(server: &ServerProcess) -> super::runs::Client {
+    wait_serving(server.addr).await;
+    super::runs::Client::connect(server.endpoint())
+        .await
+        .unwrap()
+}

@@ -1,0 +1,177 @@
+//! Phase 3: `ApplyReportingAliases`. Metadata-only v2 aliases on v1
+//! transactions (by default, what a run skipped), applied batch by batch, each
+//! batch its own short transaction (`hera_migration_apply_reporting_aliases_batch_v2`),
+//! then recorded as one ALIAS audit row. Applying twice changes nothing the
+//! second time; a rollback of the run removes them.
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use super::{
+    input::{self, Mapping},
+    progress::RunState,
+    runs,
+};
+use crate::{
+    auth::Access,
+    db::scope,
+    error::{Error, Result},
+};
+
+/// Transactions looked at per batch.
+const BATCH: i32 = 1000;
+const APPLY: &str =
+    "SELECT hera_migration_apply_reporting_aliases_batch_v2($1, $2, $3, $4, $5, $6)";
+const RECORD: &str = "SELECT hera_migration_record_aliases_v2($1, $2, $3, $4, $5, $6, $7, $8)";
+const RECORDED: &str = "SELECT metadata FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_OPERATION'
+      AND metadata ->> 'operation_type' = 'ALIAS' AND metadata ->> 'request_id' = $2";
+const ACTIVE: &str = "SELECT id FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN'
+      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
+
+/// A checked ApplyReportingAliases request.
+#[derive(Debug, Clone)]
+pub struct AliasRequest {
+    pub migration_id: Option<Uuid>,
+    pub mappings: Vec<Mapping>,
+    pub request_id: String,
+}
+
+pub fn alias_request(
+    migration_id: &str,
+    mappings: impl IntoIterator<Item = (String, String)>,
+    request_id: &str,
+) -> Result<AliasRequest> {
+    let migration_id = match migration_id.trim() {
+        "" => None,
+        id => Some(crate::auth::access::parse_id("migration_id", id)?),
+    };
+    let mappings = input::mappings(mappings)?;
+    if let Some(index) = mappings.iter().position(|m| m.target_smart_code.is_empty()) {
+        return Err(Error::invalid(
+            format!("smart_code_mappings[{index}].target_smart_code"),
+            "an alias needs a target smart code",
+        ));
+    }
+    Ok(AliasRequest {
+        migration_id,
+        mappings,
+        request_id: request_id.trim().to_owned(),
+    })
+}
+
+/// What an application of aliases did, per mapping.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Applied {
+    pub alias_batch_id: Uuid,
+    pub transactions_aliased: i64,
+    pub mappings: Vec<AliasCount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AliasCount {
+    pub source_smart_code: String,
+    pub target_smart_code: String,
+    pub transactions_aliased: i64,
+    pub already_aliased: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Batch {
+    mappings: Value,
+    cursor: Option<Value>,
+    done: bool,
+}
+
+/// Applies the aliases, or answers what this `request_id` already applied.
+/// ABORTED while a run of the organization is active (its batches lock the
+/// same rows).
+pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Result<Applied> {
+    let organization_id = access.organization_id;
+    if let Some(applied) = already_applied(pool, organization_id, &request.request_id).await? {
+        return Ok(applied);
+    }
+    if let Some(id) = request.migration_id {
+        let run = runs::get(pool, organization_id, id).await?;
+        if run.record.phase == "ROLLBACK" || run.record.state == RunState::RolledBack.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "migration_id: migration {id} is rolled back (or being rolled back)"
+            )));
+        }
+    }
+    refuse_while_a_run_is_active(pool, organization_id).await?;
+
+    let alias_batch_id = Uuid::new_v4();
+    let mappings = Json(&request.mappings);
+    let (mut rows, mut cursor, mut batches) = (Vec::new(), None::<Value>, 0);
+    loop {
+        let mut tx = scope::begin(pool, organization_id).await?;
+        let Json(batch): Json<Batch> = sqlx::query_scalar(APPLY)
+            .bind(organization_id)
+            .bind(mappings)
+            .bind(alias_batch_id)
+            .bind(request.migration_id)
+            .bind(&cursor)
+            .bind(BATCH)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        batches += 1;
+        if let Value::Array(per_mapping) = batch.mappings {
+            rows.extend(per_mapping);
+        }
+        cursor = batch.cursor;
+        if batch.done {
+            break;
+        }
+    }
+    let mut tx = scope::begin(pool, organization_id).await?;
+    let Json(applied): Json<Applied> = sqlx::query_scalar(RECORD)
+        .bind(organization_id)
+        .bind(alias_batch_id)
+        .bind(request.migration_id)
+        .bind(mappings)
+        .bind(Value::Array(rows))
+        .bind(batches)
+        .bind(access.user_id)
+        .bind((!request.request_id.is_empty()).then_some(&request.request_id))
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+async fn already_applied(
+    pool: &PgPool,
+    organization_id: Uuid,
+    request_id: &str,
+) -> Result<Option<Applied>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let recorded: Option<Json<Applied>> = sqlx::query_scalar(RECORDED)
+        .bind(organization_id)
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok(recorded.map(|Json(applied)| applied))
+}
+
+async fn refuse_while_a_run_is_active(pool: &PgPool, organization_id: Uuid) -> Result<()> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let active: Option<Uuid> = sqlx::query_scalar(ACTIVE)
+        .bind(organization_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    match active {
+        Some(active) => Err(Error::Aborted(format!(
+            "organization {organization_id} has an active migration {active}; aliases wait for it to end"
+        ))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,223 @@
+//! RollbackMigration: the run's rollback phase, on the same engine as its
+//! execution (batched, paced, pausable, resumed after a crash, exactly once).
+//! The batches (`hera_migration_rollback_batch_v2`) void each repost and
+//! reversal and put the original back; see `sql/functions/rollback.sql` for
+//! why voiding is the sound method.
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::{Engine, lease::Lease};
+use crate::{
+    auth::Access,
+    db::scope,
+    error::{Error, Result},
+    migration::{progress::RunState, runs},
+};
+
+/// How long a forced rollback waits for the cancelled execution's batch in
+/// flight (and its lease) before giving up.
+const CANCEL_WITHIN: Duration = Duration::from_secs(30);
+const LEASE_POLL: Duration = Duration::from_millis(100);
+const MAX_REASON: usize = 500;
+
+const LOCK_RUN: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 'EXECUTION'),
+           coalesce((metadata #>> '{parameters,dry_run}')::boolean, false),
+           metadata #>> '{rollback,request_id}'
+      FROM universal_transactions
+     WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
+       FOR UPDATE";
+const OTHER_ACTIVE: &str = "SELECT id FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id <> $2
+      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
+const CANCEL: &str = "UPDATE universal_transactions
+    SET metadata = metadata || jsonb_build_object(
+            'state', 'CANCELLED', 'finished_at', now(), 'message', 'cancelled to be rolled back',
+            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
+        transaction_status = 'cancelled', updated_by = $2, updated_at = now(),
+        version = coalesce(version, 1) + 1
+    WHERE id = $1";
+const BEGIN: &str = "SELECT hera_migration_begin_rollback_v2($1, $2, $3, $4)";
+
+/// A checked RollbackMigration request.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    pub reason: String,
+    pub request_id: String,
+    pub force: bool,
+}
+
+pub fn rollback_request(reason: &str, request_id: &str, force: bool) -> Result<RollbackRequest> {
+    let reason = reason.trim();
+    if reason.chars().count() > MAX_REASON {
+        return Err(Error::invalid(
+            "reason",
+            format!("is longer than {MAX_REASON} characters"),
+        ));
+    }
+    Ok(RollbackRequest {
+        reason: reason.to_owned(),
+        request_id: request_id.trim().to_owned(),
+        force,
+    })
+}
+
+/// What a run's row says about rolling it back.
+enum Decision {
+    /// This request already began it: watch it.
+    Attach,
+    /// Begin (or continue) the rollback.
+    Begin,
+    /// Still executing: cancel it first (force).
+    CancelFirst,
+}
+
+impl Engine {
+    /// Begins rolling run `id` back and executes the rollback here; returns
+    /// once it is under way. FAILED_PRECONDITION for a run still executing
+    /// (unless `force`, which cancels it first), already rolled back, or dry.
+    pub async fn rollback(
+        &self,
+        access: &Access,
+        id: Uuid,
+        request: &RollbackRequest,
+    ) -> Result<()> {
+        match self.decide(access, id, request).await? {
+            Decision::Attach => return Ok(()),
+            Decision::Begin => {}
+            Decision::CancelFirst => self.cancel_for_rollback(access, id).await?,
+        }
+        let organization_id = access.organization_id;
+        let lease = self.lease_within(organization_id, CANCEL_WITHIN).await?;
+        let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
+        // Decided again under the lock: the run may have changed meanwhile.
+        let (state, phase, _, _) = locked(&mut tx, organization_id, id).await?;
+        if matches!(state.as_str(), "RUNNING" | "ROLLED_BACK")
+            || (state == "PAUSED" && phase == "EXECUTION")
+        {
+            return Err(Error::Aborted(format!(
+                "migration_id: migration {id} changed while its rollback began; try again"
+            )));
+        }
+        sqlx::query(BEGIN)
+            .bind(id)
+            .bind(access.user_id)
+            .bind(&request.reason)
+            .bind(&request.request_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let run = runs::get(&self.inner.pool, organization_id, id).await?;
+        self.launch(&run, lease, Some(super::current_trace()));
+        Ok(())
+    }
+
+    async fn decide(
+        &self,
+        access: &Access,
+        id: Uuid,
+        request: &RollbackRequest,
+    ) -> Result<Decision> {
+        let organization_id = access.organization_id;
+        let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
+        let (state, phase, dry_run, request_id) = locked(&mut tx, organization_id, id).await?;
+        tx.rollback().await?;
+        let same_request = !request.request_id.is_empty()
+            && request_id.as_deref() == Some(request.request_id.as_str());
+        let active = matches!(state.as_str(), "RUNNING" | "PAUSED");
+        let refuse = |why: String| Err(Error::FailedPrecondition(format!("migration_id: {why}")));
+        match (phase.as_str(), state.as_str()) {
+            ("ROLLBACK", _) if same_request => Ok(Decision::Attach),
+            (_, "ROLLED_BACK") => refuse(format!("migration {id} is already rolled back")),
+            ("ROLLBACK", _) if active => refuse(format!(
+                "migration {id} is being rolled back already; watch it with WatchMigration"
+            )),
+            _ if dry_run => refuse(format!(
+                "migration {id} was a dry run: it wrote nothing to roll back"
+            )),
+            ("EXECUTION", _) if active && !request.force => refuse(format!(
+                "migration {id} is {state}; cancel it first, or roll back with force"
+            )),
+            ("EXECUTION", _) if active => Ok(Decision::CancelFirst),
+            _ => {
+                self.refuse_while_another_runs(organization_id, id).await?;
+                Ok(Decision::Begin)
+            }
+        }
+    }
+
+    /// ABORTED while another run of the organization is active: it holds the
+    /// organization's lease.
+    async fn refuse_while_another_runs(&self, organization_id: Uuid, id: Uuid) -> Result<()> {
+        let mut tx = scope::begin_read_only(&self.inner.pool, organization_id).await?;
+        let other: Option<Uuid> = sqlx::query_scalar(OTHER_ACTIVE)
+            .bind(organization_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        match other {
+            Some(other) => Err(Error::Aborted(format!(
+                "organization {organization_id} has an active migration {other}; it must end first"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `force`: cancels the executing run (its executor stops after the batch
+    /// in flight and gives its lease up).
+    async fn cancel_for_rollback(&self, access: &Access, id: Uuid) -> Result<()> {
+        let mut tx = scope::begin(&self.inner.pool, access.organization_id).await?;
+        let (state, phase, _, _) = locked(&mut tx, access.organization_id, id).await?;
+        if phase == "EXECUTION" && matches!(state.as_str(), "RUNNING" | "PAUSED") {
+            sqlx::query(CANCEL)
+                .bind(id)
+                .bind(access.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if let Some(wake) = self.wake(id) {
+            wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The organization's lease, waiting up to `within` for a cancelled
+    /// executor to let go of it.
+    async fn lease_within(&self, organization_id: Uuid, within: Duration) -> Result<Lease> {
+        let give_up = Instant::now() + within;
+        loop {
+            if let Some(lease) = Lease::try_acquire(&self.inner.admin, organization_id).await? {
+                return Ok(lease);
+            }
+            if Instant::now() >= give_up {
+                return Err(Error::Aborted(format!(
+                    "organization {organization_id}'s runs are still executing on a server; try again"
+                )));
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+}
+
+/// (state, phase, dry run, rollback request id) of run `id`, its row locked;
+/// NOT_FOUND outside the organization.
+async fn locked(
+    tx: &mut scope::OrgTransaction,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(String, String, bool, Option<String>)> {
+    let row: Option<(Option<String>, String, bool, Option<String>)> = sqlx::query_as(LOCK_RUN)
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (state, phase, dry_run, request_id) = row.ok_or_else(|| {
+        Error::NotFound(format!(
+            "migration_id: no migration {id} in organization {organization_id}"
+        ))
+    })?;
+    let state = state.unwrap_or_else(|| RunState::Running.as_str().to_owned());
+    Ok((state, phase, dry_run, request_id))
+}

@@ -1,0 +1,71 @@
+//! Phase 4: `ValidateMigration`. The report comes from
+//! `hera_migration_validate_v2` (the same answer psql gives), computed in a
+//! READ ONLY transaction, then recorded as a VALIDATION audit row.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use crate::{auth::Access, db::scope, error::Result};
+
+const VALIDATE: &str = "SELECT hera_migration_validate_v2($1)";
+const RECORD: &str = "INSERT INTO universal_transactions (
+        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
+        transaction_status, smart_code, metadata, created_by, updated_by)
+    VALUES ($1, $2, 'MIGRATION_VALIDATION', 'MIGVAL-' || $1, now(), 0, lower($3),
+            'HERA.ACCOUNTING.MIGRATION.VALIDATION.REPORT.v2',
+            $4::jsonb || jsonb_build_object('operation_type', 'VALIDATION', 'phase', 'VALIDATION'),
+            $5, $5)";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Report {
+    pub overall: String,
+    #[serde(default)]
+    pub sacred_six_status: Option<String>,
+    #[serde(default)]
+    pub rollback_status: Option<String>,
+    pub validated_at: DateTime<Utc>,
+    pub checks: Vec<Check>,
+    /// The VALIDATION audit row that records this report.
+    #[serde(skip)]
+    pub audit_transaction_id: Uuid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub result: String,
+    pub summary: String,
+    #[serde(default)]
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+/// Validates run `id` of the caller's organization (NOT_FOUND otherwise) and
+/// records the report.
+pub async fn validate(pool: &PgPool, access: &Access, id: Uuid) -> Result<Report> {
+    let organization_id = access.organization_id;
+    super::runs::get(pool, organization_id, id).await?;
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let Json(raw): Json<serde_json::Value> = sqlx::query_scalar(VALIDATE)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    let mut report: Report = serde_json::from_value(raw.clone()).map_err(|e| {
+        crate::error::Error::FailedPrecondition(format!("the validation report is unreadable: {e}"))
+    })?;
+    report.audit_transaction_id = Uuid::new_v4();
+    let mut tx = scope::begin(pool, organization_id).await?;
+    sqlx::query(RECORD)
+        .bind(report.audit_transaction_id)
+        .bind(organization_id)
+        .bind(&report.overall)
+        .bind(&raw)
+        .bind(access.user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(report)
+}

@@ -1,0 +1,478 @@
+//! Phases 3 and 4 and the way back, through the API: reporting aliases,
+//! validation, and a rollback on the same engine as the execution.
+use std::time::Duration;
+
+use hera_migrate::proto::*;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::support::{
+    TestApp, TestDatabase, as_user, catalog,
+    fixtures::{self, row_counts},
+    process::{client_of, server_on},
+    runs::{Client, Seeded, collect, seeded, start, trial_balance},
+};
+
+/// Migrates the scene's organization to the end (closed periods skipped) and
+/// returns the run's id.
+async fn migrate(s: &Seeded, client: &mut Client, batch_size: i32) -> String {
+    let events = collect(
+        client
+            .start_migration(as_user(
+                StartMigrationRequest {
+                    batch_size,
+                    closed_period_policy: ClosedPeriodPolicy::Skip.into(),
+                    ..start(s.org)
+                },
+                s.owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    last.migration_id.clone()
+}
+
+fn rollback(org: Uuid, id: &str, request_id: &str) -> RollbackMigrationRequest {
+    RollbackMigrationRequest {
+        organization_id: org.to_string(),
+        migration_id: id.to_owned(),
+        reason: "wrong mapping".into(),
+        request_id: request_id.into(),
+        force: false,
+    }
+}
+
+async fn validate(client: &mut Client, s: &Seeded, id: &str) -> ValidationReport {
+    client
+        .validate_migration(as_user(
+            ValidateMigrationRequest {
+                organization_id: s.org.to_string(),
+                migration_id: id.to_owned(),
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn aliases(org: Uuid, id: &str, request_id: &str) -> ApplyReportingAliasesRequest {
+    ApplyReportingAliasesRequest {
+        organization_id: org.to_string(),
+        migration_id: id.to_owned(),
+        smart_code_mappings: Vec::new(),
+        request_id: request_id.into(),
+    }
+}
+
+async fn aliased_by(pool: &PgPool, id: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM universal_transactions WHERE metadata ->> 'alias_migration_id' = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+fn failed_checks(report: &ValidationReport) -> Vec<&ValidationCheck> {
+    report
+        .checks
+        .iter()
+        .filter(|check| check.result() != CheckResult::Pass)
+        .collect()
+}
+
+/// Issue 6's acceptance: migrate, apply aliases, validate (all PASS), roll
+/// back (streams to ROLLED_BACK), validate (ROLLBACK_COMPLETE): the trial
+/// balance is identical at every step and no table is created; then the
+/// restored originals migrate again.
+#[tokio::test]
+async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
+    let s = seeded(200).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let tables = catalog::tables(&s.pool).await;
+    let mut client = s.app.client().await;
+    let id = migrate(&s, &mut client, 25).await;
+    let run = crate::support::runs::get(&mut client, s.org, s.owner, &id).await;
+    let progress = run.progress.unwrap();
+    let (skipped, migrated) = (
+        progress.transactions_skipped,
+        progress.transactions_processed - progress.transactions_skipped,
+    );
+    assert!(skipped > 0 && migrated > 0, "{progress:?}");
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+
+    let applied = client
+        .apply_reporting_aliases(as_user(aliases(s.org, &id, "alias-1"), s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        applied.total_aliased, skipped,
+        "what the run skipped: {applied:?}"
+    );
+    assert!(
+        applied
+            .counts
+            .iter()
+            .all(|c| c.target_smart_code.ends_with(".v2"))
+    );
+    let again = client
+        .apply_reporting_aliases(as_user(aliases(s.org, &id, "alias-2"), s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.total_aliased, 0, "applying twice changes nothing");
+    assert_eq!(
+        again.counts.iter().map(|c| c.already_aliased).sum::<i64>(),
+        skipped
+    );
+    let replayed = client
+        .apply_reporting_aliases(as_user(aliases(s.org, &id, "alias-1"), s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        replayed.alias_batch_id, applied.alias_batch_id,
+        "a request id replays its answer"
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+
+    let report = validate(&mut client, &s, &id).await;
+    assert_eq!(
+        report.overall(),
+        CheckResult::Pass,
+        "{:#?}",
+        failed_checks(&report)
+    );
+    assert_eq!(report.sacred_six_status, "COMPLIANT");
+    assert!(report.rollback_status.is_empty());
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for name in [
+        "zero_tables",
+        "gl_balance",
+        "trial_balance",
+        "completeness",
+        "performance",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let psql: Value = sqlx::query_scalar("SELECT hera_migration_validate_v2($1::uuid)")
+        .bind(&id)
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    let psql_results: Vec<(String, String)> = psql["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["result"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let rpc_results: Vec<(String, String)> = report
+        .checks
+        .iter()
+        .map(|c| (c.name.clone(), c.result().as_str_name().into()))
+        .collect();
+    assert_eq!(psql_results, rpc_results, "psql and the RPC agree");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM universal_transactions
+          WHERE id = $1::uuid AND transaction_type = 'MIGRATION_VALIDATION'",
+    )
+    .bind(&report.audit_transaction_id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 1, "the report is recorded as an audit row");
+
+    let events = collect(
+        client
+            .rollback_migration(as_user(rollback(s.org, &id, "rb-1"), s.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), MigrationState::RolledBack, "{last:?}");
+    assert_eq!(last.phase(), MigrationPhase::Rollback);
+    assert_eq!(
+        (last.transactions_processed, last.progress_percentage),
+        (migrated, 100.0)
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "{events:?}"
+    );
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    assert_eq!(aliased_by(&s.pool, &id).await, 0, "its aliases are gone");
+
+    let report = validate(&mut client, &s, &id).await;
+    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
+    assert_eq!(
+        report.overall(),
+        CheckResult::Pass,
+        "{:#?}",
+        failed_checks(&report)
+    );
+    let again = client
+        .rollback_migration(as_user(rollback(s.org, &id, "rb-2"), s.owner))
+        .await
+        .expect_err("already rolled back");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    let second = migrate(&s, &mut client, 25).await;
+    let (reversed, reversals, reposts) = fixtures::migrated_copies(&s.pool, s.org, &second).await;
+    assert_eq!(
+        (reversed, reposts),
+        (migrated, migrated),
+        "the restored originals migrate again"
+    );
+    assert!(reversals >= migrated);
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    assert_eq!(catalog::tables(&s.pool).await, tables, "no table created");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first() {
+    let s = seeded(200).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    let counts = row_counts(&s.pool).await;
+
+    let unknown = client
+        .rollback_migration(as_user(
+            rollback(s.org, &Uuid::new_v4().to_string(), "x"),
+            s.owner,
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let bad_mapping = client
+        .apply_reporting_aliases(as_user(
+            ApplyReportingAliasesRequest {
+                smart_code_mappings: vec![SmartCodeMapping {
+                    source_smart_code: "HERA.SALON.POS.TXN.SALE.v1".into(),
+                    target_smart_code: "not a smart code".into(),
+                }],
+                ..aliases(s.org, "", "bad")
+            },
+            s.owner,
+        ))
+        .await
+        .expect_err("invalid mapping");
+    assert_eq!(bad_mapping.code(), Code::InvalidArgument);
+    assert!(
+        bad_mapping
+            .message()
+            .starts_with("smart_code_mappings[0].target_smart_code"),
+        "{}",
+        bad_mapping.message()
+    );
+    let unknown = client
+        .validate_migration(as_user(
+            ValidateMigrationRequest {
+                organization_id: s.org.to_string(),
+                migration_id: Uuid::new_v4().to_string(),
+            },
+            s.owner,
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let probes = row_counts(&s.pool).await;
+    assert_eq!(
+        probes[..4],
+        counts[..4],
+        "nothing written but the probes' audit rows"
+    );
+
+    // A run still executing: refused, unless forced (cancelled, then rolled back).
+    let mut running = client
+        .start_migration(as_user(
+            StartMigrationRequest {
+                batch_size: 5,
+                max_transactions_per_second: Some(200.0),
+                ..start(s.org)
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = running.next().await.unwrap().unwrap().migration_id;
+    let refused = client
+        .rollback_migration(as_user(rollback(s.org, &id, "rb-1"), s.owner))
+        .await
+        .expect_err("still running");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("force"), "{}", refused.message());
+    let aborted = client
+        .apply_reporting_aliases(as_user(aliases(s.org, &id, "a-1"), s.owner))
+        .await
+        .expect_err("a run is active");
+    assert_eq!(aborted.code(), Code::Aborted);
+
+    let forced = collect(
+        client
+            .rollback_migration(as_user(
+                RollbackMigrationRequest {
+                    force: true,
+                    ..rollback(s.org, &id, "rb-2")
+                },
+                s.owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(
+        forced.last().unwrap().state(),
+        MigrationState::RolledBack,
+        "{forced:?}"
+    );
+    let ended = collect(running).await;
+    assert_eq!(ended.last().unwrap().state(), MigrationState::Cancelled);
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    let in_effect: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM universal_transactions
+          WHERE metadata ->> 'migration_id' = $1 AND metadata ? 'original_transaction_id'
+            AND transaction_status <> 'voided'",
+    )
+    .bind(&id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(in_effect, 0);
+
+    // A dry run wrote nothing to roll back.
+    let dry = collect(
+        client
+            .start_migration(as_user(
+                StartMigrationRequest {
+                    dry_run: true,
+                    ..start(s.org)
+                },
+                s.owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let dry_id = dry.last().unwrap().migration_id.clone();
+    let refused = client
+        .rollback_migration(as_user(rollback(s.org, &dry_id, "rb-3"), s.owner))
+        .await
+        .expect_err("dry");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
+    let db = TestDatabase::create().await;
+    TestApp::install(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 1, 300, 5).await;
+    let (org, owner) = (
+        report.organizations[0].id,
+        report.organizations[0].users[0].id,
+    );
+    let before = trial_balance(&pool, org).await;
+
+    let mut first = server_on(&db);
+    let mut client = client_of(&first).await;
+    let done = collect(
+        client
+            .start_migration(as_user(
+                StartMigrationRequest {
+                    batch_size: 5,
+                    ..start(org)
+                },
+                owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let id = done.last().unwrap().migration_id.clone();
+    let mut events = client
+        .rollback_migration(as_user(rollback(org, &id, "rb-crash"), owner))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = events.next().await.unwrap().unwrap();
+        if event.phase() == MigrationPhase::Rollback && event.transactions_processed >= 20 {
+            break;
+        }
+    }
+    first.signal(libc::SIGKILL);
+    first.exit_within(Duration::from_secs(10)).await;
+    let (state, phase): (String, String) = sqlx::query_as(
+        "SELECT metadata ->> 'state', metadata ->> 'phase' FROM universal_transactions WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (state.as_str(), phase.as_str()),
+        ("RUNNING", "ROLLBACK"),
+        "killed mid-rollback"
+    );
+
+    let next = server_on(&db);
+    let mut client = client_of(&next).await;
+    let watched = collect(
+        client
+            .watch_migration(as_user(
+                WatchMigrationRequest {
+                    organization_id: org.to_string(),
+                    migration_id: id.clone(),
+                    after_sequence: 0,
+                },
+                owner,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = watched.last().unwrap();
+    assert_eq!(
+        last.state(),
+        MigrationState::RolledBack,
+        "{last:?}\n{}",
+        next.logs()
+    );
+    assert_eq!(trial_balance(&pool, org).await, before);
+    let validated = client
+        .validate_migration(as_user(
+            ValidateMigrationRequest {
+                organization_id: org.to_string(),
+                migration_id: id,
+            },
+            owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(validated.rollback_status, "ROLLBACK_COMPLETE");
+}
