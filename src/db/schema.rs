@@ -39,12 +39,12 @@ pub const SERVICE_ROLE: &str = "hera_migrate_app";
 /// Functions whose bodies read the tables: installed after them.
 const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/trial_balance.sql"),
+    include_str!("../../sql/functions/validation.sql"),
     include_str!("../../sql/functions/preview.sql"),
     include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/execute_batch.sql"),
     include_str!("../../sql/functions/reporting_aliases.sql"),
     include_str!("../../sql/functions/rollback.sql"),
-    include_str!("../../sql/functions/validation.sql"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -107,18 +107,26 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
     let mappings = Json(&request.mappings);
     let (mut rows, mut cursor, mut batches) = (Vec::new(), None::<Value>, 0);
     loop {
-        let mut tx = scope::begin(pool, organization_id).await?;
-        let Json(batch): Json<Batch> = sqlx::query_scalar(APPLY)
-            .bind(organization_id)
-            .bind(mappings)
-            .bind(alias_batch_id)
-            .bind(request.migration_id)
-            .bind(&cursor)
-            .bind(BATCH)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let span = tracing::info_span!("migration.aliases.batch", batch.number = batches + 1);
+        let batch = async {
+            let mut tx = scope::begin(pool, organization_id).await?;
+            let Json(batch): Json<Batch> = sqlx::query_scalar(APPLY)
+                .bind(organization_id)
+                .bind(mappings)
+                .bind(alias_batch_id)
+                .bind(request.migration_id)
+                .bind(&cursor)
+                .bind(BATCH)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, Error>(batch)
+        };
+        let batch = tracing::Instrument::instrument(batch, span).await?;
         batches += 1;
+        if batches % 100 == 0 {
+            tracing::info!(%alias_batch_id, batches, "applying reporting aliases");
+        }
         if let Value::Array(per_mapping) = batch.mappings {
             rows.extend(per_mapping);
         }

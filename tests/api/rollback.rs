@@ -19,12 +19,23 @@ use crate::support::{
 /// Migrates the scene's organization to the end (closed periods skipped) and
 /// returns the run's id.
 async fn migrate(s: &Seeded, client: &mut Client, batch_size: i32) -> String {
+    migrate_paced(s, client, batch_size, None).await
+}
+
+/// `migrate`, at most `rate` transactions a second (its rollback too).
+async fn migrate_paced(
+    s: &Seeded,
+    client: &mut Client,
+    batch_size: i32,
+    rate: Option<f64>,
+) -> String {
     let events = collect(
         client
             .start_migration(as_user(
                 StartMigrationRequest {
                     batch_size,
                     closed_period_policy: ClosedPeriodPolicy::Skip.into(),
+                    max_transactions_per_second: rate,
                     ..start(s.org)
                 },
                 s.owner,
@@ -348,6 +359,8 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
     let ended = collect(running).await;
     assert_eq!(ended.last().unwrap().state(), MigrationState::Cancelled);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    let report = validate(&mut client, &s, &id).await;
+    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     let in_effect: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM universal_transactions
           WHERE metadata ->> 'migration_id' = $1 AND metadata ? 'original_transaction_id'
@@ -475,4 +488,193 @@ async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
         .unwrap()
         .into_inner();
     assert_eq!(validated.rollback_status, "ROLLBACK_COMPLETE");
+}
+
+/// Issue 6's second acceptance point: two databases seeded alike and migrated
+/// alike; one then gets the three SQL functions from psql, the other the RPCs.
+#[tokio::test]
+async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
+    let (by_psql, by_rpc) = (seeded(150).await, seeded(150).await);
+    let mut psql_client = by_psql.app.client().await;
+    let mut client = by_rpc.app.client().await;
+    let psql_run = migrate(&by_psql, &mut psql_client, 30).await;
+    let rpc_run = migrate(&by_rpc, &mut client, 30).await;
+    let before = (
+        trial_balance(&by_psql.pool, by_psql.org).await,
+        trial_balance(&by_rpc.pool, by_rpc.org).await,
+    );
+
+    let psql_aliases: Value = sqlx::query_scalar(
+        "SELECT hera_migration_apply_reporting_aliases_v2($1, '[]'::jsonb, $2::uuid)",
+    )
+    .bind(by_psql.org)
+    .bind(&psql_run)
+    .fetch_one(&by_psql.pool)
+    .await
+    .unwrap();
+    let rpc_aliases = client
+        .apply_reporting_aliases(as_user(aliases(by_rpc.org, &rpc_run, "a"), by_rpc.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut from_psql: Vec<(String, String, i64, i64)> = psql_aliases["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["source_smart_code"].as_str().unwrap().to_owned(),
+                m["target_smart_code"].as_str().unwrap().to_owned(),
+                m["transactions_aliased"].as_i64().unwrap(),
+                m["already_aliased"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let mut from_rpc: Vec<(String, String, i64, i64)> = rpc_aliases
+        .counts
+        .iter()
+        .map(|c| {
+            (
+                c.source_smart_code.clone(),
+                c.target_smart_code.clone(),
+                c.transactions_aliased,
+                c.already_aliased,
+            )
+        })
+        .collect();
+    from_psql.sort();
+    from_rpc.sort();
+    assert!(!from_rpc.is_empty());
+    assert_eq!(from_psql, from_rpc, "aliases");
+
+    let results = |checks: Vec<(String, String)>| {
+        checks
+            .into_iter()
+            .filter(|(name, _)| name != "performance") // a timing, not a result
+            .collect::<Vec<_>>()
+    };
+    let psql_report: Value = sqlx::query_scalar("SELECT hera_migration_validate_v2($1::uuid)")
+        .bind(&psql_run)
+        .fetch_one(&by_psql.pool)
+        .await
+        .unwrap();
+    let rpc_report = validate(&mut client, &by_rpc, &rpc_run).await;
+    let psql_checks = |report: &Value| {
+        results(
+            report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().into(),
+                        c["result"].as_str().unwrap().into(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let rpc_checks = |report: &ValidationReport| {
+        results(
+            report
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), c.result().as_str_name().into()))
+                .collect(),
+        )
+    };
+    assert_eq!(
+        psql_checks(&psql_report),
+        rpc_checks(&rpc_report),
+        "validation"
+    );
+
+    let psql_rollback: Value =
+        sqlx::query_scalar("SELECT hera_migration_rollback_v2($1, $2, 'psql')")
+            .bind(by_psql.org)
+            .bind(&psql_run)
+            .fetch_one(&by_psql.pool)
+            .await
+            .unwrap();
+    let rpc_rollback = collect(
+        client
+            .rollback_migration(as_user(rollback(by_rpc.org, &rpc_run, "rb"), by_rpc.owner))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let last = rpc_rollback.last().unwrap();
+    assert_eq!(psql_rollback["state"], "ROLLED_BACK");
+    assert_eq!(last.state(), MigrationState::RolledBack);
+    assert_eq!(
+        psql_rollback["restored"].as_i64().unwrap(),
+        last.transactions_processed,
+        "rollback: {psql_rollback}"
+    );
+    assert_eq!(
+        (
+            trial_balance(&by_psql.pool, by_psql.org).await,
+            trial_balance(&by_rpc.pool, by_rpc.org).await,
+        ),
+        before
+    );
+    let psql_report: Value = sqlx::query_scalar("SELECT hera_migration_validate_v2($1::uuid)")
+        .bind(&psql_run)
+        .fetch_one(&by_psql.pool)
+        .await
+        .unwrap();
+    let rpc_report = validate(&mut client, &by_rpc, &rpc_run).await;
+    assert_eq!(psql_report["rollback_status"], "ROLLBACK_COMPLETE");
+    assert_eq!(rpc_report.rollback_status, "ROLLBACK_COMPLETE");
+    assert_eq!(
+        psql_checks(&psql_report),
+        rpc_checks(&rpc_report),
+        "validation after"
+    );
+    by_psql.app.stop().await;
+    by_rpc.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_pauses_and_resumes_between_batches() {
+    let s = seeded(200).await;
+    let before = trial_balance(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    // The rollback keeps the run's pace: slow enough for the pause to land mid-way.
+    let id = migrate_paced(&s, &mut client, 5, Some(400.0)).await;
+    let mut events = client
+        .rollback_migration(as_user(rollback(s.org, &id, "rb"), s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let control = |request_id: &str| PauseMigrationRequest {
+        organization_id: s.org.to_string(),
+        migration_id: id.clone(),
+        request_id: request_id.into(),
+    };
+    client
+        .pause_migration(as_user(control("p"), s.owner))
+        .await
+        .unwrap();
+    let paused = crate::support::runs::until_state(&mut events, MigrationState::Paused).await;
+    assert_eq!(paused.phase(), MigrationPhase::Rollback);
+    let resume = control("r");
+    client
+        .resume_migration(as_user(
+            ResumeMigrationRequest {
+                organization_id: resume.organization_id,
+                migration_id: resume.migration_id,
+                request_id: resume.request_id,
+            },
+            s.owner,
+        ))
+        .await
+        .unwrap();
+    let done = crate::support::runs::until_state(&mut events, MigrationState::RolledBack).await;
+    assert!(done.sequence > paused.sequence);
+    assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    let report = validate(&mut client, &s, &id).await;
+    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE");
+    s.app.stop().await;
 }

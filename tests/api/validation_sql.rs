@@ -57,18 +57,9 @@ async fn exec(pool: &PgPool, statement: &str, id: Uuid) {
         .unwrap();
 }
 
-/// A run that records its snapshot when it starts (as the engine does), migrated to the end.
+/// A run (it records its snapshot as it is created), migrated to the end.
 async fn snapshotted_run(scene: &Scene) -> Uuid {
     let run = sql::create_run(&scene.pool, scene.org, scene.actor, sql::year_2024(100)).await;
-    sqlx::query(
-        "UPDATE universal_transactions
-            SET metadata = metadata || jsonb_build_object('snapshot', hera_migration_run_snapshot_v2(organization_id))
-          WHERE id = $1",
-    )
-    .bind(run)
-    .execute(&scene.pool)
-    .await
-    .unwrap();
     sql::to_end(&scene.pool, "hera_migration_execute_batch_v2", run).await;
     sql::set_state(&scene.pool, run, "SUCCEEDED", None).await;
     run
@@ -299,6 +290,12 @@ async fn a_run_without_snapshot_warns_and_an_unknown_run_is_not_found() {
         actor,
     } = sql::scene(60).await;
     let (run, _) = sql::migrate(&pool, org, actor, 100).await;
+    // As a run recorded before runs took snapshots.
+    sqlx::query("UPDATE universal_transactions SET metadata = metadata - 'snapshot' WHERE id = $1")
+        .bind(run)
+        .execute(&pool)
+        .await
+        .unwrap();
     let report = validate(&pool, run).await;
     assert_eq!(check(&report, "trial_balance")["result"], "WARN");
     assert_eq!(check(&report, "zero_tables")["result"], "WARN");

@@ -143,11 +143,6 @@ impl Engine {
             .bind(&parameters)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(include_str!("../../../sql/queries/record_snapshot.sql"))
-            .bind(id)
-            .bind(organization_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         let run = crate::migration::runs::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
