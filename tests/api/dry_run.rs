@@ -3,8 +3,8 @@
 use hera_migrate::proto::*;
 
 use crate::support::{
-    as_user, catalog, fixtures,
-    runs::{batches, collect, get, ledger_digest, seeded, start, trial_balance},
+    catalog, fixtures,
+    runs::{batches, get, ledger_digest, seeded, start, started, trial_balance},
 };
 
 #[tokio::test]
@@ -15,19 +15,14 @@ async fn a_dry_run_reports_real_counts_and_leaves_the_ledger_as_it_was() {
     let tables = catalog::tables(&s.pool).await;
     let mut client = s.app.client().await;
 
-    let events = collect(
-        client
-            .start_migration(as_user(
-                StartMigrationRequest {
-                    batch_size: 25,
-                    dry_run: true,
-                    ..start(s.org)
-                },
-                s.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let events = started(
+        &mut client,
+        StartMigrationRequest {
+            batch_size: 25,
+            dry_run: true,
+            ..start(s.org)
+        },
+        s.owner,
     )
     .await;
     assert!(events.iter().all(|e| e.dry_run), "every event says dry run");
@@ -67,14 +62,7 @@ async fn a_dry_run_reports_real_counts_and_leaves_the_ledger_as_it_was() {
     assert!(run.parameters.unwrap().dry_run);
 
     // The candidates are all still there for the real run.
-    let real = collect(
-        client
-            .start_migration(as_user(start(s.org), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let real = started(&mut client, start(s.org), s.owner).await;
     let done = real.last().unwrap();
     assert_eq!(done.transactions_processed, 120);
     assert!(!done.dry_run);

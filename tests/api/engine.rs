@@ -9,7 +9,10 @@ use uuid::Uuid;
 use crate::support::{
     TestApp, as_user,
     fixtures::{self, row_counts},
-    runs::{collect, control, seeded, start, start_in_small_batches, trial_balance, until_state},
+    runs::{
+        collect, control, seeded, start, start_in_small_batches, started, trial_balance,
+        until_state, watched,
+    },
 };
 
 #[tokio::test]
@@ -19,14 +22,7 @@ async fn a_migration_streams_to_succeeded_and_keeps_the_ledger() {
     let tables = crate::support::catalog::tables(&s.pool).await;
     let mut client = s.app.client().await;
 
-    let events = collect(
-        client
-            .start_migration(as_user(start(s.org), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let events = started(&mut client, start(s.org), s.owner).await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
     assert_eq!(
@@ -54,19 +50,14 @@ async fn a_migration_streams_to_succeeded_and_keeps_the_ledger() {
     );
 
     // A watcher attaching afterwards gets the terminal state.
-    let watched = collect(
-        client
-            .watch_migration(as_user(
-                WatchMigrationRequest {
-                    organization_id: s.org.to_string(),
-                    migration_id: last.migration_id.clone(),
-                    after_sequence: 0,
-                },
-                s.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let watched = watched(
+        &mut client,
+        WatchMigrationRequest {
+            organization_id: s.org.to_string(),
+            migration_id: last.migration_id.clone(),
+            after_sequence: 0,
+        },
+        s.owner,
     )
     .await;
     assert_eq!(watched.last().unwrap().state(), MigrationState::Succeeded);
@@ -81,22 +72,8 @@ async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
         request_id: "nightly-1".into(),
         ..start(s.org)
     };
-    let a = collect(
-        client
-            .start_migration(as_user(first.clone(), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
-    let again = collect(
-        client
-            .start_migration(as_user(first.clone(), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let a = started(&mut client, first.clone(), s.owner).await;
+    let again = started(&mut client, first.clone(), s.owner).await;
     assert_eq!(
         a.last().unwrap().migration_id,
         again.last().unwrap().migration_id,
@@ -221,14 +198,7 @@ async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
         expected_plan_fingerprint: plan.plan_fingerprint,
         ..start(s.org)
     };
-    let events = collect(
-        client
-            .start_migration(as_user(matching, s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let events = started(&mut client, matching, s.owner).await;
     assert_eq!(events.last().unwrap().state(), MigrationState::Succeeded);
     s.app.stop().await;
 }
@@ -402,14 +372,7 @@ async fn cancel_stops_after_the_batch_in_flight_and_keeps_what_was_migrated() {
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
 
     // No active run is left: a new run migrates the rest.
-    let rest = collect(
-        client
-            .start_migration(as_user(start(s.org), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let rest = started(&mut client, start(s.org), s.owner).await;
     let last = rest.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded);
     assert_eq!(last.transactions_processed, 300 - reversed);

@@ -4,23 +4,13 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase};
+use crate::support::{TestApp, TestDatabase, sql::create_run};
 
 async fn seeded(db: &TestDatabase, transactions: u64) -> (PgPool, Uuid, Uuid) {
     let pool = db.pool().await;
     let report = crate::support::fixtures::seed_2024(&pool, 2, transactions, 11).await;
     let org = &report.organizations[0];
     (pool, org.id, org.users[0].id)
-}
-
-async fn create_run(pool: &PgPool, org: Uuid, actor: Uuid, parameters: Value) -> Uuid {
-    sqlx::query_scalar("SELECT hera_migration_create_run_v2($1, $2, $3)")
-        .bind(org)
-        .bind(actor)
-        .bind(parameters)
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 async fn batch(pool: &PgPool, run: Uuid) -> Value {

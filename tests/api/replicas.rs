@@ -9,20 +9,15 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestDatabase,
+    TestApp,
     app::test_settings,
     as_user, fixtures,
     process::{client_of, server_on},
-    runs::{Client, collect, seeded, start, start_in_small_batches, trial_balance, until_state},
+    runs::{
+        Client, collect, installed, seeded, start, start_in_small_batches, trial_balance,
+        until_state, watch,
+    },
 };
-
-fn watch(org: Uuid, id: &str) -> WatchMigrationRequest {
-    WatchMigrationRequest {
-        organization_id: org.to_string(),
-        migration_id: id.to_owned(),
-        after_sequence: 0,
-    }
-}
 
 async fn watch_on(
     client: &mut Client,
@@ -138,14 +133,7 @@ async fn a_server_configured_to_pause_interrupted_runs_leaves_them_paused_with_t
 
 #[tokio::test]
 async fn a_server_killed_mid_run_is_resumed_by_the_next_with_the_result_of_an_uninterrupted_run() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let pool = db.pool().await;
-    let report = fixtures::seed_2024(&pool, 1, 400, 5).await;
-    let (org, owner) = (
-        report.organizations[0].id,
-        report.organizations[0].users[0].id,
-    );
+    let (db, pool, org, owner) = installed(400).await;
     let before = trial_balance(&pool, org).await;
 
     let mut first = server_on(&db);

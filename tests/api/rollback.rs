@@ -10,10 +10,12 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestDatabase, as_user, catalog,
+    as_user, catalog,
     fixtures::{self, row_counts},
     process::{client_of, server_on},
-    runs::{Client, Seeded, collect, seeded, start, trial_balance},
+    runs::{
+        Client, Seeded, collect, installed, seeded, start, started, trial_balance, watch, watched,
+    },
 };
 
 /// Migrates the scene's organization to the end (closed periods skipped) and
@@ -29,25 +31,36 @@ async fn migrate_paced(
     batch_size: i32,
     rate: Option<f64>,
 ) -> String {
-    let events = collect(
-        client
-            .start_migration(as_user(
-                StartMigrationRequest {
-                    batch_size,
-                    closed_period_policy: ClosedPeriodPolicy::Skip.into(),
-                    max_transactions_per_second: rate,
-                    ..start(s.org)
-                },
-                s.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let events = started(
+        client,
+        StartMigrationRequest {
+            batch_size,
+            closed_period_policy: ClosedPeriodPolicy::Skip.into(),
+            max_transactions_per_second: rate,
+            ..start(s.org)
+        },
+        s.owner,
     )
     .await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
     last.migration_id.clone()
+}
+
+/// Rolls a run back and reads the stream to its end.
+async fn rolled_back(
+    client: &mut Client,
+    request: RollbackMigrationRequest,
+    user: Uuid,
+) -> Vec<MigrationProgress> {
+    collect(
+        client
+            .rollback_migration(as_user(request, user))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
 }
 
 fn rollback(org: Uuid, id: &str, request_id: &str) -> RollbackMigrationRequest {
@@ -208,14 +221,7 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     .unwrap();
     assert_eq!(recorded, 1, "the report is recorded as an audit row");
 
-    let events = collect(
-        client
-            .rollback_migration(as_user(rollback(s.org, &id, "rb-1"), s.owner))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let events = rolled_back(&mut client, rollback(s.org, &id, "rb-1"), s.owner).await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::RolledBack, "{last:?}");
     assert_eq!(last.phase(), MigrationPhase::Rollback);
@@ -337,18 +343,13 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
         .expect_err("a run is active");
     assert_eq!(aborted.code(), Code::Aborted);
 
-    let forced = collect(
-        client
-            .rollback_migration(as_user(
-                RollbackMigrationRequest {
-                    force: true,
-                    ..rollback(s.org, &id, "rb-2")
-                },
-                s.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let forced = rolled_back(
+        &mut client,
+        RollbackMigrationRequest {
+            force: true,
+            ..rollback(s.org, &id, "rb-2")
+        },
+        s.owner,
     )
     .await;
     assert_eq!(
@@ -373,18 +374,13 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
     assert_eq!(in_effect, 0);
 
     // A dry run wrote nothing to roll back.
-    let dry = collect(
-        client
-            .start_migration(as_user(
-                StartMigrationRequest {
-                    dry_run: true,
-                    ..start(s.org)
-                },
-                s.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let dry = started(
+        &mut client,
+        StartMigrationRequest {
+            dry_run: true,
+            ..start(s.org)
+        },
+        s.owner,
     )
     .await;
     let dry_id = dry.last().unwrap().migration_id.clone();
@@ -398,30 +394,18 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
 
 #[tokio::test]
 async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let pool = db.pool().await;
-    let report = fixtures::seed_2024(&pool, 1, 300, 5).await;
-    let (org, owner) = (
-        report.organizations[0].id,
-        report.organizations[0].users[0].id,
-    );
+    let (db, pool, org, owner) = installed(300).await;
     let before = trial_balance(&pool, org).await;
 
     let mut first = server_on(&db);
     let mut client = client_of(&first).await;
-    let done = collect(
-        client
-            .start_migration(as_user(
-                StartMigrationRequest {
-                    batch_size: 5,
-                    ..start(org)
-                },
-                owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
+    let done = started(
+        &mut client,
+        StartMigrationRequest {
+            batch_size: 5,
+            ..start(org)
+        },
+        owner,
     )
     .await;
     let id = done.last().unwrap().migration_id.clone();
@@ -453,21 +437,7 @@ async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
 
     let next = server_on(&db);
     let mut client = client_of(&next).await;
-    let watched = collect(
-        client
-            .watch_migration(as_user(
-                WatchMigrationRequest {
-                    organization_id: org.to_string(),
-                    migration_id: id.clone(),
-                    after_sequence: 0,
-                },
-                owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let watched = watched(&mut client, watch(org, &id), owner).await;
     let last = watched.last().unwrap();
     assert_eq!(
         last.state(),
@@ -596,12 +566,10 @@ async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
             .fetch_one(&by_psql.pool)
             .await
             .unwrap();
-    let rpc_rollback = collect(
-        client
-            .rollback_migration(as_user(rollback(by_rpc.org, &rpc_run, "rb"), by_rpc.owner))
-            .await
-            .unwrap()
-            .into_inner(),
+    let rpc_rollback = rolled_back(
+        &mut client,
+        rollback(by_rpc.org, &rpc_run, "rb"),
+        by_rpc.owner,
     )
     .await;
     let last = rpc_rollback.last().unwrap();

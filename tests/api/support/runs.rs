@@ -158,3 +158,55 @@ pub async fn get(client: &mut Client, org: Uuid, owner: Uuid, id: &str) -> Migra
         .unwrap()
         .into_inner()
 }
+
+/// Starts a migration and reads its stream to the end.
+pub async fn started(
+    client: &mut Client,
+    request: StartMigrationRequest,
+    user: Uuid,
+) -> Vec<MigrationProgress> {
+    collect(
+        client
+            .start_migration(as_user(request, user))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+}
+
+/// Watches a run and reads the stream to its end.
+pub async fn watched(
+    client: &mut Client,
+    request: WatchMigrationRequest,
+    user: Uuid,
+) -> Vec<MigrationProgress> {
+    collect(
+        client
+            .watch_migration(as_user(request, user))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+}
+
+/// A watch of run `id` from its first event.
+pub fn watch(org: Uuid, id: &str) -> WatchMigrationRequest {
+    WatchMigrationRequest {
+        organization_id: org.to_string(),
+        migration_id: id.to_owned(),
+        after_sequence: 0,
+    }
+}
+
+/// A fresh database with the schema installed (no server left running) and
+/// one seeded organization: (database, pool, organization, owner).
+pub async fn installed(transactions: u64) -> (TestDatabase, PgPool, Uuid, Uuid) {
+    let db = TestDatabase::create().await;
+    TestApp::install(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 1, transactions, 5).await;
+    let org = &report.organizations[0];
+    (db, pool, org.id, org.users[0].id)
+}
