@@ -29,6 +29,10 @@ LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan
 SET enable_sort = off
 SET enable_bitmapscan = off
+-- Every read of a batch is a lookup by key (the run, the locked candidates,
+-- their lines by transaction). Stale statistics (after a bulk load, or the
+-- rows a migration adds) must never turn one into a scan of the whole table.
+SET enable_seqscan = off
 -- Compiling these statements with LLVM costs far more than it saves.
 SET jit = off
 AS $fn$
@@ -143,7 +147,9 @@ BEGIN
                nullif(btrim(m ->> 'target_smart_code'), '') AS target
           FROM jsonb_array_elements(coalesce(v_params -> 'smart_code_mappings', '[]')) m
     ),
-    code_map AS (
+    -- MATERIALIZED: computed once per row; inlined, the smart-code functions
+    -- would run again inside each of the aggregates' filters below.
+    code_map AS MATERIALIZED (
         SELECT c.smart_code,
                CASE WHEN m.source IS NOT NULL THEN m.target
                     WHEN hera_smart_code_is_valid(c.smart_code)
@@ -177,7 +183,7 @@ BEGIN
                ORDER BY (p.id = c.fiscal_period_entity_id) DESC, p.start_date DESC
                LIMIT 1) p ON true
     ),
-    decided AS (
+    decided AS MATERIALIZED (
         SELECT cl.*,
                CASE WHEN cl.target IS NULL THEN 'unmapped'
                     WHEN cl.unbalanced THEN 'unbalanced'
@@ -230,7 +236,8 @@ BEGIN
                        AS m (id, rev_id, rep_id, target, new_date, new_period, new_period_code, rev_total)
                   JOIN universal_transactions t ON t.id = m.id
             ),
-            line_codes AS ( -- each distinct line smart code's v2 form, computed once
+            line_codes AS MATERIALIZED ( -- each distinct line smart code's v2 form, computed once
+                -- (inlined, it would be computed again for every line)
                 SELECT l.smart_code,
                        coalesce((SELECT nullif(btrim(m ->> 'target_smart_code'), '')
                                    FROM jsonb_array_elements(coalesce(v_params -> 'smart_code_mappings', '[]')) m
