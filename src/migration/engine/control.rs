@@ -20,6 +20,13 @@ use crate::{
 const LOCK_RUN: &str = "SELECT metadata ->> 'state' FROM universal_transactions
     WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
       FOR UPDATE";
+/// Leaves a run PAUSED only if it is still RUNNING (a user's control wins).
+const PAUSE_INTERRUPTED: &str = "UPDATE universal_transactions
+    SET metadata = metadata || jsonb_build_object(
+            'state', 'PAUSED', 'message', $2::text,
+            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
+        transaction_status = 'paused', updated_at = now(), version = coalesce(version, 1) + 1
+    WHERE id = $1 AND metadata ->> 'state' = 'RUNNING'";
 const SET_STATE: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
             'state', $2::text,
@@ -93,6 +100,15 @@ impl Engine {
     /// FAILED_PRECONDITION for a finished run.
     pub async fn control(&self, access: &Access, id: Uuid, control: Control) -> Result<Run> {
         let organization_id = access.organization_id;
+        // A resume executes here unless a live executor (here, or a paused
+        // one elsewhere) holds the lease. Taken before the run turns RUNNING,
+        // so that no other server mistakes it for an orphan meanwhile.
+        let lease = match control {
+            Control::Resume if self.wake(id).is_none() => {
+                Lease::try_acquire(&self.inner.admin, organization_id).await?
+            }
+            _ => None,
+        };
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
         let current = locked_state(&mut tx, organization_id, id).await?;
         let next = match (control, current) {
@@ -114,10 +130,12 @@ impl Engine {
         }
         tx.commit().await?;
         let run = runs::get(&self.inner.pool, organization_id, id).await?;
-        match self.wake(id) {
-            Some(wake) => wake.notify_one(),
-            None if next == Some(RunState::Running) => self.resume_here(&run).await?,
-            None => {}
+        match (self.wake(id), lease) {
+            (Some(wake), _) => wake.notify_one(),
+            (None, Some(lease)) if run.record.state == RunState::Running.as_str() => {
+                self.launch(&run, lease, Some(super::current_trace()));
+            }
+            (None, _) => {}
         }
         Ok(run)
     }
@@ -139,15 +157,6 @@ impl Engine {
             wake.notify_one(); // an executor waiting between batches re-reads its pace
         }
         runs::get(&self.inner.pool, organization_id, id).await
-    }
-
-    /// Executes a resumed run here, unless a live server still holds its
-    /// lease (its paused executor notices the resume by itself).
-    async fn resume_here(&self, run: &Run) -> Result<()> {
-        if let Some(lease) = Lease::try_acquire(&self.inner.admin, run.organization_id).await? {
-            self.launch(run, lease, Some(super::current_trace()));
-        }
-        Ok(())
     }
 }
 
@@ -180,11 +189,8 @@ async fn locked_state(
 /// Leaves a run whose server is gone PAUSED, saying why (HERA_ON_INTERRUPTED=pause).
 pub async fn pause_interrupted(pool: &PgPool, run: &Run) -> Result<()> {
     let mut tx = scope::begin(pool, run.organization_id).await?;
-    sqlx::query(SET_STATE)
+    sqlx::query(PAUSE_INTERRUPTED)
         .bind(run.id)
-        .bind(RunState::Paused.as_str())
-        .bind(false)
-        .bind(run.record.started_by)
         .bind(
             "paused: the server executing it stopped; resume it when ready \
              (HERA_ON_INTERRUPTED=pause)",

@@ -29,12 +29,16 @@ use crate::{
 
 /// How often a paused executor looks for a resume made on another server.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+/// Ends a run that nobody has ended meanwhile (a user's cancel wins).
 const FINISH: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
             'state', $2::text, 'finished_at', now(), 'message', $3::text,
             'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
         transaction_status = lower($2::text), updated_at = now(), version = coalesce(version, 1) + 1
-    WHERE id = $1";
+    WHERE id = $1 AND coalesce(metadata ->> 'state', 'RUNNING') IN ('RUNNING', 'PAUSED')
+    RETURNING 1";
+const ENDED_AS: &str = "SELECT metadata ->> 'state', metadata ->> 'message'
+    FROM universal_transactions WHERE id = $1";
 const READ_PACE: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' FROM universal_transactions WHERE id = $1";
 /// A dry run's batch rolls back; what it learnt (where the next batch starts,
 /// the counts) is kept on the run's row, which is all a dry run writes.
@@ -384,21 +388,43 @@ impl Executor {
     }
 
     async fn finish(&self, state: RunState, message: &str) {
-        let recorded = async {
-            let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
-            sqlx::query(FINISH)
-                .bind(self.id)
-                .bind(state.as_str())
-                .bind(message)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
+        match self.record_end(state, message).await {
+            Ok(None) => report::publish_end(&self.sender, state, message),
+            Ok(Some((ended, why))) => report::publish_end(&self.sender, ended, &why),
+            Err(error) => {
+                tracing::error!(%error, "recording the end of the run failed");
+                report::publish_end(&self.sender, state, message);
+            }
         }
-        .await;
-        if let Err(error) = recorded {
-            tracing::error!(%error, "recording the end of the run failed");
-        }
-        report::publish_end(&self.sender, state, message);
+    }
+
+    /// Records the end of the run; if it had already ended (say, cancelled
+    /// just as its last batch committed), returns how it ended instead.
+    async fn record_end(
+        &self,
+        state: RunState,
+        message: &str,
+    ) -> Result<Option<(RunState, String)>> {
+        let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
+        let recorded = sqlx::query(FINISH)
+            .bind(self.id)
+            .bind(state.as_str())
+            .bind(message)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let ended = match recorded {
+            Some(_) => None,
+            None => {
+                let (ended, why): (Option<String>, Option<String>) = sqlx::query_as(ENDED_AS)
+                    .bind(self.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let ended = ended.as_deref().and_then(RunState::parse).unwrap_or(state);
+                Some((ended, why.unwrap_or_default()))
+            }
+        };
+        tx.commit().await?;
+        Ok(ended)
     }
 }
 
