@@ -62,12 +62,23 @@ SET work_mem = '256MB'
 -- the planner's statistics, and a misjudged nested loop probes lines per
 -- candidate (tens of seconds at a million).
 SET enable_nestloop = off
+-- The candidates' statistics are beyond the planner too: it would sort a
+-- million of them to group them (hashing is cheaper), or to pick the first
+-- few (the index gives them in order).
+SET enable_sort = off
 -- Compiling these statements with LLVM costs far more than it saves.
 SET jit = off
 AS $fn$
 DECLARE
-    v_result jsonb;
-    v_suspect boolean;
+    v_result     jsonb;
+    v_suspect    boolean;
+    v_groups     jsonb;
+    -- The organization's fiscal periods, for placing candidates: every id,
+    -- and those with a start, in order (a binary search by width_bucket).
+    v_period_all uuid[];
+    v_starts     date[];
+    v_period_ids uuid[];
+    v_ends       date[];
 BEGIN
 -- Does any transaction of the organization have unbalanced GL lines? One
 -- ungrouped pass answers: each line adds its signed amount times a hash of
@@ -83,14 +94,56 @@ SELECT coalesce(sum(CASE l.line_data ->> 'side' WHEN 'DR' THEN l.line_amount
  WHERE l.organization_id = p_organization_id
    AND l.smart_code LIKE '%.GL.%';
 
+SELECT coalesce(array_agg(e.id), '{}'),
+       coalesce(array_agg((e.metadata ->> 'start_date')::date ORDER BY (e.metadata ->> 'start_date')::date, e.id)
+                FILTER (WHERE e.metadata ->> 'start_date' IS NOT NULL), '{}'),
+       coalesce(array_agg(e.id ORDER BY (e.metadata ->> 'start_date')::date, e.id)
+                FILTER (WHERE e.metadata ->> 'start_date' IS NOT NULL), '{}'),
+       coalesce(array_agg((e.metadata ->> 'end_date')::date ORDER BY (e.metadata ->> 'start_date')::date, e.id)
+                FILTER (WHERE e.metadata ->> 'start_date' IS NOT NULL), '{}')
+  INTO v_period_all, v_starts, v_period_ids, v_ends
+  FROM core_entities e
+ WHERE e.organization_id = p_organization_id
+   AND e.entity_type = 'FISCAL_PERIOD';
+
+-- The one pass over the candidates, grouped by smart code and fiscal period
+-- (a candidate's period: its fiscal period entity, else the period whose
+-- dates contain it). A statement of its own, referring to no CTE, so that
+-- PostgreSQL can run it in parallel workers.
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'smart_code', g.smart_code, 'period_id', g.period_id, 'transactions', g.transactions,
+           'amount', g.amount, 'state', g.state)), '[]')
+  INTO v_groups
+  FROM (SELECT c.smart_code,
+               CASE WHEN c.fiscal_period_entity_id = ANY (v_period_all) THEN c.fiscal_period_entity_id
+                    WHEN c.day <= v_ends[width_bucket(c.day, v_starts)]
+                        THEN v_period_ids[width_bucket(c.day, v_starts)]
+               END AS period_id,
+               count(*) AS transactions, sum(c.total_amount) AS amount, bit_xor(c.state_hash) AS state
+          FROM (SELECT t.smart_code, t.total_amount, t.fiscal_period_entity_id,
+                       (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
+                       uuid_hash_extended(t.id, coalesce(t.version, 0))
+                         # timestamp_hash_extended(t.updated_at AT TIME ZONE 'UTC', 1)
+                         # hash_numeric_extended(t.total_amount, 2)
+                         # timestamp_hash_extended(t.transaction_date AT TIME ZONE 'UTC', 3) AS state_hash
+      FROM universal_transactions t
+     WHERE t.organization_id = p_organization_id
+       AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
+       AND t.transaction_date < ((p_to_date + 1)::timestamp AT TIME ZONE 'UTC')
+       AND t.transaction_status = 'posted'
+       AND hera_smart_code_is_v1(t.smart_code)
+       AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
+       AND NOT coalesce(t.metadata ? 'reversal_of', false)
+       AND NOT coalesce(t.metadata ? 'migration_id', false)
+               ) c
+         GROUP BY 1, 2) g;
+
 WITH
-candidates AS (
-    SELECT t.id, t.smart_code, t.transaction_date, t.total_amount, t.fiscal_period_entity_id,
-           (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
-           uuid_hash_extended(t.id, coalesce(t.version, 0))
-             # timestamp_hash_extended(t.updated_at AT TIME ZONE 'UTC', 1)
-             # hash_numeric_extended(t.total_amount, 2)
-             # timestamp_hash_extended(t.transaction_date AT TIME ZONE 'UTC', 3) AS state_hash
+-- Inlined where it is used: the first candidates in order come straight off
+-- the (organization_id, transaction_date, id) index, and the lines of
+-- candidates are only read when the screen above found an imbalance.
+candidates AS NOT MATERIALIZED (
+    SELECT t.id, t.smart_code, t.transaction_date
       FROM universal_transactions t
      WHERE t.organization_id = p_organization_id
        AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
@@ -111,27 +164,10 @@ periods AS (
      WHERE e.organization_id = p_organization_id
        AND e.entity_type = 'FISCAL_PERIOD'
 ),
-period_index AS ( -- starts in order, for a binary search (width_bucket) per candidate
-    SELECT array_agg(start_date ORDER BY start_date, id) AS starts,
-           array_agg(id ORDER BY start_date, id) AS ids
-      FROM periods
-     WHERE start_date IS NOT NULL
-),
-placed AS ( -- a candidate's period: its fiscal period entity, else the period containing its date
-    SELECT c.*, coalesce(fp.id, dp.id) AS period_id
-      FROM candidates c
-      CROSS JOIN period_index pi
-      LEFT JOIN periods fp ON fp.id = c.fiscal_period_entity_id
-      LEFT JOIN periods dp
-             ON fp.id IS NULL
-            AND dp.id = pi.ids[width_bucket(c.day, pi.starts)]
-            AND c.day <= dp.end_date
-),
-groups AS ( -- the one pass over the candidates
-    SELECT smart_code, period_id, count(*) AS transactions, sum(total_amount) AS amount,
-           bit_xor(state_hash) AS state
-      FROM placed
-     GROUP BY smart_code, period_id
+groups AS (
+    SELECT g.smart_code, g.period_id, g.transactions, g.amount, g.state
+      FROM jsonb_to_recordset(v_groups)
+           AS g (smart_code text, period_id uuid, transactions bigint, amount numeric, state bigint)
 ),
 mappings AS (
     SELECT hera_smart_code_normalize(m ->> 'source_smart_code') AS source,
@@ -174,7 +210,8 @@ unbalanced AS (
     SELECT c.id, c.transaction_date
       FROM candidates c
       JOIN balances b ON b.transaction_id = c.id
-     WHERE abs(b.dr - b.cr) >= 0.0001
+     WHERE v_suspect
+       AND abs(b.dr - b.cr) >= 0.0001
 ),
 totals AS (
     SELECT coalesce(sum(transactions), 0)::bigint AS candidates,
@@ -304,7 +341,9 @@ SELECT jsonb_build_object(
         SELECT coalesce(jsonb_agg(id ORDER BY transaction_date, id), '[]'::jsonb)
           FROM (SELECT c.id, c.transaction_date
                   FROM candidates c
-                  JOIN code_map cm ON cm.smart_code = c.smart_code AND cm.target IS NOT NULL
+                 -- a filter, not a join: the index gives them in order, and
+                 -- the scan stops at the limit
+                 WHERE c.smart_code = ANY (ARRAY(SELECT smart_code FROM code_map WHERE target IS NOT NULL))
                  ORDER BY c.transaction_date, c.id
                  LIMIT greatest(coalesce(nullif(p_batch_limit, 0), 1000), 0)) ids),
     'generated_at', now()
