@@ -52,11 +52,13 @@ UPDATE universal_transactions t
  WHERE t.id = p.id;
 ROLLBACK;
 
-\echo '--- one batch: hera_migration_execute_batch_v2 (1000 transactions)'
+\echo '--- a run''s first batch (it also records the run''s snapshot: a read of the whole ledger), then its second'
 BEGIN;
 SELECT hera_migration_create_run_v2(:'org',
            (SELECT created_by FROM core_organizations WHERE id = :'org'),
            '{"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 1000,
              "closed_period_policy": "POST_TO_OPEN_PERIOD"}') AS run \gset
+SELECT hera_migration_execute_batch_v2(:'run') ->> 'migrated' AS first_batch_migrated;
+\echo '--- one batch: hera_migration_execute_batch_v2 (1000 transactions)'
 SELECT hera_migration_execute_batch_v2(:'run') ->> 'migrated' AS migrated;
 ROLLBACK;

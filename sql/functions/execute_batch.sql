@@ -102,6 +102,14 @@ BEGIN
     v_policy     := coalesce(v_params ->> 'closed_period_policy', 'SKIP');
     v_batch_no   := coalesce((v_run.metadata #>> '{counters,batches}')::bigint, 0) + 1;
 
+    -- 1. Before the first write: what the ledger and the catalog look like
+    -- (ValidateMigration compares against it). A dry run writes nothing.
+    IF NOT v_run.metadata ? 'snapshot' AND NOT coalesce((v_params ->> 'dry_run')::boolean, false) THEN
+        UPDATE universal_transactions
+           SET metadata = metadata || jsonb_build_object('snapshot', hera_migration_run_snapshot_v2(v_org))
+         WHERE id = p_run_id;
+    END IF;
+
     -- 2. The next candidates, locked. The keyset cursor keeps a batch's cost
     -- flat however far the run has come.
     SELECT coalesce(array_agg(c.id ORDER BY c.transaction_date, c.id), '{}'),

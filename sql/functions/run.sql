@@ -5,8 +5,9 @@
 -- p_parameters: {from_date, to_date, batch_size, smart_code_mappings,
 -- closed_period_policy, dry_run, max_transactions_per_second, batch_delay_ms,
 -- plan_fingerprint}. Returns the run's id (its migration_id).
--- The run records, as it begins, the trial balance and the tables that exist
--- (its snapshot), which ValidateMigration compares against.
+-- Its first batch records the trial balance and the tables that exist (its
+-- snapshot, which ValidateMigration compares against): taking it here would
+-- hold up the start by a full read of the ledger.
 CREATE OR REPLACE FUNCTION hera_migration_create_run_v2(
     p_organization_id uuid,
     p_actor uuid,
@@ -29,8 +30,7 @@ AS $$
                'parameters', p_parameters,
                'started_by', p_actor,
                'request_id', p_request_id,
-               'counters', '{}'::jsonb,
-               'snapshot', hera_migration_run_snapshot_v2(p_organization_id)),
+               'counters', '{}'::jsonb),
            p_actor, p_actor
       FROM new_run
     RETURNING id

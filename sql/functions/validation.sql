@@ -42,8 +42,8 @@ AS $$
                            'status', 'UNASSIGNED', 'is_open', false))
 $$;
 
--- What a run records when it starts (stored by the caller in the run's
--- metadata under "snapshot"), for the validation to compare against:
+-- What a run records before its first write (its first batch stores it in the
+-- run's metadata under "snapshot"), for the validation to compare against:
 --   {taken_at,
 --    trial_balance: [{account_code, currency_code, net_amount}],
 --    tables: ["schema.table", ...]}
@@ -55,6 +55,11 @@ $$;
 CREATE OR REPLACE FUNCTION hera_migration_run_snapshot_v2(p_organization_id uuid)
 RETURNS jsonb
 LANGUAGE sql STABLE
+-- A read of the whole ledger, also when the first batch (which forbids
+-- sequential scans and sorts for its own lookups) takes it.
+SET enable_seqscan = on
+SET enable_sort = on
+SET enable_bitmapscan = on
 AS $$
     SELECT jsonb_build_object(
         'taken_at', now(),
