@@ -122,11 +122,7 @@ BEGIN
                AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
                AND t.transaction_date >= v_from
                AND t.transaction_date < v_to
-               AND t.transaction_status = 'posted'
-               AND hera_smart_code_is_v1(t.smart_code)
-               AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-               AND NOT coalesce(t.metadata ? 'reversal_of', false)
-               AND NOT coalesce(t.metadata ? 'migration_id', false)
+               AND hera_migration_is_candidate_v2(t.transaction_status, t.smart_code, t.metadata)
              ORDER BY t.transaction_date, t.id
              LIMIT v_batch_size
                FOR UPDATE) c;

@@ -130,11 +130,7 @@ SELECT coalesce(jsonb_agg(jsonb_build_object(
      WHERE t.organization_id = p_organization_id
        AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
        AND t.transaction_date < ((p_to_date + 1)::timestamp AT TIME ZONE 'UTC')
-       AND t.transaction_status = 'posted'
-       AND hera_smart_code_is_v1(t.smart_code)
-       AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-       AND NOT coalesce(t.metadata ? 'reversal_of', false)
-       AND NOT coalesce(t.metadata ? 'migration_id', false)
+       AND hera_migration_is_candidate_v2(t.transaction_status, t.smart_code, t.metadata)
                ) c
          GROUP BY 1, 2) g;
 
@@ -148,11 +144,7 @@ candidates AS NOT MATERIALIZED (
      WHERE t.organization_id = p_organization_id
        AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
        AND t.transaction_date < ((p_to_date + 1)::timestamp AT TIME ZONE 'UTC')
-       AND t.transaction_status = 'posted'
-       AND hera_smart_code_is_v1(t.smart_code)
-       AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-       AND NOT coalesce(t.metadata ? 'reversal_of', false)
-       AND NOT coalesce(t.metadata ? 'migration_id', false)
+       AND hera_migration_is_candidate_v2(t.transaction_status, t.smart_code, t.metadata)
 ),
 periods AS (
     SELECT e.id,

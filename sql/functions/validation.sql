@@ -281,11 +281,7 @@ BEGIN
                               OR (t.transaction_date, t.id) > (v_cur_date, v_cur_id)))
       INTO v_still, v_restored, v_left, v_pending
       FROM (SELECT x.id, x.transaction_date, x.transaction_status, x.metadata,
-                   (x.transaction_status = 'posted'
-                    AND hera_smart_code_is_v1(x.smart_code)
-                    AND x.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-                    AND NOT coalesce(x.metadata ? 'reversal_of', false)
-                    AND NOT coalesce(x.metadata ? 'migration_id', false)) AS candidate
+                   hera_migration_is_candidate_v2(x.transaction_status, x.smart_code, x.metadata) AS candidate
               FROM universal_transactions x
              WHERE x.organization_id = v_org
                AND x.transaction_date >= v_from

@@ -38,6 +38,7 @@ const ROW_SECURITY: &str = include_str!("../../sql/schema/row_security.sql");
 pub const SERVICE_ROLE: &str = "hera_migrate_app";
 /// Functions whose bodies read the tables: installed after them.
 const TABLE_FUNCTIONS: &[&str] = &[
+    include_str!("../../sql/functions/candidate.sql"),
     include_str!("../../sql/functions/trial_balance.sql"),
     include_str!("../../sql/functions/validation.sql"),
     include_str!("../../sql/functions/preview.sql"),

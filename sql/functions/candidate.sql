@@ -1,0 +1,22 @@
+-- The candidate rule, in one place: a transaction is migrated when it is
+-- posted, at smart-code version v1, not one of hera-migrate's own rows, not a
+-- reversal, and not already a migration's repost. Date range and organization
+-- are the caller's (they drive its index).
+--
+-- A plain SQL expression, so PostgreSQL inlines it into each query that uses
+-- it (the preview, each batch's keyset read under FOR UPDATE, validation):
+-- the planner sees the conditions themselves, exactly as if written there.
+CREATE OR REPLACE FUNCTION hera_migration_is_candidate_v2(
+    p_status text,
+    p_smart_code text,
+    p_metadata jsonb
+)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_status = 'posted'
+       AND hera_smart_code_is_v1(p_smart_code)
+       AND p_smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
+       AND NOT coalesce(p_metadata ? 'reversal_of', false)
+       AND NOT coalesce(p_metadata ? 'migration_id', false)
+$$;
