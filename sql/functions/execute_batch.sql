@@ -254,65 +254,51 @@ BEGIN
                   FROM (SELECT DISTINCT smart_code FROM universal_transaction_lines
                          WHERE transaction_id = ANY (v_migrate)) l
             ),
-            reversal AS (
+            -- Each original's two copies, its reversal (HERA's semantics:
+            -- negated lines) and its v2 repost, written by one INSERT for the
+            -- headers and one for the lines.
+            copies AS (
                 INSERT INTO universal_transactions (
                     id, organization_id, transaction_type, transaction_code, transaction_date,
                     source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
                     business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
                     posting_period_code, transaction_currency_code, created_by, updated_by)
-                SELECT rev_id, organization_id, transaction_type, transaction_code || '-REV',
-                       posted_on, source_entity_id, target_entity_id, rev_total,
-                       'posted', smart_code, business_context,
-                       coalesce(metadata, '{}') || jsonb_build_object(
-                           'reversal_of', id, 'reversal_reason', v_reason, 'reversal_at', now(),
-                           'migration_run_id', p_run_id, 'migration_batch_id', v_operation_id),
-                       posted_period, posted_year, posted_month, posted_period_code,
-                       transaction_currency_code, v_actor, v_actor
-                  FROM src
-                RETURNING id
-            ),
-            reversal_lines AS (
-                INSERT INTO universal_transaction_lines (
-                    organization_id, transaction_id, line_number, entity_id, line_type, description,
-                    quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
-                    created_by, updated_by)
-                SELECT l.organization_id, s.rev_id, l.line_number, l.entity_id, l.line_type,
-                       'REVERSAL: ' || coalesce(l.description, ''),
-                       -l.quantity, -l.unit_amount, -l.line_amount, -l.discount_amount, -l.tax_amount,
-                       l.smart_code, l.line_data, v_actor, v_actor
+                SELECT copy.id, s.organization_id, s.transaction_type, s.transaction_code || copy.suffix,
+                       s.posted_on, s.source_entity_id, s.target_entity_id, copy.total,
+                       'posted', copy.smart_code, s.business_context,
+                       coalesce(s.metadata, '{}') || copy.context,
+                       s.posted_period, s.posted_year, s.posted_month, s.posted_period_code,
+                       s.transaction_currency_code, v_actor, v_actor
                   FROM src s
-                  JOIN universal_transaction_lines l ON l.transaction_id = s.id
+                 CROSS JOIN LATERAL (VALUES
+                       (s.rev_id, '-REV', s.rev_total, s.smart_code::text,
+                        jsonb_build_object(
+                            'reversal_of', s.id, 'reversal_reason', v_reason, 'reversal_at', now(),
+                            'migration_run_id', p_run_id, 'migration_batch_id', v_operation_id)),
+                       (s.rep_id, '-V2', s.total_amount, s.target,
+                        jsonb_build_object(
+                            'finance_dna_version', 'v2', 'original_transaction_id', s.id,
+                            'migration_id', p_run_id, 'migration_batch_id', v_operation_id,
+                            'migration_timestamp', now()))
+                       ) AS copy (id, suffix, total, smart_code, context)
                 RETURNING 1
             ),
-            repost AS (
-                INSERT INTO universal_transactions (
-                    id, organization_id, transaction_type, transaction_code, transaction_date,
-                    source_entity_id, target_entity_id, total_amount, transaction_status, smart_code,
-                    business_context, metadata, fiscal_period_entity_id, fiscal_year, fiscal_period,
-                    posting_period_code, transaction_currency_code, created_by, updated_by)
-                SELECT rep_id, organization_id, transaction_type, transaction_code || '-V2',
-                       posted_on, source_entity_id, target_entity_id, total_amount,
-                       'posted', target, business_context,
-                       coalesce(metadata, '{}') || jsonb_build_object(
-                           'finance_dna_version', 'v2', 'original_transaction_id', id,
-                           'migration_id', p_run_id, 'migration_batch_id', v_operation_id,
-                           'migration_timestamp', now()),
-                       posted_period, posted_year, posted_month, posted_period_code,
-                       transaction_currency_code, v_actor, v_actor
-                  FROM src
-                RETURNING id
-            ),
-            repost_lines AS (
+            copy_lines AS (
                 INSERT INTO universal_transaction_lines (
                     organization_id, transaction_id, line_number, entity_id, line_type, description,
                     quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
                     created_by, updated_by)
-                SELECT l.organization_id, s.rep_id, l.line_number, l.entity_id, l.line_type, l.description,
-                       l.quantity, l.unit_amount, l.line_amount, l.discount_amount, l.tax_amount,
-                       lc.target, l.line_data, v_actor, v_actor
+                SELECT l.organization_id, copy.id, l.line_number, l.entity_id, l.line_type, copy.description,
+                       copy.sign * l.quantity, copy.sign * l.unit_amount, copy.sign * l.line_amount,
+                       copy.sign * l.discount_amount, copy.sign * l.tax_amount,
+                       copy.smart_code, l.line_data, v_actor, v_actor
                   FROM src s
                   JOIN universal_transaction_lines l ON l.transaction_id = s.id
                   JOIN line_codes lc ON lc.smart_code = l.smart_code
+                 CROSS JOIN LATERAL (VALUES
+                       (s.rev_id, -1, 'REVERSAL: ' || coalesce(l.description, ''), l.smart_code::text),
+                       (s.rep_id, 1, l.description, lc.target)
+                       ) AS copy (id, sign, description, smart_code)
                 RETURNING 1
             )
             UPDATE universal_transactions t

@@ -27,9 +27,6 @@ const RECORD: &str = "SELECT hera_migration_record_aliases_v2($1, $2, $3, $4, $5
 const RECORDED: &str = "SELECT metadata FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_OPERATION'
       AND metadata ->> 'operation_type' = 'ALIAS' AND metadata ->> 'request_id' = $2";
-const ACTIVE: &str = "SELECT id FROM universal_transactions
-    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN'
-      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
 
 /// A checked ApplyReportingAliases request.
 #[derive(Debug, Clone)]
@@ -101,7 +98,7 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
             )));
         }
     }
-    refuse_while_a_run_is_active(pool, organization_id).await?;
+    runs::refuse_while_active(pool, organization_id, None, "aliases wait for it to end").await?;
 
     let alias_batch_id = Uuid::new_v4();
     let mappings = Json(&request.mappings);
@@ -167,19 +164,4 @@ async fn already_applied(
         .await?;
     tx.rollback().await?;
     Ok(recorded.map(|Json(applied)| applied))
-}
-
-async fn refuse_while_a_run_is_active(pool: &PgPool, organization_id: Uuid) -> Result<()> {
-    let mut tx = scope::begin_read_only(pool, organization_id).await?;
-    let active: Option<Uuid> = sqlx::query_scalar(ACTIVE)
-        .bind(organization_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.rollback().await?;
-    match active {
-        Some(active) => Err(Error::Aborted(format!(
-            "organization {organization_id} has an active migration {active}; aliases wait for it to end"
-        ))),
-        None => Ok(()),
-    }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
@@ -116,6 +116,43 @@ pub async fn get(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Run> 
         ))
     })?;
     Run::from_row(row)
+}
+
+const ACTIVE: &str = "SELECT id FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
+      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
+
+/// The organization's active (running or paused) run, other than `except`.
+pub async fn active(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    except: Option<Uuid>,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(ACTIVE)
+        .bind(organization_id)
+        .bind(except)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// ABORTED naming the organization's active run (other than `except`), if
+/// it has one: it holds the organization's lease and locks its rows.
+/// `meanwhile` says what waits for it.
+pub async fn refuse_while_active(
+    pool: &PgPool,
+    organization_id: Uuid,
+    except: Option<Uuid>,
+    meanwhile: &str,
+) -> Result<()> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let other = active(&mut tx, organization_id, except).await?;
+    tx.rollback().await?;
+    match other {
+        Some(other) => Err(Error::Aborted(format!(
+            "organization {organization_id} has an active migration {other}; {meanwhile}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Where a listing page starts: after this (created_at, id).

@@ -4,43 +4,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase, sql::create_run};
+use crate::support::sql::{Scene, call, create_run, scene, to_end, trial_balance};
 
-async fn seeded(db: &TestDatabase, transactions: u64) -> (PgPool, Uuid, Uuid) {
-    let pool = db.pool().await;
-    let report = crate::support::fixtures::seed_2024(&pool, 2, transactions, 11).await;
-    let org = &report.organizations[0];
-    (pool, org.id, org.users[0].id)
-}
-
-async fn batch(pool: &PgPool, run: Uuid) -> Value {
-    sqlx::query_scalar("SELECT hera_migration_execute_batch_v2($1)")
-        .bind(run)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-/// Runs batches until one finds nothing; returns the batch results.
-async fn run_to_end(pool: &PgPool, run: Uuid) -> Vec<Value> {
-    let mut results = Vec::new();
-    loop {
-        let result = batch(pool, run).await;
-        let done = result["done"] == true;
-        results.push(result);
-        if done {
-            return results;
-        }
-    }
-}
-
-async fn trial_balance(pool: &PgPool, org: Uuid) -> Vec<(String, String, rust_decimal::Decimal)> {
-    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
-        .bind(org)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-}
+const BATCH: &str = "hera_migration_execute_batch_v2";
 
 /// Per original migrated by `run`: (reversals, reposts) pointing at it.
 async fn copies_per_original(pool: &PgPool, run: Uuid) -> Vec<(i64, i64)> {
@@ -77,9 +43,12 @@ async fn unbalanced_written(pool: &PgPool, run: Uuid) -> i64 {
 
 #[tokio::test]
 async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_ledger() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let (pool, org, actor) = seeded(&db, 400).await;
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = scene(400).await;
     let before = trial_balance(&pool, org).await;
     let tables_before = crate::support::catalog::tables(&pool).await;
 
@@ -90,7 +59,7 @@ async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_l
         json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 64}),
     )
     .await;
-    let results = run_to_end(&pool, run).await;
+    let results = to_end(&pool, BATCH, run).await;
     let migrated: i64 = results
         .iter()
         .map(|r| r["migrated"].as_i64().unwrap())
@@ -143,14 +112,17 @@ async fn batches_migrate_every_open_period_candidate_exactly_once_and_keep_the_l
     assert_eq!(reposts_v2, migrated);
 
     // Running the finished run again migrates nothing twice.
-    assert_eq!(batch(&pool, run).await["transactions"], 0);
+    assert_eq!(call(&pool, BATCH, run).await["transactions"], 0);
 }
 
 #[tokio::test]
 async fn concurrent_workers_on_one_run_never_duplicate() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let (pool, org, actor) = seeded(&db, 300).await;
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = scene(300).await;
     let run = create_run(
         &pool,
         org,
@@ -159,7 +131,7 @@ async fn concurrent_workers_on_one_run_never_duplicate() {
                "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
     )
     .await;
-    let (a, b) = tokio::join!(run_to_end(&pool, run), run_to_end(&pool, run));
+    let (a, b) = tokio::join!(to_end(&pool, BATCH, run), to_end(&pool, BATCH, run));
     let migrated: i64 = a
         .iter()
         .chain(&b)
@@ -177,9 +149,12 @@ async fn concurrent_workers_on_one_run_never_duplicate() {
 
 #[tokio::test]
 async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let (pool, org, actor) = seeded(&db, 50).await;
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = scene(50).await;
     let victim: Uuid = sqlx::query_scalar(
         "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
           WHERE id = (SELECT l.id FROM universal_transaction_lines l
@@ -198,7 +173,7 @@ async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
         json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
     )
     .await;
-    let results = run_to_end(&pool, run).await;
+    let results = to_end(&pool, BATCH, run).await;
     assert_eq!(results[0]["quarantined_ids"], json!([victim]));
     assert_eq!(results[0]["migrated"], 49);
     let (status, quarantined): (String, Value) = sqlx::query_as(
@@ -220,9 +195,12 @@ async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
 /// written again without it.
 #[tokio::test]
 async fn an_original_whose_copy_fails_verification_is_quarantined_and_the_batch_retried() {
-    let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
-    let (pool, org, actor) = seeded(&db, 50).await;
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = scene(50).await;
     let before = trial_balance(&pool, org).await;
     let victim: Uuid = sqlx::query_scalar(
         "UPDATE universal_transaction_lines SET description = 'skew me'
@@ -252,7 +230,7 @@ async fn an_original_whose_copy_fails_verification_is_quarantined_and_the_batch_
         json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
     )
     .await;
-    let results = run_to_end(&pool, run).await;
+    let results = to_end(&pool, BATCH, run).await;
     assert_eq!(results[0]["failed_verification_ids"], json!([victim]));
     assert_eq!(results[0]["quarantined_ids"], json!([victim]));
     assert_eq!(results[0]["migrated"], 49, "the rest of the batch migrated");

@@ -17,9 +17,12 @@ use crate::{
     },
 };
 
-const LOCK_RUN: &str = "SELECT metadata ->> 'state' FROM universal_transactions
-    WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
-      FOR UPDATE";
+const LOCK_RUN: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 'EXECUTION'),
+           coalesce((metadata #>> '{parameters,dry_run}')::boolean, false),
+           metadata #>> '{rollback,request_id}'
+      FROM universal_transactions
+     WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
+       FOR UPDATE";
 /// Leaves a run PAUSED only if it is still RUNNING (a user's control wins).
 const PAUSE_INTERRUPTED: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
@@ -119,14 +122,7 @@ impl Engine {
         };
         if let Some(next) = next {
             let message = (next == RunState::Cancelled).then_some("cancelled");
-            sqlx::query(SET_STATE)
-                .bind(id)
-                .bind(next.as_str())
-                .bind(next.is_terminal())
-                .bind(access.user_id)
-                .bind(message)
-                .execute(&mut *tx)
-                .await?;
+            set_state(&mut tx, id, next, access.user_id, message).await?;
         }
         tx.commit().await?;
         let run = runs::get(&self.inner.pool, organization_id, id).await?;
@@ -160,23 +156,46 @@ impl Engine {
     }
 }
 
-/// The state of a run, its row locked; NOT_FOUND outside the organization,
-/// FAILED_PRECONDITION once it has ended.
+/// What the controls and a rollback decide on: a run's row, locked.
+pub(super) struct LockedRun {
+    pub state: String,
+    pub phase: String,
+    pub dry_run: bool,
+    /// The request id of its rollback, once one began.
+    pub rollback_request_id: Option<String>,
+}
+
+/// Locks run `id`'s row; NOT_FOUND outside the organization.
+pub(super) async fn lock_run(
+    tx: &mut scope::OrgTransaction,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<LockedRun> {
+    let row: Option<(Option<String>, String, bool, Option<String>)> = sqlx::query_as(LOCK_RUN)
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (state, phase, dry_run, rollback_request_id) = row.ok_or_else(|| {
+        Error::NotFound(format!(
+            "migration_id: no migration {id} in organization {organization_id}"
+        ))
+    })?;
+    Ok(LockedRun {
+        state: state.unwrap_or_else(|| RunState::Running.as_str().to_owned()),
+        phase,
+        dry_run,
+        rollback_request_id,
+    })
+}
+
+/// The state of a run, its row locked; FAILED_PRECONDITION once it has ended.
 async fn locked_state(
     tx: &mut scope::OrgTransaction,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<RunState> {
-    let state: Option<String> = sqlx::query_scalar(LOCK_RUN)
-        .bind(organization_id)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let state = state.ok_or_else(|| {
-        Error::NotFound(format!(
-            "migration_id: no migration {id} in organization {organization_id}"
-        ))
-    })?;
+    let state = lock_run(tx, organization_id, id).await?.state;
     let current = RunState::parse(&state).unwrap_or(RunState::Failed);
     if current.is_terminal() {
         return Err(Error::FailedPrecondition(format!(
@@ -184,6 +203,25 @@ async fn locked_state(
         )));
     }
     Ok(current)
+}
+
+/// Records a control's state change on the run's (locked) row.
+pub(super) async fn set_state(
+    tx: &mut scope::OrgTransaction,
+    id: Uuid,
+    state: RunState,
+    actor: Uuid,
+    message: Option<&str>,
+) -> Result<()> {
+    sqlx::query(SET_STATE)
+        .bind(id)
+        .bind(state.as_str())
+        .bind(state.is_terminal())
+        .bind(actor)
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Leaves a run whose server is gone PAUSED, saying why (HERA_ON_INTERRUPTED=pause).

@@ -40,6 +40,17 @@ const FINISH: &str = "UPDATE universal_transactions
 const ENDED_AS: &str = "SELECT metadata ->> 'state', metadata ->> 'message'
     FROM universal_transactions WHERE id = $1";
 const READ_PACE: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' FROM universal_transactions WHERE id = $1";
+/// The run's row as a batch left it: its pace (which UpdateMigration may have
+/// changed) and, for a dry run, its position.
+const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
+           metadata -> 'counters', metadata -> 'quarantined_ids'
+      FROM universal_transactions WHERE id = $1";
+type RunAfterBatch = (
+    Json<Parameters>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+);
 /// A dry run's batch rolls back; what it learnt (where the next batch starts,
 /// the counts) is kept on the run's row, which is all a dry run writes.
 const KEEP_DRY_RUN_POSITION: &str = "UPDATE universal_transactions
@@ -339,19 +350,12 @@ impl Executor {
             .bind(batch_size)
             .fetch_one(&mut *tx)
             .await?;
-        let (_, Json(parameters)): (Option<String>, Json<Parameters>) = sqlx::query_as(READ_PACE)
-            .bind(self.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if self.dry_run && result.halted.is_none() {
-            let (cursor, counters, quarantined): (Option<Value>, Option<Value>, Option<Value>) =
-                sqlx::query_as(
-                    "SELECT metadata -> 'cursor', metadata -> 'counters', metadata -> 'quarantined_ids'
-                       FROM universal_transactions WHERE id = $1",
-                )
+        let (Json(parameters), cursor, counters, quarantined): RunAfterBatch =
+            sqlx::query_as(AFTER_BATCH)
                 .bind(self.id)
                 .fetch_one(&mut *tx)
                 .await?;
+        if self.dry_run && result.halted.is_none() {
             tx.rollback().await?;
             let mut keep = scope::begin(&self.inner.pool, self.organization_id).await?;
             sqlx::query(KEEP_DRY_RUN_POSITION)

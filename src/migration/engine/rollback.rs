@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{Engine, lease::Lease};
+use super::{
+    Engine,
+    control::{LockedRun, lock_run, set_state},
+    lease::Lease,
+};
 use crate::{
     auth::Access,
     db::scope,
@@ -21,22 +25,6 @@ const CANCEL_WITHIN: Duration = Duration::from_secs(30);
 const LEASE_POLL: Duration = Duration::from_millis(100);
 const MAX_REASON: usize = 500;
 
-const LOCK_RUN: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 'EXECUTION'),
-           coalesce((metadata #>> '{parameters,dry_run}')::boolean, false),
-           metadata #>> '{rollback,request_id}'
-      FROM universal_transactions
-     WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
-       FOR UPDATE";
-const OTHER_ACTIVE: &str = "SELECT id FROM universal_transactions
-    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id <> $2
-      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
-const CANCEL: &str = "UPDATE universal_transactions
-    SET metadata = metadata || jsonb_build_object(
-            'state', 'CANCELLED', 'finished_at', now(), 'message', 'cancelled to be rolled back',
-            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
-        transaction_status = 'cancelled', updated_by = $2, updated_at = now(),
-        version = coalesce(version, 1) + 1
-    WHERE id = $1";
 const BEGIN: &str = "SELECT hera_migration_begin_rollback_v2($1, $2, $3, $4)";
 
 /// A checked RollbackMigration request.
@@ -91,7 +79,7 @@ impl Engine {
         let lease = self.lease_within(organization_id, CANCEL_WITHIN).await?;
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
         // Decided again under the lock: the run may have changed meanwhile.
-        let (state, phase, _, _) = locked(&mut tx, organization_id, id).await?;
+        let LockedRun { state, phase, .. } = lock_run(&mut tx, organization_id, id).await?;
         if matches!(state.as_str(), "RUNNING" | "ROLLED_BACK")
             || (state == "PAUSED" && phase == "EXECUTION")
         {
@@ -120,10 +108,15 @@ impl Engine {
     ) -> Result<Decision> {
         let organization_id = access.organization_id;
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
-        let (state, phase, dry_run, request_id) = locked(&mut tx, organization_id, id).await?;
+        let LockedRun {
+            state,
+            phase,
+            dry_run,
+            rollback_request_id,
+        } = lock_run(&mut tx, organization_id, id).await?;
         tx.rollback().await?;
         let same_request = !request.request_id.is_empty()
-            && request_id.as_deref() == Some(request.request_id.as_str());
+            && rollback_request_id.as_deref() == Some(request.request_id.as_str());
         let active = matches!(state.as_str(), "RUNNING" | "PAUSED");
         let refuse = |why: String| Err(Error::FailedPrecondition(format!("migration_id: {why}")));
         match (phase.as_str(), state.as_str()) {
@@ -140,27 +133,15 @@ impl Engine {
             )),
             ("EXECUTION", _) if active => Ok(Decision::CancelFirst),
             _ => {
-                self.refuse_while_another_runs(organization_id, id).await?;
+                runs::refuse_while_active(
+                    &self.inner.pool,
+                    organization_id,
+                    Some(id),
+                    "it must end first",
+                )
+                .await?;
                 Ok(Decision::Begin)
             }
-        }
-    }
-
-    /// ABORTED while another run of the organization is active: it holds the
-    /// organization's lease.
-    async fn refuse_while_another_runs(&self, organization_id: Uuid, id: Uuid) -> Result<()> {
-        let mut tx = scope::begin_read_only(&self.inner.pool, organization_id).await?;
-        let other: Option<Uuid> = sqlx::query_scalar(OTHER_ACTIVE)
-            .bind(organization_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        match other {
-            Some(other) => Err(Error::Aborted(format!(
-                "organization {organization_id} has an active migration {other}; it must end first"
-            ))),
-            None => Ok(()),
         }
     }
 
@@ -168,13 +149,10 @@ impl Engine {
     /// in flight and gives its lease up).
     async fn cancel_for_rollback(&self, access: &Access, id: Uuid) -> Result<()> {
         let mut tx = scope::begin(&self.inner.pool, access.organization_id).await?;
-        let (state, phase, _, _) = locked(&mut tx, access.organization_id, id).await?;
+        let LockedRun { state, phase, .. } = lock_run(&mut tx, access.organization_id, id).await?;
         if phase == "EXECUTION" && matches!(state.as_str(), "RUNNING" | "PAUSED") {
-            sqlx::query(CANCEL)
-                .bind(id)
-                .bind(access.user_id)
-                .execute(&mut *tx)
-                .await?;
+            let why = Some("cancelled to be rolled back");
+            set_state(&mut tx, id, RunState::Cancelled, access.user_id, why).await?;
         }
         tx.commit().await?;
         if let Some(wake) = self.wake(id) {
@@ -199,25 +177,4 @@ impl Engine {
             tokio::time::sleep(LEASE_POLL).await;
         }
     }
-}
-
-/// (state, phase, dry run, rollback request id) of run `id`, its row locked;
-/// NOT_FOUND outside the organization.
-async fn locked(
-    tx: &mut scope::OrgTransaction,
-    organization_id: Uuid,
-    id: Uuid,
-) -> Result<(String, String, bool, Option<String>)> {
-    let row: Option<(Option<String>, String, bool, Option<String>)> = sqlx::query_as(LOCK_RUN)
-        .bind(organization_id)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let (state, phase, dry_run, request_id) = row.ok_or_else(|| {
-        Error::NotFound(format!(
-            "migration_id: no migration {id} in organization {organization_id}"
-        ))
-    })?;
-    let state = state.unwrap_or_else(|| RunState::Running.as_str().to_owned());
-    Ok((state, phase, dry_run, request_id))
 }

@@ -17,9 +17,6 @@ use crate::{
 const PLAN: &str = "SELECT hera_migration_preview_candidates_v2($1, $2, $3, 1, $4)";
 const FIND_BY_REQUEST: &str = "SELECT id, metadata -> 'requested' FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2";
-const FIND_ACTIVE: &str = "SELECT id FROM universal_transactions
-    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN'
-      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
 const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
 /// `requested`: the parameters as sent, which a retry with the same
 /// `request_id` must match (UpdateMigration changes `parameters` later).
@@ -109,11 +106,8 @@ impl Engine {
         if let Some(id) = find_by_request(&mut tx, organization_id, request, &parameters).await? {
             return Ok(id);
         }
-        let active: Option<Uuid> = sqlx::query_scalar(FIND_ACTIVE)
-            .bind(organization_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(active) = active {
+        if let Some(active) = crate::migration::runs::active(&mut tx, organization_id, None).await?
+        {
             return Err(Error::Aborted(format!(
                 "organization {organization_id} already has an active migration {active}"
             )));

@@ -119,13 +119,6 @@ impl TestApp {
         response.into_inner().status()
     }
 
-    /// Installs the schema and functions as a server does, then stops it: a
-    /// run a test drives from SQL must not look orphaned to a live engine
-    /// (which would take it over).
-    pub async fn install(database: PgConnectOptions) {
-        Self::spawn(database).await.stop().await;
-    }
-
     /// Shuts the server down as SIGTERM would, and waits for it.
     pub async fn stop(mut self) {
         self.stop.take().map(|stop| stop.send(()));

@@ -52,16 +52,7 @@ pub fn start(org: Uuid) -> StartMigrationRequest {
     }
 }
 
-pub async fn trial_balance(
-    pool: &PgPool,
-    org: Uuid,
-) -> Vec<(String, String, rust_decimal::Decimal)> {
-    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
-        .bind(org)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-}
+pub use super::sql::trial_balance;
 
 pub async fn collect(stream: tonic::Streaming<MigrationProgress>) -> Vec<MigrationProgress> {
     stream
@@ -204,8 +195,10 @@ pub fn watch(org: Uuid, id: &str) -> WatchMigrationRequest {
 /// one seeded organization: (database, pool, organization, owner).
 pub async fn installed(transactions: u64) -> (TestDatabase, PgPool, Uuid, Uuid) {
     let db = TestDatabase::create().await;
-    TestApp::install(db.options()).await;
     let pool = db.pool().await;
+    hera_migrate::db::schema::install(&pool)
+        .await
+        .expect("install the schema");
     let report = fixtures::seed_2024(&pool, 1, transactions, 5).await;
     let org = &report.organizations[0];
     (db, pool, org.id, org.users[0].id)

@@ -110,15 +110,12 @@ pub async fn trial_balance(pool: &PgPool, org: Uuid) -> TrialBalance {
         .unwrap()
 }
 
-/// The organization's migration candidates (the rule of execute_batch.sql), sorted.
+/// The organization's migration candidates (the installed rule), sorted.
 pub async fn candidates(pool: &PgPool, org: Uuid) -> Vec<Uuid> {
     sqlx::query_scalar(
         "SELECT id FROM universal_transactions t
-          WHERE organization_id = $1 AND transaction_status = 'posted'
-            AND hera_smart_code_is_v1(smart_code)
-            AND smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-            AND NOT coalesce(metadata ? 'reversal_of', false)
-            AND NOT coalesce(metadata ? 'migration_id', false)
+          WHERE organization_id = $1
+            AND hera_migration_is_candidate_v2(transaction_status, smart_code, metadata)
           ORDER BY id",
     )
     .bind(org)
