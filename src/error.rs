@@ -29,8 +29,35 @@ pub enum Error {
     Unimplemented(&'static str),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_database(.0))]
     Database(#[from] sqlx::Error),
+}
+
+/// A database error in the database's own words: its message, SQLSTATE, and
+/// the constraint, table and detail it named.
+fn describe_database(error: &sqlx::Error) -> String {
+    let Some(db) = error.as_database_error() else {
+        return error.to_string();
+    };
+    let mut text = db.message().to_owned();
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+    let mut named = Vec::new();
+    if let Some(code) = db.code() {
+        named.push(format!("SQLSTATE {code}"));
+    }
+    if let Some(constraint) = db.constraint() {
+        named.push(format!("constraint {constraint}"));
+    }
+    if let Some(table) = db.table() {
+        named.push(format!("table {table}"));
+    }
+    if !named.is_empty() {
+        text.push_str(&format!(" ({})", named.join(", ")));
+    }
+    if let Some(detail) = pg.and_then(|pg| pg.detail()) {
+        text.push_str(&format!(": {detail}"));
+    }
+    text
 }
 
 impl Error {

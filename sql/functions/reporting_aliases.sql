@@ -57,8 +57,14 @@ $fn$;
 -- Eligible: the organization's posted transactions whose smart code is a
 -- mapped source (or any v1 code when p_smart_code_mappings is '[]'), that are
 -- neither a reversal, a repost, nor migration bookkeeping. With p_migration_id,
--- only those inside the run's [from_date, to_date] that are still candidates
--- (posted, v1): what the run skipped or has not reached.
+-- what that run skipped because their period takes no postings: inside its
+-- [from_date, to_date], still candidates under its rule (its statuses, v1),
+-- in a CLOSED or LOCKED fiscal period (hera_migration_fiscal_periods_v2: the
+-- transaction's fiscal period entity, else the period containing its date).
+--
+-- Each aliased row's metadata, updated_by (p_actor, when given), updated_at
+-- and version change; its smart_code stays byte-identical (see
+-- hera_migration_write_copies_v2 on HERA's smart-code triggers).
 --
 -- Idempotent: a transaction already aliased to the same target is counted as
 -- already_aliased and left untouched (not even its updated_at moves); one
@@ -79,7 +85,8 @@ CREATE OR REPLACE FUNCTION hera_migration_apply_reporting_aliases_batch_v2(
     p_alias_batch_id uuid,
     p_migration_id uuid DEFAULT NULL,
     p_cursor jsonb DEFAULT NULL,
-    p_limit integer DEFAULT 1000
+    p_limit integer DEFAULT 1000,
+    p_actor uuid DEFAULT NULL
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -105,6 +112,7 @@ DECLARE
     v_per_map    jsonb;
     v_aliased    bigint;
     v_already    bigint;
+    v_statuses   text[] := ARRAY['posted'];
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'limit: must be at least 1, got %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -125,6 +133,7 @@ BEGIN
         END IF;
         v_from := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
         v_to   := ((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
+        v_statuses := hera_migration_candidate_statuses_v2(v_params);
     END IF;
     v_after_date := coalesce((p_cursor ->> 'transaction_date')::timestamptz, '-infinity');
     v_after_id   := coalesce((p_cursor ->> 'id')::uuid, '00000000-0000-0000-0000-000000000000');
@@ -143,14 +152,22 @@ BEGIN
                AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
                AND t.transaction_date >= v_from
                AND t.transaction_date < v_to
-               AND t.transaction_status = 'posted'
+               AND t.transaction_status = ANY (v_statuses)
                AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
                AND NOT coalesce(t.metadata ? 'reversal_of', false)
                AND NOT coalesce(t.metadata ? 'original_transaction_id', false)
                AND NOT coalesce(t.metadata ? 'migration_id', false)
                AND (CASE WHEN v_all_v1 THEN hera_smart_code_is_v1(t.smart_code)
                          ELSE hera_smart_code_normalize(t.smart_code) = ANY (v_sources) END)
-               AND (p_migration_id IS NULL OR hera_smart_code_is_v1(t.smart_code))
+               AND (p_migration_id IS NULL
+                    OR (hera_smart_code_is_v1(t.smart_code)
+                        AND (SELECT p.status FROM hera_migration_fiscal_periods_v2(p_organization_id) p
+                              WHERE p.id = t.fiscal_period_entity_id
+                                 OR ((t.transaction_date AT TIME ZONE 'UTC')::date BETWEEN p.start_date AND p.end_date
+                                     AND NOT EXISTS (SELECT 1 FROM hera_migration_fiscal_periods_v2(p_organization_id) q
+                                                      WHERE q.id = t.fiscal_period_entity_id))
+                              ORDER BY (p.id = t.fiscal_period_entity_id) DESC, p.start_date DESC
+                              LIMIT 1) IN ('CLOSED', 'LOCKED')))
              ORDER BY t.transaction_date, t.id
              LIMIT p_limit
                FOR UPDATE) c;
@@ -165,7 +182,9 @@ BEGIN
           FROM universal_transactions t
          WHERE t.id = ANY (v_ids)
     ),
-    changed AS (
+    -- Two UPDATEs, naming smart_code in the SET list only for codes with a
+    -- lower-case letter, so that HERA's triggers leave every code as it was.
+    changed_named AS (
         UPDATE universal_transactions t
            SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
                    'reporting_smart_code', r.target,
@@ -175,10 +194,35 @@ BEGIN
                    'alias_batch_id', p_alias_batch_id)
                    || CASE WHEN p_migration_id IS NULL THEN '{}'::jsonb
                            ELSE jsonb_build_object('alias_migration_id', p_migration_id) END,
-               updated_at = now()
+               updated_at = now(),
+               updated_by = coalesce(p_actor, t.updated_by),
+               version = coalesce(t.version, 1) + 1,
+               smart_code = t.smart_code
           FROM rows r
          WHERE t.id = r.id AND r.current_alias IS DISTINCT FROM r.target
+           AND t.smart_code IS DISTINCT FROM upper(t.smart_code)
         RETURNING t.id
+    ),
+    changed_upper AS (
+        UPDATE universal_transactions t
+           SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+                   'reporting_smart_code', r.target,
+                   'original_smart_code', t.smart_code,
+                   'alias_created_at', now(),
+                   'alias_version', 'v2.1',
+                   'alias_batch_id', p_alias_batch_id)
+                   || CASE WHEN p_migration_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('alias_migration_id', p_migration_id) END,
+               updated_at = now(),
+               updated_by = coalesce(p_actor, t.updated_by),
+               version = coalesce(t.version, 1) + 1
+          FROM rows r
+         WHERE t.id = r.id AND r.current_alias IS DISTINCT FROM r.target
+           AND t.smart_code = upper(t.smart_code)
+        RETURNING t.id
+    ),
+    changed AS (
+        SELECT id FROM changed_named UNION ALL SELECT id FROM changed_upper
     ),
     per_map AS (
         SELECT r.source, r.target,
@@ -301,7 +345,7 @@ BEGIN
     END IF;
     LOOP
         v_batch := hera_migration_apply_reporting_aliases_batch_v2(
-            p_organization_id, p_smart_code_mappings, v_alias_batch, p_migration_id, v_cursor, 5000);
+            p_organization_id, p_smart_code_mappings, v_alias_batch, p_migration_id, v_cursor, 5000, v_actor);
         v_batches := v_batches + 1;
         v_rows := v_rows || (v_batch -> 'mappings');
         v_cursor := v_batch -> 'cursor';
@@ -323,7 +367,8 @@ CREATE OR REPLACE FUNCTION hera_migration_remove_reporting_aliases_v2(
     p_organization_id uuid,
     p_migration_id uuid,
     p_limit integer DEFAULT 1000,
-    p_cursor jsonb DEFAULT NULL
+    p_cursor jsonb DEFAULT NULL,
+    p_actor uuid DEFAULT NULL
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -343,6 +388,7 @@ DECLARE
     v_last_date  timestamptz;
     v_last_id    uuid;
     v_removed    integer;
+    v_upper      integer;
 BEGIN
     SELECT metadata -> 'parameters' INTO v_params
       FROM universal_transactions
@@ -373,13 +419,30 @@ BEGIN
              ORDER BY t.transaction_date, t.id
              LIMIT p_limit) s;
 
+    -- Two UPDATEs, so that HERA's smart-code triggers leave every code as it
+    -- was (see the aliasing batch above).
     UPDATE universal_transactions t
        SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
                                  - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
-           updated_at = now()
+           updated_at = now(),
+           updated_by = coalesce(p_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1,
+           smart_code = t.smart_code
      WHERE t.id = ANY (v_ids)
-       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text; -- re-checked under the row lock
+       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text -- re-checked under the row lock
+       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
+    UPDATE universal_transactions t
+       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
+                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
+           updated_at = now(),
+           updated_by = coalesce(p_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1
+     WHERE t.id = ANY (v_ids)
+       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text
+       AND t.smart_code = upper(t.smart_code);
+    GET DIAGNOSTICS v_upper = ROW_COUNT;
+    v_removed := v_removed + v_upper;
 
     RETURN jsonb_build_object(
         'removed', v_removed,

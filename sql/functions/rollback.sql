@@ -7,8 +7,10 @@
 -- 'voided', so during the migration it holds O + R + P = O. To undo it we
 --   * set R and P to HERA's 'voided' status (recording when, why, and by
 --     which run), and
---   * put O back to 'posted', dropping the migration's links from its
---     metadata and appending the restoration to its rollback_history.
+--   * put O back to the status it had (metadata.status_before_migration:
+--     'posted', or 'completed' for a run that migrated completed ones),
+--     dropping the migration's keys from its metadata and appending the
+--     restoration to its rollback_history.
 -- The ledger then holds O alone again: exactly the pre-migration balance,
 -- by construction, per account and currency, whatever the amounts.
 -- Why voiding rather than counter-entries (a reversal of R and of P):
@@ -29,7 +31,164 @@
 -- '-VOID-<run id>' (the former code kept in voided_transaction_code): codes
 -- are UNIQUE and a later migration of O writes O-REV and O-V2 again.
 --
+-- What a restored original looks like: every column as before the
+-- migration, byte for byte (smart_code included: see the SET lists below),
+-- except, documented, updated_at and updated_by (the rollback's time and
+-- actor: HERA's actor audit wants the last writer named), version (up by one
+-- for the migration and one for the rollback: it only grows), and
+-- metadata.rollback_history (one entry per rollback).
+--
+-- When the database refuses to restore one (a trigger, a constraint), that
+-- original stays migrated (its reversal and repost in effect, the ledger
+-- still whole), is listed under metadata.rollback.refused with the
+-- database's message, and the rollback finishes the rest; the run ends
+-- ROLLED_BACK with a warning naming it, and rolling back again once the cause
+-- is fixed retries exactly those.
+--
 -- It creates no table: the batch lives in arrays.
+
+-- The columns a rollback means to change on an original, and the metadata
+-- keys it removes (the migration's) or appends (rollback_history).
+CREATE OR REPLACE FUNCTION hera_migration_restored_keys_v2()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT hera_migration_original_keys_v2() || ARRAY['rollback_history'] $$;
+
+-- The rollback's unit of work (run by hera_migration_isolate_v2, so a refusal
+-- sets aside that one original): for the originals p_ids, still migrated by
+-- run p_args.run_id and locked by the caller, void their reversal and repost
+-- and put them back. Like the migration's writes, every UPDATE keeps
+-- smart_code byte-identical under HERA's smart-code triggers (naming it in
+-- the SET list only for codes with a lower-case letter). Verifies (raising
+-- HM001 naming the originals) that each original's voided pair netted to zero
+-- per account, currency and period fields (so the trial balance does not
+-- move) and that nothing but the intended columns of an original changed.
+-- p_args: {run_id, operation_id, actor, reason}.
+CREATE OR REPLACE FUNCTION hera_migration_restore_v2(p_ids uuid[], p_args jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET jit = off
+AS $fn$
+DECLARE
+    v_run      uuid := (p_args ->> 'run_id')::uuid;
+    v_op       uuid := (p_args ->> 'operation_id')::uuid;
+    v_actor    uuid := (p_args ->> 'actor')::uuid;
+    v_reason   text := p_args ->> 'reason';
+    v_revs     uuid[];
+    v_reps     uuid[];
+    v_before   jsonb;
+    v_bad      jsonb;
+BEGIN
+    SELECT coalesce(array_agg((t.metadata ->> 'reversal_id')::uuid ORDER BY o.n), '{}'),
+           coalesce(array_agg((t.metadata ->> 'migrated_to')::uuid ORDER BY o.n), '{}'),
+           jsonb_object_agg(t.id, hera_migration_kept_image_v2(t, hera_migration_marked_columns_v2(),
+                                                               hera_migration_restored_keys_v2()))
+      INTO v_revs, v_reps, v_before
+      FROM unnest(p_ids) WITH ORDINALITY AS o (id, n)
+      JOIN universal_transactions t ON t.id = o.id;
+
+    -- 1. Void the reversals and the reposts (only this run's, still in effect).
+    UPDATE universal_transactions t
+       SET transaction_status = 'voided',
+           transaction_code = t.transaction_code || '-VOID-' || v_run,
+           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+               'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
+               'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
+               'status_before_void', t.transaction_status),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = v_actor,
+           updated_at = now(),
+           smart_code = t.smart_code
+     WHERE t.id = ANY (v_revs || v_reps)
+       AND t.transaction_status <> 'voided'
+       AND (t.metadata ->> 'migration_run_id' = v_run::text OR t.metadata ->> 'migration_id' = v_run::text)
+       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+    UPDATE universal_transactions t
+       SET transaction_status = 'voided',
+           transaction_code = t.transaction_code || '-VOID-' || v_run,
+           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+               'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
+               'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
+               'status_before_void', t.transaction_status),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = v_actor,
+           updated_at = now()
+     WHERE t.id = ANY (v_revs || v_reps)
+       AND t.transaction_status <> 'voided'
+       AND (t.metadata ->> 'migration_run_id' = v_run::text OR t.metadata ->> 'migration_id' = v_run::text)
+       AND t.smart_code = upper(t.smart_code);
+
+    -- 2. Put the originals back: their status before the migration, the
+    -- migration's keys gone, the restoration appended to their history.
+    UPDATE universal_transactions t
+       SET transaction_status = coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+           metadata = (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
+                      || jsonb_build_object('rollback_history',
+                             coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
+                                 jsonb_build_object(
+                                     'migration_id', v_run,
+                                     'reversal_id', t.metadata ->> 'reversal_id',
+                                     'repost_id', t.metadata ->> 'migrated_to',
+                                     'restored_status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+                                     'restored_at', now(),
+                                     'rollback_batch_id', v_op,
+                                     'reason', v_reason))),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = v_actor,
+           updated_at = now(),
+           smart_code = t.smart_code
+     WHERE t.id = ANY (p_ids) AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+    UPDATE universal_transactions t
+       SET transaction_status = coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+           metadata = (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
+                      || jsonb_build_object('rollback_history',
+                             coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
+                                 jsonb_build_object(
+                                     'migration_id', v_run,
+                                     'reversal_id', t.metadata ->> 'reversal_id',
+                                     'repost_id', t.metadata ->> 'migrated_to',
+                                     'restored_status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+                                     'restored_at', now(),
+                                     'rollback_batch_id', v_op,
+                                     'reason', v_reason))),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = v_actor,
+           updated_at = now()
+     WHERE t.id = ANY (p_ids) AND t.smart_code = upper(t.smart_code);
+
+    -- 3. Verify: each original's voided pair nets to zero per account,
+    -- currency and period fields (what leaves the ledger is worth nothing),
+    -- and the originals changed only as intended.
+    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object(
+               'transaction_id', x.original, 'rule', 'copies_changed',
+               'reason', 'its reversal and repost no longer net to zero per account and period (they were '
+                         'changed after the migration): voiding them would move the trial balance')), '[]')
+      INTO v_bad
+      FROM (SELECT c.original
+              FROM unnest(v_revs || v_reps, p_ids || p_ids) AS c (copy_id, original)
+              JOIN universal_transactions t ON t.id = c.copy_id
+              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
+             GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
+                      l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
+                      t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
+            HAVING sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
+                                                         WHEN 'CR' THEN -coalesce(l.line_amount, 0)
+                                                         ELSE 0 END) <> 0) x;
+    IF jsonb_array_length(v_bad) = 0 THEN
+        v_bad := hera_migration_image_changes_v2(v_before, hera_migration_marked_columns_v2(),
+                                                 hera_migration_restored_keys_v2(), 'restored');
+    END IF;
+    IF jsonb_array_length(v_bad) > 0 THEN
+        RAISE EXCEPTION 'hera_migration_unverified: % original(s) of rollback batch % failed verification',
+              jsonb_array_length(v_bad), v_op
+              USING ERRCODE = 'HM001', DETAIL = v_bad::text;
+    END IF;
+    RETURN cardinality(p_ids);
+END;
+$fn$;
 
 -- One batch of the rollback of run p_run_id, in the caller's transaction.
 -- Contract as hera_migration_execute_batch_v2: locks the run row; a run that
@@ -39,15 +198,19 @@
 -- (transaction_date, id) order and, within each, its migrated_ids in order;
 -- the cursor (metadata.rollback.cursor = {transaction_date, id, offset}) says
 -- how far it has come, so a batch costs the same at the start and at the end.
+-- A retry (metadata.rollback.retry_ids, set when a rollback whose restores
+-- were refused is asked again) takes those originals instead.
 -- It takes at most p_batch_size originals, restores them, then (when the
 -- originals are exhausted) spends the rest of its budget removing the run's
 -- reporting aliases. Returns
 --   {operation_id, batch_number, phase: 'ROLLBACK', transactions, restored,
---    already_restored, aliases_removed, restored_ids, remaining, done,
---    balanced, duration_ms, counters}
+--    already_restored, refused: [{transaction_id, rule, reason, ...}],
+--    aliases_removed, restored_ids, remaining, done, balanced, duration_ms,
+--    counters}
 -- counters = metadata.rollback.counters = {batches, processed, restored,
--- already_restored, aliases_removed, total}: batches and processed as in the
--- execution's counters; total = the originals the run migrated.
+-- already_restored, refused, aliases_removed, total}: batches and processed
+-- as in the execution's counters; refused = the originals whose restore is
+-- refused now; total = the originals the run migrated.
 CREATE OR REPLACE FUNCTION hera_migration_rollback_batch_v2(
     p_run_id uuid,
     p_batch_size integer DEFAULT NULL
@@ -71,6 +234,8 @@ DECLARE
     v_batch_size   integer;
     v_batch_no     bigint;
     v_operation_id uuid := gen_random_uuid();
+    v_retry        jsonb;
+    v_retrying     boolean;
     v_c_date       timestamptz;
     v_c_id         uuid;
     v_c_off        bigint;
@@ -79,9 +244,10 @@ DECLARE
     v_l_id         uuid;
     v_l_off        bigint;
     v_origs        uuid[];
-    v_revs         uuid[];
-    v_reps         uuid[];
-    v_bad          jsonb;
+    v_restore      jsonb;
+    v_restored     uuid[];
+    v_refused      jsonb;
+    v_all_refused  jsonb;
     v_alias        jsonb;
     v_alias_done   boolean;
     v_alias_cursor jsonb;
@@ -116,43 +282,50 @@ BEGIN
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_batch_no   := coalesce((v_rb #>> '{counters,batches}')::bigint, 0) + 1;
-    -- The run's operations are written after the run row (their dates are
-    -- their batches' now()), so the first batch starts the scan at the run's
-    -- own date, not at the organization's oldest transaction.
-    v_c_date := coalesce((v_rb #>> '{cursor,transaction_date}')::timestamptz, v_run.transaction_date);
-    v_c_id   := coalesce((v_rb #>> '{cursor,id}')::uuid, '00000000-0000-0000-0000-000000000000');
-    v_c_off  := coalesce((v_rb #>> '{cursor,offset}')::bigint, 0);
-    v_total  := coalesce((v_run.metadata #>> '{counters,migrated}')::bigint, 0);
+    v_total      := coalesce((v_run.metadata #>> '{counters,migrated}')::bigint, 0);
+    v_retry      := coalesce(v_rb -> 'retry_ids', '[]');
+    v_retrying   := jsonb_array_length(v_retry) > 0;
 
-    -- 1. The next originals to restore, from the run's audit trail: each
-    -- REVERSE_REPOST operation lists what its batch migrated (migrated_ids).
-    SELECT coalesce(array_agg(x.orig ORDER BY x.op_date, x.op_id, x.ord), '{}'),
-           (array_agg(x.op_date ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1],
-           (array_agg(x.op_id ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1],
-           (array_agg(x.ord ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1]
-      INTO v_items, v_l_date, v_l_id, v_l_off
-      FROM (SELECT op.transaction_date AS op_date, op.id AS op_id, m.ord, m.orig::uuid AS orig
-              FROM universal_transactions op
-             CROSS JOIN LATERAL jsonb_array_elements_text(
-                       coalesce(op.metadata -> 'migrated_ids', '[]')) WITH ORDINALITY AS m (orig, ord)
-             WHERE op.organization_id = v_org
-               AND (op.transaction_date, op.id) >= (v_c_date, v_c_id)
-               AND op.transaction_type = 'MIGRATION_OPERATION'
-               AND op.metadata ->> 'migration_id' = p_run_id::text
-               AND op.metadata ->> 'operation_type' = 'REVERSE_REPOST'
-               AND NOT (op.id = v_c_id AND m.ord <= v_c_off)
-             ORDER BY op.transaction_date, op.id, m.ord
-             LIMIT v_batch_size) x;
+    -- 1. The next originals to restore: a retry's, or from the run's audit
+    -- trail (each REVERSE_REPOST operation lists what its batch migrated).
+    IF v_retrying THEN
+        v_items := ARRAY(SELECT e::uuid FROM jsonb_array_elements_text(v_retry) WITH ORDINALITY AS r (e, n)
+                          WHERE n <= v_batch_size ORDER BY n);
+        v_retry := coalesce((SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(v_retry) WITH ORDINALITY AS r (e, n)
+                              WHERE n > v_batch_size), '[]');
+    ELSE
+        -- The run's operations are written after the run row (their dates are
+        -- their batches' now()), so the first batch starts the scan at the
+        -- run's own date, not at the organization's oldest transaction.
+        v_c_date := coalesce((v_rb #>> '{cursor,transaction_date}')::timestamptz, v_run.transaction_date);
+        v_c_id   := coalesce((v_rb #>> '{cursor,id}')::uuid, '00000000-0000-0000-0000-000000000000');
+        v_c_off  := coalesce((v_rb #>> '{cursor,offset}')::bigint, 0);
+        SELECT coalesce(array_agg(x.orig ORDER BY x.op_date, x.op_id, x.ord), '{}'),
+               (array_agg(x.op_date ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1],
+               (array_agg(x.op_id ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1],
+               (array_agg(x.ord ORDER BY x.op_date DESC, x.op_id DESC, x.ord DESC))[1]
+          INTO v_items, v_l_date, v_l_id, v_l_off
+          FROM (SELECT op.transaction_date AS op_date, op.id AS op_id, m.ord, m.orig::uuid AS orig
+                  FROM universal_transactions op
+                 CROSS JOIN LATERAL jsonb_array_elements_text(
+                           coalesce(op.metadata -> 'migrated_ids', '[]')) WITH ORDINALITY AS m (orig, ord)
+                 WHERE op.organization_id = v_org
+                   AND (op.transaction_date, op.id) >= (v_c_date, v_c_id)
+                   AND op.transaction_type = 'MIGRATION_OPERATION'
+                   AND op.metadata ->> 'migration_id' = p_run_id::text
+                   AND op.metadata ->> 'operation_type' = 'REVERSE_REPOST'
+                   AND NOT (op.id = v_c_id AND m.ord <= v_c_off)
+                 ORDER BY op.transaction_date, op.id, m.ord
+                 LIMIT v_batch_size) x;
+    END IF;
 
     -- 2. Lock them, and keep only those this run still holds migrated: the
     -- test is re-checked on the locked row, so an original restored by an
     -- earlier (or concurrent) rollback batch, or migrated again by a later
     -- run, is skipped: each is restored at most once.
-    SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}'),
-           coalesce(array_agg((o.metadata ->> 'reversal_id')::uuid ORDER BY o.id), '{}'),
-           coalesce(array_agg((o.metadata ->> 'migrated_to')::uuid ORDER BY o.id), '{}')
-      INTO v_origs, v_revs, v_reps
-      FROM (SELECT t.id, t.metadata
+    SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}')
+      INTO v_origs
+      FROM (SELECT t.id
               FROM universal_transactions t
              WHERE t.id = ANY (v_items)
                AND t.organization_id = v_org
@@ -162,88 +335,41 @@ BEGIN
              ORDER BY t.id
                FOR UPDATE) o;
 
-    -- 3. Void the reversals and the reposts (only this run's, still in effect).
-    UPDATE universal_transactions t
-       SET transaction_status = 'voided',
-           transaction_code = t.transaction_code || '-VOID-' || p_run_id,
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', p_run_id,
-               'rollback_batch_id', v_operation_id, 'voided_transaction_code', t.transaction_code,
-               'status_before_void', t.transaction_status),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-     WHERE t.id = ANY (v_revs || v_reps)
-       AND t.organization_id = v_org
-       AND t.transaction_status <> 'voided'
-       AND (t.metadata ->> 'migration_run_id' = p_run_id::text
-            OR t.metadata ->> 'migration_id' = p_run_id::text);
+    -- 3. Void the copies and put the originals back, each refusal set aside.
+    v_restore := hera_migration_isolate_v2('hera_migration_restore_v2', v_origs, jsonb_build_object(
+        'run_id', p_run_id, 'operation_id', v_operation_id, 'actor', v_actor, 'reason', v_reason));
+    v_restored := ARRAY(SELECT jsonb_array_elements_text(v_restore -> 'done')::uuid);
+    v_refused := v_restore -> 'refused';
+    v_all_refused := coalesce(v_rb -> 'refused', '[]') || v_refused;
 
-    -- 4. Put the originals back: posted, the migration's keys gone, the
-    -- restoration appended to their history.
-    UPDATE universal_transactions t
-       SET transaction_status = 'posted',
-           metadata = (coalesce(t.metadata, '{}') - 'reversal_id' - 'migrated_to' - 'migration_run_id'
-                                                  - 'reversed_at' - 'reversal_reason')
-                      || jsonb_build_object('rollback_history',
-                             coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
-                                 jsonb_build_object(
-                                     'migration_id', p_run_id,
-                                     'reversal_id', t.metadata ->> 'reversal_id',
-                                     'repost_id', t.metadata ->> 'migrated_to',
-                                     'restored_at', now(),
-                                     'rollback_batch_id', v_operation_id,
-                                     'reason', v_reason))),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-     WHERE t.id = ANY (v_origs);
-
-    -- 5. Verify: what this batch took out of the ledger (the voided R and P)
-    -- nets to zero per account and currency, so the trial balance did not
-    -- move. Anything else raises, and the caller's transaction rolls back.
-    SELECT jsonb_agg(jsonb_build_object('account_code', account, 'currency_code', currency, 'net', net::text))
-      INTO v_bad
-      FROM (SELECT l.line_data ->> 'account_code' AS account, t.transaction_currency_code AS currency,
-                   sum(CASE l.line_data ->> 'side' WHEN 'DR' THEN l.line_amount
-                                                   WHEN 'CR' THEN -l.line_amount ELSE 0 END) AS net
-              FROM universal_transaction_lines l
-              JOIN universal_transactions t ON t.id = l.transaction_id
-             WHERE l.transaction_id = ANY (v_revs || v_reps)
-               AND l.smart_code LIKE '%.GL.%'
-             GROUP BY 1, 2
-            HAVING sum(CASE l.line_data ->> 'side' WHEN 'DR' THEN l.line_amount
-                                                  WHEN 'CR' THEN -l.line_amount ELSE 0 END) <> 0) x;
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'hera_migration_rollback_unbalanced: rollback batch % of run % would move the trial balance',
-              v_batch_no, p_run_id
-              USING ERRCODE = 'check_violation', DETAIL = v_bad::text;
-    END IF;
-
-    -- 6. Once every original is back, the rest of the budget removes the
+    -- 4. Once every original is back, the rest of the budget removes the
     -- run's reporting aliases. Scanning for them is cheaper than restoring,
     -- so a batch may scan fifty rows per unit of budget left (measured: 10,000
     -- rows of range in about 40 ms, against about 600 ms to restore 1,000
     -- originals).
     v_alias_done   := coalesce((v_rb ->> 'aliases_done')::boolean, false);
     v_alias_cursor := v_rb -> 'alias_cursor';
-    IF cardinality(v_items) < v_batch_size AND NOT v_alias_done THEN
+    IF cardinality(v_items) < v_batch_size AND NOT v_alias_done AND NOT v_retrying THEN
         v_alias := hera_migration_remove_reporting_aliases_v2(
-            v_org, p_run_id, (v_batch_size - cardinality(v_items)) * 50, v_alias_cursor);
+            v_org, p_run_id, (v_batch_size - cardinality(v_items)) * 50, v_alias_cursor, v_actor);
         v_removed      := (v_alias ->> 'removed')::bigint;
         v_alias_done   := (v_alias ->> 'done')::boolean;
         v_alias_cursor := v_alias -> 'cursor';
     END IF;
-    v_done := cardinality(v_items) < v_batch_size AND v_alias_done;
+    v_done := CASE WHEN v_retrying THEN jsonb_array_length(v_retry) = 0
+                   ELSE cardinality(v_items) < v_batch_size AND v_alias_done END;
 
-    -- 7. Record the batch and advance the run.
+    -- 5. Record the batch and advance the run. A retry's originals were
+    -- counted as processed by the pass that first met them.
     v_counters := coalesce(v_rb -> 'counters', '{}');
     v_counters := v_counters || jsonb_build_object(
         'batches', v_batch_no,
-        'processed', coalesce((v_counters ->> 'processed')::bigint, 0) + cardinality(v_items),
-        'restored', coalesce((v_counters ->> 'restored')::bigint, 0) + cardinality(v_origs),
+        'processed', coalesce((v_counters ->> 'processed')::bigint, 0)
+                     + CASE WHEN v_retrying THEN 0 ELSE cardinality(v_items) END,
+        'restored', coalesce((v_counters ->> 'restored')::bigint, 0) + cardinality(v_restored),
         'already_restored', coalesce((v_counters ->> 'already_restored')::bigint, 0)
                             + cardinality(v_items) - cardinality(v_origs),
+        'refused', jsonb_array_length(v_all_refused),
         'aliases_removed', coalesce((v_counters ->> 'aliases_removed')::bigint, 0) + v_removed,
         'total', v_total);
     v_result := jsonb_build_object(
@@ -251,12 +377,13 @@ BEGIN
         'batch_number', v_batch_no,
         'phase', 'ROLLBACK',
         'transactions', cardinality(v_items),
-        'restored', cardinality(v_origs),
+        'restored', cardinality(v_restored),
         'already_restored', cardinality(v_items) - cardinality(v_origs),
+        'refused', v_refused,
         'aliases_removed', v_removed,
         'first_transaction_id', v_items[1],
         'last_transaction_id', v_items[cardinality(v_items)],
-        'remaining', greatest(v_total - (v_counters ->> 'processed')::bigint, 0),
+        'remaining', greatest(v_total - (v_counters ->> 'processed')::bigint, 0) + jsonb_array_length(v_retry),
         'balanced', true,
         'done', v_done,
         'duration_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 3),
@@ -269,24 +396,17 @@ BEGIN
             'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
             v_result || jsonb_build_object(
                 'migration_id', p_run_id, 'operation_type', 'ROLLBACK', 'reason', v_reason,
-                'restored_ids', to_jsonb(v_origs),
-                'voided_ids', to_jsonb(v_revs || v_reps)),
+                'restored_ids', to_jsonb(v_restored)),
             v_actor, v_actor);
 
-    UPDATE universal_transactions
-       SET metadata = jsonb_set(metadata, '{rollback}',
-                         coalesce(metadata -> 'rollback', '{}')
-                         || jsonb_build_object('counters', v_counters,
-                                               'aliases_done', v_alias_done)
-                         || CASE WHEN v_l_id IS NULL THEN '{}'::jsonb
-                                 ELSE jsonb_build_object('cursor', jsonb_build_object(
-                                          'transaction_date', v_l_date, 'id', v_l_id, 'offset', v_l_off)) END
-                         || CASE WHEN v_alias_cursor IS NULL THEN '{}'::jsonb
-                                 ELSE jsonb_build_object('alias_cursor', v_alias_cursor) END),
-           updated_by = v_actor,
-           updated_at = now(),
-           version = coalesce(version, 1) + 1
-     WHERE id = p_run_id;
+    PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('rollback',
+        v_rb || jsonb_build_object('counters', v_counters, 'aliases_done', v_alias_done,
+                                   'refused', v_all_refused, 'retry_ids', v_retry)
+             || CASE WHEN v_l_id IS NULL THEN '{}'::jsonb
+                     ELSE jsonb_build_object('cursor', jsonb_build_object(
+                              'transaction_date', v_l_date, 'id', v_l_id, 'offset', v_l_off)) END
+             || CASE WHEN v_alias_cursor IS NULL THEN '{}'::jsonb
+                     ELSE jsonb_build_object('alias_cursor', v_alias_cursor) END));
 
     RETURN v_result;
 END;
@@ -294,8 +414,10 @@ $fn$;
 
 -- Turns a run into a rollback: state RUNNING in phase ROLLBACK, with who
 -- asked, why, and (for the RPC's idempotency) the request id. A rollback
--- already under way keeps its reason, start and cursor. The caller holds the
--- run row's lock and has checked that the run may be rolled back.
+-- already under way keeps its reason, start and cursor. A run ROLLED_BACK
+-- with refused restores is rolled back again: those originals are retried.
+-- The caller holds the run row's lock and has checked that the run may be
+-- rolled back.
 CREATE OR REPLACE FUNCTION hera_migration_begin_rollback_v2(
     p_run_id uuid,
     p_actor uuid,
@@ -317,10 +439,18 @@ AS $$
                    'requested_at', coalesce(metadata #>> '{rollback,requested_at}', now()::text),
                    'requested_by', coalesce(p_actor::text, metadata #>> '{rollback,requested_by}'),
                    'request_id', coalesce(nullif(p_request_id, ''), metadata #>> '{rollback,request_id}'),
-                   'state_before', coalesce(metadata #>> '{rollback,state_before}', metadata ->> 'state')))),
+                   'state_before', coalesce(metadata #>> '{rollback,state_before}', metadata ->> 'state')))
+               || CASE WHEN metadata ->> 'state' = 'ROLLED_BACK'
+                       THEN jsonb_build_object('retry_ids',
+                                coalesce((SELECT jsonb_agg(e -> 'transaction_id')
+                                            FROM jsonb_array_elements(metadata #> '{rollback,refused}') e), '[]'),
+                                'refused', '[]'::jsonb)
+                       ELSE '{}'::jsonb END),
            transaction_status = 'running',
            updated_at = now(),
-           version = coalesce(version, 1) + 1
+           updated_by = coalesce(p_actor, updated_by),
+           version = coalesce(version, 1) + 1,
+           smart_code = smart_code
      WHERE id = p_run_id
 $$;
 
@@ -329,14 +459,16 @@ $$;
 -- transaction. Sets the run RUNNING in phase ROLLBACK (reason and request
 -- time recorded under metadata.rollback), loops the batch function, then sets
 -- it ROLLED_BACK. A rollback that was interrupted (RUNNING or PAUSED in phase
--- ROLLBACK) resumes from its cursor.
+-- ROLLBACK) resumes from its cursor; one that ended with refused restores is
+-- retried for those.
 -- Raises no_data_found (P0002) for an unknown run, and
 -- object_not_in_prerequisite_state (55000) for a run still executing
 -- (RUNNING or PAUSED in phase EXECUTION: cancel it first).
--- A run already ROLLED_BACK is answered with its summary, nothing written.
+-- A run already ROLLED_BACK with nothing refused is answered with its
+-- summary, nothing written.
 -- Returns {migration_id, organization_id, state, reason, batches, processed,
--- restored, already_restored, aliases_removed, total, already_rolled_back,
--- duration_ms}.
+-- restored, already_restored, refused, aliases_removed, total,
+-- refused_transactions, already_rolled_back, duration_ms}.
 CREATE OR REPLACE FUNCTION hera_migration_rollback_v2(
     p_organization_id uuid,
     p_migration_batch_id text,
@@ -372,10 +504,11 @@ BEGIN
     v_state := coalesce(v_run.metadata ->> 'state', 'RUNNING');
     v_phase := coalesce(v_run.metadata ->> 'phase', 'EXECUTION');
 
-    IF v_state = 'ROLLED_BACK' THEN
+    IF v_state = 'ROLLED_BACK' AND coalesce(jsonb_array_length(v_run.metadata #> '{rollback,refused}'), 0) = 0 THEN
         RETURN jsonb_build_object('migration_id', v_run_id, 'organization_id', p_organization_id,
                                   'state', v_state, 'already_rolled_back', true,
-                                  'reason', v_run.metadata #>> '{rollback,reason}', 'duration_ms', 0)
+                                  'reason', v_run.metadata #>> '{rollback,reason}', 'duration_ms', 0,
+                                  'refused_transactions', '[]'::jsonb)
                || coalesce(v_run.metadata #> '{rollback,counters}', '{}');
     END IF;
     IF v_phase <> 'ROLLBACK' AND v_state IN ('RUNNING', 'PAUSED') THEN
@@ -391,21 +524,22 @@ BEGIN
         EXIT WHEN (v_batch ->> 'done')::boolean OR v_batch ? 'halted';
     END LOOP;
 
-    UPDATE universal_transactions
-       SET metadata = jsonb_set(metadata || jsonb_build_object(
-                          'state', 'ROLLED_BACK',
-                          'message', 'rolled back',
-                          'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
-                      '{rollback,finished_at}', to_jsonb(now())),
-           transaction_status = 'rolled_back',
-           updated_at = now(),
-           version = coalesce(version, 1) + 1
-     WHERE id = v_run_id
-    RETURNING metadata INTO v_meta;
+    SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;
+    PERFORM hera_migration_update_run_v2(v_run_id, jsonb_build_object(
+        'state', 'ROLLED_BACK',
+        'message', CASE WHEN jsonb_array_length(coalesce(v_meta #> '{rollback,refused}', '[]')) > 0
+                        THEN format('rolled back, except %s transaction(s) whose restore the database refused',
+                                    jsonb_array_length(v_meta #> '{rollback,refused}'))
+                        ELSE 'rolled back' END,
+        'state_changes', coalesce((v_meta ->> 'state_changes')::int, 0) + 1,
+        'rollback', (v_meta -> 'rollback') || jsonb_build_object('finished_at', now())),
+        'rolled_back');
+    SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;
 
     RETURN jsonb_build_object('migration_id', v_run_id, 'organization_id', p_organization_id,
                               'state', 'ROLLED_BACK', 'already_rolled_back', false,
                               'reason', v_meta #>> '{rollback,reason}',
+                              'refused_transactions', coalesce(v_meta #> '{rollback,refused}', '[]'),
                               'duration_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 3))
            || coalesce(v_meta #> '{rollback,counters}', '{}');
 END;

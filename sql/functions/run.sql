@@ -3,10 +3,89 @@
 -- has two segments after the module, and HERA's rule needs three) whose
 -- metadata holds its parameters, state, cursor and counters (zero tables).
 -- p_parameters: {from_date, to_date, batch_size, smart_code_mappings,
--- closed_period_policy, dry_run, max_transactions_per_second, batch_delay_ms,
--- plan_fingerprint}. Returns the run's id (its migration_id).
--- Its first batch records the trial balance and the tables that exist (its
--- snapshot, which ValidateMigration compares against): taking it here would
+-- candidate_statuses, closed_period_policy, dry_run,
+-- max_transactions_per_second, batch_delay_ms, plan_fingerprint}. Returns the
+-- run's id (its migration_id).
+
+-- Every write of a run's row goes through here: p_patch merged into its
+-- metadata, and its status and author when given. smart_code is named in the
+-- SET list so that HERA's smart-code triggers keep its lower-case version
+-- marker (an UPDATE that does not name it leaves the code upper-cased).
+CREATE OR REPLACE FUNCTION hera_migration_update_run_v2(
+    p_run_id uuid,
+    p_patch jsonb,
+    p_status text DEFAULT NULL,
+    p_actor uuid DEFAULT NULL
+)
+RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE universal_transactions
+       SET metadata = coalesce(metadata, '{}') || p_patch,
+           transaction_status = coalesce(p_status, transaction_status),
+           updated_by = coalesce(p_actor, updated_by),
+           updated_at = now(),
+           version = coalesce(version, 1) + 1,
+           smart_code = smart_code
+     WHERE id = p_run_id
+$$;
+
+-- The catalog half of a run's snapshot: {tables_taken_at, tables:
+-- ["schema.table", ...]}, every ordinary and partitioned table outside the
+-- system schemas (pg_catalog, information_schema, pg_toast*, and pg_temp*:
+-- another session's temporary tables come and go with it and would make the
+-- comparison flap). Views are not tables.
+CREATE OR REPLACE FUNCTION hera_migration_catalog_snapshot_v2()
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'tables_taken_at', now(),
+        'tables', coalesce(
+            (SELECT jsonb_agg(n.nspname || '.' || c.relname ORDER BY n.nspname, c.relname)
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg_toast%'
+                AND n.nspname NOT LIKE 'pg_temp%'), '[]'))
+$$;
+
+-- The ledger half: {taken_at, trial_balance: [{account, account_key,
+-- currency_code, fiscal_period, net_amount}]}, net_amount the exact NUMERIC
+-- as text (JSON numbers may lose digits in clients).
+CREATE OR REPLACE FUNCTION hera_migration_ledger_snapshot_v2(p_organization_id uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE
+-- A read of the whole ledger, also when the first batch (which forbids
+-- sequential scans and sorts for its own lookups) takes it.
+SET enable_seqscan = on
+SET enable_sort = on
+SET enable_bitmapscan = on
+AS $$
+    SELECT jsonb_build_object(
+        'taken_at', now(),
+        'trial_balance', coalesce(
+            (SELECT jsonb_agg(jsonb_build_object('account', tb.account,
+                                                 'account_key', tb.account_key,
+                                                 'currency_code', tb.currency_code,
+                                                 'fiscal_period', tb.fiscal_period,
+                                                 'net_amount', tb.net_amount::text)
+                              ORDER BY tb.account_key, tb.currency_code, tb.fiscal_period)
+               FROM hera_migration_trial_balance_v2(p_organization_id) tb), '[]'))
+$$;
+
+-- Both halves, as a run records them.
+CREATE OR REPLACE FUNCTION hera_migration_run_snapshot_v2(p_organization_id uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT hera_migration_catalog_snapshot_v2() || hera_migration_ledger_snapshot_v2(p_organization_id)
+$$;
+
+-- The run records the tables that exist when it is created (the catalog
+-- half of its snapshot, which ValidateMigration compares against); its first
+-- batch records the trial balance, the other half: taking that here would
 -- hold up the start by a full read of the ledger.
 CREATE OR REPLACE FUNCTION hera_migration_create_run_v2(
     p_organization_id uuid,
@@ -30,7 +109,8 @@ AS $$
                'parameters', p_parameters,
                'started_by', p_actor,
                'request_id', p_request_id,
-               'counters', '{}'::jsonb),
+               'counters', '{}'::jsonb,
+               'snapshot', hera_migration_catalog_snapshot_v2()),
            p_actor, p_actor
       FROM new_run
     RETURNING id

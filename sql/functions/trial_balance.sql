@@ -1,22 +1,78 @@
--- The ledger invariant: per account and currency, DR minus CR over the GL lines
--- of an organization's transactions that are not voided. A migration and its
--- rollback must leave it exactly as it was.
+-- The ledger invariant, computed HERA's way (like its view
+-- v_universal_transaction_lines_drcr): per account, currency and fiscal
+-- period, debits minus credits over the GL lines of the organization's
+-- transactions that are not voided. A migration and its rollback must leave
+-- it exactly as it was.
+--   GL line   its smart code contains '.GL.' (HERA's hera_line_side);
+--   side      line_data.side, DR or CR in either case (others count 0); the
+--             amount as it is (a negative debit stays a negative debit);
+--   account   as HERA names it on a line: the line's entity_id (an account
+--             entity), line_data.gl_account_code, account_code or account.
+--             All four make up account_key, so an amount moved between
+--             accounts by any of them shows; account is the one to show (the
+--             account entity's code, else the first line_data key present);
+--   currency  the transaction's transaction_currency_code;
+--   period    the period code of its fiscal_period_entity_id, else of the
+--             period containing its date (hera_migration_fiscal_periods_v2),
+--             else '' (none).
+-- Only non-zero balances are listed (a missing one is zero).
 CREATE OR REPLACE FUNCTION hera_migration_trial_balance_v2(p_organization_id uuid)
-RETURNS TABLE (account_code text, currency_code text, net_amount numeric)
+RETURNS TABLE (
+    account       text,
+    account_key   text,
+    currency_code text,
+    fiscal_period text,
+    net_amount    numeric
+)
 LANGUAGE sql STABLE
 AS $$
-    SELECT l.line_data ->> 'account_code'                  AS account_code,
-           coalesce(t.transaction_currency_code, '')::text AS currency_code,
-           sum(CASE l.line_data ->> 'side'
-                   WHEN 'DR' THEN l.line_amount
-                   WHEN 'CR' THEN -l.line_amount
-                   ELSE 0 END)                             AS net_amount
-      FROM universal_transaction_lines l
-      JOIN universal_transactions t ON t.id = l.transaction_id
-     WHERE t.organization_id = p_organization_id
-       AND l.organization_id = p_organization_id
-       AND l.smart_code LIKE '%.GL.%'
-       AND coalesce(t.transaction_status, '') <> 'voided'
-     GROUP BY 1, 2
-     ORDER BY 1, 2
+    WITH periods AS (
+        SELECT * FROM hera_migration_fiscal_periods_v2(p_organization_id)
+    ),
+    dated AS ( -- periods with dates, in order: a binary search by width_bucket
+        SELECT coalesce(array_agg(start_date ORDER BY start_date, id), '{}') AS starts,
+               coalesce(array_agg(end_date ORDER BY start_date, id), '{}') AS ends,
+               coalesce(array_agg(period_code ORDER BY start_date, id), '{}') AS codes
+          FROM periods WHERE start_date IS NOT NULL
+    ),
+    sums AS (
+        SELECT l.entity_id,
+               l.line_data ->> 'gl_account_code' AS gl_account_code,
+               l.line_data ->> 'account_code' AS account_code,
+               l.line_data ->> 'account' AS account_ref,
+               coalesce(t.transaction_currency_code, '')::text AS currency_code,
+               coalesce(pe.period_code,
+                        CASE WHEN (t.transaction_date AT TIME ZONE 'UTC')::date
+                                  <= d.ends[width_bucket((t.transaction_date AT TIME ZONE 'UTC')::date, d.starts)]
+                             THEN d.codes[width_bucket((t.transaction_date AT TIME ZONE 'UTC')::date, d.starts)] END,
+                        '') AS fiscal_period,
+               sum(CASE upper(l.line_data ->> 'side')
+                       WHEN 'DR' THEN coalesce(l.line_amount, 0)
+                       WHEN 'CR' THEN -coalesce(l.line_amount, 0)
+                       ELSE 0 END) AS net_amount
+          FROM universal_transaction_lines l
+          JOIN universal_transactions t ON t.id = l.transaction_id
+         CROSS JOIN dated d
+          LEFT JOIN periods pe ON pe.id = t.fiscal_period_entity_id
+         WHERE t.organization_id = p_organization_id
+           AND l.organization_id = p_organization_id
+           AND l.smart_code LIKE '%.GL.%'
+           AND coalesce(t.transaction_status, '') <> 'voided'
+         GROUP BY 1, 2, 3, 4, 5, 6
+        -- Balances that net to zero are left out: a migration's pair of
+        -- copies posted into another period (POST_TO_OPEN_PERIOD) nets to
+        -- zero there, and the invariant is that every balance stays as it was.
+        HAVING sum(CASE upper(l.line_data ->> 'side')
+                       WHEN 'DR' THEN coalesce(l.line_amount, 0)
+                       WHEN 'CR' THEN -coalesce(l.line_amount, 0)
+                       ELSE 0 END) <> 0
+    )
+    SELECT coalesce(e.entity_code, s.gl_account_code, s.account_code, s.account_ref,
+                    s.entity_id::text, '') AS account,
+           concat_ws('|', coalesce(s.entity_id::text, ''), coalesce(s.gl_account_code, ''),
+                     coalesce(s.account_code, ''), coalesce(s.account_ref, '')) AS account_key,
+           s.currency_code, s.fiscal_period, s.net_amount
+      FROM sums s
+      LEFT JOIN core_entities e ON e.id = s.entity_id
+     ORDER BY 2, 3, 4
 $$;

@@ -87,6 +87,14 @@ CREATE TABLE IF NOT EXISTS universal_transactions (
     fiscal_period             integer,
     posting_period_code       text,
     transaction_currency_code char(3),
+    -- HERA production's columns beyond hera-migrate's contract: copies carry
+    -- them as they are (see sql/functions/execute_batch.sql).
+    base_currency_code        char(3),
+    exchange_rate             numeric(20, 10),
+    exchange_rate_date        date,
+    exchange_rate_type        text,
+    reference_number          text,
+    external_reference        text,
     created_at                timestamptz NOT NULL DEFAULT now(),
     updated_at                timestamptz NOT NULL DEFAULT now(),
     created_by                uuid NOT NULL,

@@ -161,6 +161,16 @@ pub const CONTRACT: &[(&str, Columns)] = &[
     ),
 ];
 
+/// Whether `column` of `table` is one the contract names (so hera-migrate
+/// writes it itself rather than copying it as it is).
+pub fn uses(table: &str, column: &str) -> bool {
+    AUDIT.iter().any(|(c, _)| *c == column)
+        || CONTRACT
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .any(|(_, columns)| columns.iter().any(|(c, _)| *c == column))
+}
+
 /// One column the database lacks, or has with a type we cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnProblem {

@@ -1,6 +1,8 @@
 //! The database: a pool over PostgreSQL, given by URL or started as the
 //! embedded private cluster, with the schema and functions installed.
+pub mod adapt;
 pub mod advice;
+pub mod collisions;
 pub mod contract;
 pub mod embedded;
 pub mod schema;

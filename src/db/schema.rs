@@ -11,10 +11,14 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use super::contract::{self, ContractViolation};
+use super::{
+    adapt::Adaptation,
+    collisions,
+    contract::{self, ContractViolation},
+};
 
 /// Bump when the installed SQL changes shape.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The six tables, in creation order.
 pub const SACRED_SIX: [&str; 6] = [
@@ -36,17 +40,29 @@ const ROW_SECURITY: &str = include_str!("../../sql/schema/row_security.sql");
 
 /// The role the service works as in an owned schema (row-level security applies to it).
 pub const SERVICE_ROLE: &str = "hera_migrate_app";
-/// Functions whose bodies read the tables: installed after them.
+/// Signatures of our earlier versions, dropped before the functions are
+/// (re)created.
+const RETIRED: &str = include_str!("../../sql/functions/retired.sql");
+/// Functions whose bodies read the tables: installed after them, in this
+/// order (a SQL-language function's body may only name what exists).
 const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/candidate.sql"),
+    include_str!("../../sql/functions/periods.sql"),
+    include_str!("../../sql/functions/rules.sql"),
     include_str!("../../sql/functions/trial_balance.sql"),
+    include_str!("../../sql/functions/isolate.sql"),
+    include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/validation.sql"),
     include_str!("../../sql/functions/preview.sql"),
-    include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/execute_batch.sql"),
     include_str!("../../sql/functions/reporting_aliases.sql"),
     include_str!("../../sql/functions/rollback.sql"),
 ];
+
+/// The SQL of the functions installed over the tables, before adaptation.
+pub fn table_functions() -> &'static [&'static str] {
+    TABLE_FUNCTIONS
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +95,12 @@ pub enum SchemaError {
     PartialSchema(Vec<String>),
     #[error(transparent)]
     Contract(#[from] ContractViolation),
+    #[error(
+        "the database already has functions named like hera-migrate's that hera-migrate did not \
+         install: {}; refusing to replace or overload them (rename or drop them first)",
+        .0.join(", ")
+    )]
+    ForeignFunctions(Vec<String>),
     #[error("installing the schema failed: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -96,7 +118,13 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
         .bind(INSTALL_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
+    // An idempotent install says "already exists, skipping" for every object
+    // it finds in place: nothing an operator needs to read.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await?;
     let mode = decide_mode(&mut tx).await?;
+    refuse_foreign_functions(&mut tx).await?;
     sqlx::raw_sql(SMART_CODE_FUNCTIONS)
         .execute(&mut *tx)
         .await?;
@@ -118,8 +146,19 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
             }
         }
     }
+    sqlx::raw_sql(RETIRED).execute(&mut *tx).await?;
+    let adaptation = Adaptation::read(&mut tx).await?;
+    tracing::info!(
+        copied_beyond_contract = ?adaptation.header_columns,
+        line_columns_beyond_contract = ?adaptation.line_columns,
+        fx_gate = adaptation.fx_columns,
+        "reversals and reposts copy these columns as they are"
+    );
     for functions in TABLE_FUNCTIONS {
-        sqlx::raw_sql(*functions).execute(&mut *tx).await?;
+        // Our own SQL, with column names from the catalog quoted as identifiers.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(adaptation.render(functions)))
+            .execute(&mut *tx)
+            .await?;
     }
     let info = SchemaInfo {
         version: SCHEMA_VERSION,
@@ -133,6 +172,23 @@ pub async fn install_on(conn: &mut PgConnection) -> Result<SchemaInfo, SchemaErr
         "schema ready"
     );
     Ok(info)
+}
+
+/// Refuses to install over functions by our names that no earlier install
+/// of ours created (see `collisions`).
+async fn refuse_foreign_functions(conn: &mut PgConnection) -> Result<(), SchemaError> {
+    if recorded(conn).await?.is_some() {
+        return Ok(());
+    }
+    let ours = collisions::created_functions(
+        std::iter::once(SMART_CODE_FUNCTIONS).chain(TABLE_FUNCTIONS.iter().copied()),
+    );
+    let found = collisions::named_like(conn, &ours).await?;
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::ForeignFunctions(found))
+    }
 }
 
 async fn decide_mode(conn: &mut PgConnection) -> Result<SchemaMode, SchemaError> {

@@ -22,7 +22,7 @@ use crate::{
 /// Transactions looked at per batch.
 const BATCH: i32 = 1000;
 const APPLY: &str =
-    "SELECT hera_migration_apply_reporting_aliases_batch_v2($1, $2, $3, $4, $5, $6)";
+    "SELECT hera_migration_apply_reporting_aliases_batch_v2($1, $2, $3, $4, $5, $6, $7)";
 const RECORD: &str = "SELECT hera_migration_record_aliases_v2($1, $2, $3, $4, $5, $6, $7, $8)";
 const RECORDED: &str = "SELECT metadata FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_OPERATION'
@@ -114,6 +114,7 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
                 .bind(request.migration_id)
                 .bind(&cursor)
                 .bind(BATCH)
+                .bind(access.user_id)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;

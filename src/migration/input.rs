@@ -68,6 +68,34 @@ pub fn delay_ms(field: &'static str, value: u32) -> Result<u32> {
     }
 }
 
+/// The transaction statuses a run may migrate: HERA's `posted`, and
+/// `completed` (real HERA sales that carry GL lines often keep it).
+pub const CANDIDATE_STATUSES: [&str; 2] = ["posted", "completed"];
+
+/// The statuses to migrate, lower-cased, each once; none means `posted`.
+pub fn candidate_statuses(values: &[String]) -> Result<Vec<String>> {
+    let mut statuses: Vec<String> = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        let status = value.trim().to_ascii_lowercase();
+        if !CANDIDATE_STATUSES.contains(&status.as_str()) {
+            return Err(Error::invalid(
+                format!("candidate_statuses[{index}]"),
+                format!(
+                    "{value:?} is not a status a migration may take (one of {})",
+                    CANDIDATE_STATUSES.join(", ")
+                ),
+            ));
+        }
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    if statuses.is_empty() {
+        statuses.push(CANDIDATE_STATUSES[0].to_owned());
+    }
+    Ok(statuses)
+}
+
 /// One explicit mapping; an empty target excludes the source from migration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mapping {
@@ -136,6 +164,18 @@ mod tests {
         assert_eq!(batch("batch_limit", 0).unwrap(), 1000);
         assert!(batch("batch_limit", -1).is_err());
         assert!(batch("batch_limit", 5001).is_err());
+    }
+
+    #[test]
+    fn candidate_statuses_default_to_posted_and_name_a_bad_one() {
+        assert_eq!(candidate_statuses(&[]).unwrap(), ["posted"]);
+        let both = ["Completed".to_owned(), "posted".into(), "completed".into()];
+        assert_eq!(candidate_statuses(&both).unwrap(), ["completed", "posted"]);
+        let bad = candidate_statuses(&["posted".into(), "draft".into()]).unwrap_err();
+        assert!(
+            bad.to_string().starts_with("candidate_statuses[1]:"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct RunRecord {
     pub request_id: Option<String>,
     pub counters: Counters,
     pub quarantined_ids: Vec<Uuid>,
+    /// The quarantined, with the rule that stood in the way and why.
+    pub quarantined: Vec<SetAside>,
     pub total_candidates: Option<i64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
@@ -54,6 +56,18 @@ pub struct RollbackRecord {
     pub reason: Option<String>,
     pub request_id: Option<String>,
     pub counters: Counters,
+    /// Originals whose restore the database refused (they stay migrated).
+    pub refused: Vec<SetAside>,
+}
+
+/// A transaction set aside by a batch (quarantined), or whose restore was
+/// refused: the rule and the reason, in the database's words where it spoke.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SetAside {
+    pub transaction_id: Option<Uuid>,
+    pub rule: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -63,6 +77,7 @@ pub struct Parameters {
     pub to_date: String,
     pub batch_size: i32,
     pub smart_code_mappings: Vec<Value>,
+    pub candidate_statuses: Vec<String>,
     pub dry_run: bool,
     pub closed_period_policy: Option<String>,
     pub max_transactions_per_second: Option<f64>,
@@ -79,6 +94,8 @@ pub struct Counters {
     pub skipped_closed: i64,
     pub skipped_unmapped: i64,
     pub quarantined: i64,
+    /// Rollback only: originals whose restore is refused now.
+    pub refused: i64,
 }
 
 impl Run {

@@ -66,7 +66,49 @@ pub fn preview(preview: Preview) -> proto::PreviewCandidatesResponse {
         plan_fingerprint: preview.plan_fingerprint,
         candidate_ids: ids(preview.candidate_ids),
         generated_at: Some(timestamp(preview.generated_at)),
+        non_candidates: preview
+            .non_candidates
+            .into_iter()
+            .map(|n| proto::StatusCount {
+                status: n.status,
+                transaction_count: n.transaction_count,
+            })
+            .collect(),
+        prediction: Some(prediction(preview.prediction)),
+        candidate_statuses: preview.candidate_statuses,
     }
+}
+
+fn prediction(p: crate::migration::preview::Prediction) -> proto::MigrationPrediction {
+    proto::MigrationPrediction {
+        migrated: p.migrated,
+        skipped_closed: p.skipped_closed,
+        skipped_unmapped: p.skipped_unmapped,
+        quarantined: p.quarantined,
+        quarantine: p
+            .quarantine
+            .into_iter()
+            .map(|q| proto::QuarantinePrediction {
+                rule: q.rule,
+                transaction_count: q.transaction_count,
+                reason: q.reason,
+                transaction_ids: ids(q.transaction_ids),
+            })
+            .collect(),
+    }
+}
+
+fn set_aside(list: &[crate::migration::runs::SetAside]) -> Vec<proto::SetAsideTransaction> {
+    list.iter()
+        .map(|s| proto::SetAsideTransaction {
+            transaction_id: s
+                .transaction_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            rule: s.rule.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect()
 }
 
 fn ids(ids: Vec<uuid::Uuid>) -> Vec<String> {
@@ -111,6 +153,11 @@ pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
             max_transactions_per_second: parameters.max_transactions_per_second,
             batch_delay_ms: parameters.batch_delay_ms,
             plan_fingerprint: parameters.plan_fingerprint.clone(),
+            candidate_statuses: if parameters.candidate_statuses.is_empty() {
+                vec!["posted".into()]
+            } else {
+                parameters.candidate_statuses.clone()
+            },
         }),
         progress: Some(progress),
         started_by: record.started_by.map(|u| u.to_string()).unwrap_or_default(),
@@ -119,6 +166,12 @@ pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
         finished_at: record.finished_at.map(timestamp),
         quarantined_transaction_ids: ids(record.quarantined_ids.clone()),
         request_id: record.request_id.clone().unwrap_or_default(),
+        quarantined: set_aside(&record.quarantined),
+        rollback_refused: record
+            .rollback
+            .as_ref()
+            .map(|r| set_aside(&r.refused))
+            .unwrap_or_default(),
     }
 }
 

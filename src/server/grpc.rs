@@ -188,6 +188,8 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             &message.to_date,
             message.batch_limit,
             mapping_pairs(&message.smart_code_mappings),
+            &message.candidate_statuses,
+            message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
         )?;
         let access = self
             .admit(
@@ -196,7 +198,8 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
                 Operation::PreviewCandidates,
             )
             .await?;
-        let plan = preview::preview(&self.pool, access.organization_id, &query).await?;
+        let plan =
+            preview::preview(&self.pool, access.organization_id, access.user_id, &query).await?;
         Ok(Response::new(convert::preview(plan)))
     }
 
@@ -210,6 +213,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             to_date: &message.to_date,
             batch_size: message.batch_size,
             mappings: mapping_pairs(&message.smart_code_mappings).collect(),
+            candidate_statuses: &message.candidate_statuses,
             request_id: &message.request_id,
             expected_plan_fingerprint: &message.expected_plan_fingerprint,
             post_to_open_period: message.closed_period_policy()

@@ -180,13 +180,15 @@ async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
     }
     assert_eq!(row_counts(&s.pool).await, before, "nothing written");
 
-    // With the fingerprint the preview gives, the start goes ahead.
+    // With the fingerprint the preview gives for the same plan (its policy
+    // included), the start goes ahead.
     let plan = client
         .preview_candidates(as_user(
             PreviewCandidatesRequest {
                 organization_id: s.org.to_string(),
                 from_date: "2024-01-01".into(),
                 to_date: "2024-12-31".into(),
+                closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
                 ..Default::default()
             },
             s.owner,

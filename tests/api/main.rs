@@ -12,6 +12,7 @@ mod engine;
 mod execute_batch;
 mod grpcurl;
 mod health;
+mod hera_fixture;
 mod pacing;
 mod preview;
 mod replicas;

@@ -21,6 +21,14 @@ async fn create_run(pool: &PgPool, org: &Organization) -> Uuid {
         .unwrap()
 }
 
+/// The server, never adopting the runs these tests write straight into the
+/// table (they would otherwise be executed, and end, while being read).
+async fn server(db: &TestDatabase) -> TestApp {
+    let mut settings = crate::support::app::test_settings(db.options());
+    settings.engine.lease_check_interval_ms = 3_600_000;
+    TestApp::spawn_with(settings).await
+}
+
 fn get(org: Uuid, run: Uuid) -> GetMigrationRequest {
     GetMigrationRequest {
         organization_id: org.to_string(),
@@ -31,7 +39,7 @@ fn get(org: Uuid, run: Uuid) -> GetMigrationRequest {
 #[tokio::test]
 async fn a_run_is_visible_in_its_organization_and_not_found_from_another() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    let app = server(&db).await;
     let pool = db.pool().await;
     let (a, b) = (
         fixtures::organization(&pool).await,
@@ -86,7 +94,7 @@ async fn a_run_is_visible_in_its_organization_and_not_found_from_another() {
 #[tokio::test]
 async fn listings_are_per_organization_newest_first_and_paged() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    let app = server(&db).await;
     let pool = db.pool().await;
     let (a, b) = (
         fixtures::organization(&pool).await,
@@ -152,7 +160,7 @@ async fn listings_are_per_organization_newest_first_and_paged() {
 #[tokio::test]
 async fn bad_ids_page_sizes_and_tokens_are_named() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    let app = server(&db).await;
     let org = fixtures::organization(&db.pool().await).await;
     let mut client = app.client().await;
     let bad_id = client

@@ -19,7 +19,8 @@ use crate::{
 
 const LOCK_RUN: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 'EXECUTION'),
            coalesce((metadata #>> '{parameters,dry_run}')::boolean, false),
-           metadata #>> '{rollback,request_id}'
+           metadata #>> '{rollback,request_id}',
+           coalesce(jsonb_array_length(metadata #> '{rollback,refused}'), 0)::bigint
       FROM universal_transactions
      WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
        FOR UPDATE";
@@ -28,7 +29,8 @@ const PAUSE_INTERRUPTED: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
             'state', 'PAUSED', 'message', $2::text,
             'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
-        transaction_status = 'paused', updated_at = now(), version = coalesce(version, 1) + 1
+        transaction_status = 'paused', updated_at = now(), version = coalesce(version, 1) + 1,
+        smart_code = smart_code
     WHERE id = $1 AND metadata ->> 'state' = 'RUNNING'";
 const SET_STATE: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
@@ -37,14 +39,15 @@ const SET_STATE: &str = "UPDATE universal_transactions
         || CASE WHEN $3 THEN jsonb_build_object('finished_at', now()) ELSE '{}'::jsonb END
         || CASE WHEN $5::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('message', $5::text) END,
         transaction_status = lower($2::text), updated_by = $4, updated_at = now(),
-        version = coalesce(version, 1) + 1
+        version = coalesce(version, 1) + 1, smart_code = smart_code
     WHERE id = $1";
 const SET_PARAMETERS: &str = "UPDATE universal_transactions
     SET metadata = metadata
             || jsonb_build_object(
                    'parameters', (metadata -> 'parameters') || $2::jsonb,
                    'last_update', jsonb_build_object('at', now(), 'by', $3::uuid, 'changes', $2::jsonb)),
-        updated_by = $3, updated_at = now(), version = coalesce(version, 1) + 1
+        updated_by = $3, updated_at = now(), version = coalesce(version, 1) + 1,
+        smart_code = smart_code
     WHERE id = $1";
 
 /// The controls of a run.
@@ -163,7 +166,12 @@ pub(super) struct LockedRun {
     pub dry_run: bool,
     /// The request id of its rollback, once one began.
     pub rollback_request_id: Option<String>,
+    /// Originals whose restore the database refused in its rollback.
+    pub rollback_refused: i64,
 }
+
+/// LOCK_RUN's columns: state, phase, dry run, rollback request id, refused restores.
+type LockedRow = (Option<String>, String, bool, Option<String>, i64);
 
 /// Locks run `id`'s row; NOT_FOUND outside the organization.
 pub(super) async fn lock_run(
@@ -171,12 +179,12 @@ pub(super) async fn lock_run(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<LockedRun> {
-    let row: Option<(Option<String>, String, bool, Option<String>)> = sqlx::query_as(LOCK_RUN)
+    let row: Option<LockedRow> = sqlx::query_as(LOCK_RUN)
         .bind(organization_id)
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    let (state, phase, dry_run, rollback_request_id) = row.ok_or_else(|| {
+    let (state, phase, dry_run, rollback_request_id, rollback_refused) = row.ok_or_else(|| {
         Error::NotFound(format!(
             "migration_id: no migration {id} in organization {organization_id}"
         ))
@@ -186,6 +194,7 @@ pub(super) async fn lock_run(
         phase,
         dry_run,
         rollback_request_id,
+        rollback_refused,
     })
 }
 

@@ -34,7 +34,8 @@ const FINISH: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_build_object(
             'state', $2::text, 'finished_at', now(), 'message', $3::text,
             'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
-        transaction_status = lower($2::text), updated_at = now(), version = coalesce(version, 1) + 1
+        transaction_status = lower($2::text), updated_at = now(), version = coalesce(version, 1) + 1,
+        smart_code = smart_code
     WHERE id = $1 AND coalesce(metadata ->> 'state', 'RUNNING') IN ('RUNNING', 'PAUSED')
     RETURNING 1";
 const ENDED_AS: &str = "SELECT metadata ->> 'state', metadata ->> 'message'
@@ -43,10 +44,11 @@ const READ_PACE: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' F
 /// The run's row as a batch left it: its pace (which UpdateMigration may have
 /// changed) and, for a dry run, its position.
 const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
-           metadata -> 'counters', metadata -> 'quarantined_ids'
+           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined'
       FROM universal_transactions WHERE id = $1";
 type RunAfterBatch = (
     Json<Parameters>,
+    Option<Value>,
     Option<Value>,
     Option<Value>,
     Option<Value>,
@@ -55,8 +57,9 @@ type RunAfterBatch = (
 /// the counts) is kept on the run's row, which is all a dry run writes.
 const KEEP_DRY_RUN_POSITION: &str = "UPDATE universal_transactions
     SET metadata = metadata || jsonb_strip_nulls(jsonb_build_object(
-            'cursor', $2::jsonb, 'counters', $3::jsonb, 'quarantined_ids', $4::jsonb)),
-        updated_at = now()
+            'cursor', $2::jsonb, 'counters', $3::jsonb, 'quarantined_ids', $4::jsonb,
+            'quarantined', $5::jsonb)),
+        updated_at = now(), smart_code = smart_code
     WHERE id = $1";
 
 /// SQLSTATEs of a batch that waited on the business's locks: lock_not_available
@@ -234,14 +237,22 @@ impl Executor {
             )
         });
         if result.done {
-            let message = match self.phase {
-                Phase::Rollback => "rolled back: every migrated transaction restored",
-                Phase::Execution if self.dry_run => {
-                    "dry run complete: every batch rolled back, nothing written"
+            let (health, message) = match self.phase {
+                Phase::Rollback if result.counters.refused > 0 => {
+                    (Health::Warning, self.refused_restores().await)
                 }
-                Phase::Execution => "every candidate processed",
+                Phase::Rollback => (
+                    Health::Healthy,
+                    "rolled back: every migrated transaction restored".to_owned(),
+                ),
+                Phase::Execution if self.dry_run => (
+                    Health::Healthy,
+                    "dry run complete: every batch rolled back, nothing written".to_owned(),
+                ),
+                Phase::Execution => (Health::Healthy, "every candidate processed".to_owned()),
             };
-            self.finish(self.phase.completed(), message).await;
+            self.finish_with(self.phase.completed(), health, &message)
+                .await;
             return false;
         }
         self.pace(Instant::now(), result.transactions, took, pacing)
@@ -350,7 +361,7 @@ impl Executor {
             .bind(batch_size)
             .fetch_one(&mut *tx)
             .await?;
-        let (Json(parameters), cursor, counters, quarantined): RunAfterBatch =
+        let (Json(parameters), cursor, counters, quarantined_ids, quarantined): RunAfterBatch =
             sqlx::query_as(AFTER_BATCH)
                 .bind(self.id)
                 .fetch_one(&mut *tx)
@@ -362,6 +373,7 @@ impl Executor {
                 .bind(self.id)
                 .bind(cursor)
                 .bind(counters)
+                .bind(quarantined_ids)
                 .bind(quarantined)
                 .execute(&mut *keep)
                 .await?;
@@ -391,13 +403,66 @@ impl Executor {
         Ok((state, Pacing::of(&parameters)))
     }
 
+    /// What a rollback that ends with refused restores says: which, and why.
+    async fn refused_restores(&self) -> String {
+        let refused = match crate::migration::runs::get(
+            &self.inner.pool,
+            self.organization_id,
+            self.id,
+        )
+        .await
+        {
+            Ok(run) => run.record.rollback.unwrap_or_default().refused,
+            Err(_) => Vec::new(),
+        };
+        let named: Vec<String> = refused
+            .iter()
+            .take(5)
+            .map(|r| {
+                let id = r
+                    .transaction_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                format!("{id} ({}: {})", r.rule, r.reason)
+            })
+            .collect();
+        let more = refused.len().saturating_sub(named.len());
+        format!(
+            "rolled back, except {} transaction(s) whose restore the database refused: {}{}; \
+             they stay migrated (the ledger is whole); fix the cause and roll back again to retry them",
+            refused.len(),
+            named.join("; "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    }
+
     async fn finish(&self, state: RunState, message: &str) {
+        let health = if state == RunState::Failed {
+            Health::Critical
+        } else {
+            Health::Healthy
+        };
+        self.finish_with(state, health, message).await;
+    }
+
+    async fn finish_with(&self, state: RunState, health: Health, message: &str) {
         match self.record_end(state, message).await {
-            Ok(None) => report::publish_end(&self.sender, state, message),
-            Ok(Some((ended, why))) => report::publish_end(&self.sender, ended, &why),
+            Ok(None) => report::publish_end(&self.sender, state, health, message),
+            Ok(Some((ended, why))) => {
+                let health = if ended == RunState::Failed {
+                    Health::Critical
+                } else {
+                    Health::Healthy
+                };
+                report::publish_end(&self.sender, ended, health, &why)
+            }
             Err(error) => {
                 tracing::error!(%error, "recording the end of the run failed");
-                report::publish_end(&self.sender, state, message);
+                report::publish_end(&self.sender, state, health, message);
             }
         }
     }

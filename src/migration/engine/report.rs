@@ -124,11 +124,13 @@ pub fn snapshot(run: &Run) -> Progress {
         estimated_completion: None,
         health: if state == RunState::Failed {
             Health::Critical
+        } else if rollback.counters.refused > 0 {
+            Health::Warning // restores the database refused: a person must look
         } else {
             Health::Healthy
         },
         errors: i64::from(state == RunState::Failed),
-        warnings: record.counters.quarantined,
+        warnings: record.counters.quarantined + rollback.counters.refused,
         message: record.message.clone().unwrap_or_default(),
         emitted_at: run.updated_at,
         dry_run: record.parameters.dry_run,
@@ -167,16 +169,18 @@ pub fn publish_health(sender: &watch::Sender<Progress>, health: Health, message:
 }
 
 /// Publishes the end of a run.
-pub fn publish_end(sender: &watch::Sender<Progress>, state: RunState, message: &str) {
+pub fn publish_end(
+    sender: &watch::Sender<Progress>,
+    state: RunState,
+    health: Health,
+    message: &str,
+) {
     sender.send_modify(|p| {
         p.sequence += 1;
         p.state = state;
-        p.health = if state == RunState::Failed {
-            Health::Critical
-        } else {
-            Health::Healthy
-        };
+        p.health = health;
         p.errors += i64::from(state == RunState::Failed);
+        p.warnings += i64::from(health == Health::Warning);
         p.message = message.to_owned();
         p.estimated_completion = None;
         if matches!(state, RunState::Succeeded | RunState::RolledBack) {

@@ -79,8 +79,14 @@ impl Engine {
         let lease = self.lease_within(organization_id, CANCEL_WITHIN).await?;
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
         // Decided again under the lock: the run may have changed meanwhile.
-        let LockedRun { state, phase, .. } = lock_run(&mut tx, organization_id, id).await?;
-        if matches!(state.as_str(), "RUNNING" | "ROLLED_BACK")
+        let LockedRun {
+            state,
+            phase,
+            rollback_refused,
+            ..
+        } = lock_run(&mut tx, organization_id, id).await?;
+        if state == "RUNNING"
+            || (state == "ROLLED_BACK" && rollback_refused == 0)
             || (state == "PAUSED" && phase == "EXECUTION")
         {
             return Err(Error::Aborted(format!(
@@ -113,6 +119,7 @@ impl Engine {
             phase,
             dry_run,
             rollback_request_id,
+            rollback_refused,
         } = lock_run(&mut tx, organization_id, id).await?;
         tx.rollback().await?;
         let same_request = !request.request_id.is_empty()
@@ -121,6 +128,8 @@ impl Engine {
         let refuse = |why: String| Err(Error::FailedPrecondition(format!("migration_id: {why}")));
         match (phase.as_str(), state.as_str()) {
             ("ROLLBACK", _) if same_request => Ok(Decision::Attach),
+            // Its refused restores are retried (once their cause is fixed).
+            (_, "ROLLED_BACK") if rollback_refused > 0 => Ok(Decision::Begin),
             (_, "ROLLED_BACK") => refuse(format!("migration {id} is already rolled back")),
             ("ROLLBACK", _) if active => refuse(format!(
                 "migration {id} is being rolled back already; watch it with WatchMigration"

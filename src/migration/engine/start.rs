@@ -14,16 +14,16 @@ use crate::{
     },
 };
 
-const PLAN: &str = "SELECT hera_migration_preview_candidates_v2($1, $2, $3, 1, $4)";
+/// The plan as the preview makes it, without its time estimate (no calibration).
+const PLAN: &str = "SELECT hera_migration_preview_candidates_v2($1, $2, $3, 1, $4, $5, $6, '{}')";
 const FIND_BY_REQUEST: &str = "SELECT id, metadata -> 'requested' FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2";
 const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
 /// `requested`: the parameters as sent, which a retry with the same
 /// `request_id` must match (UpdateMigration changes `parameters` later).
-const RECORD_PLAN: &str = "UPDATE universal_transactions
-    SET metadata = metadata || jsonb_build_object(
-            'total_candidates', $2::bigint, 'state_changes', 1, 'requested', $3::jsonb)
-    WHERE id = $1";
+const RECORD_PLAN: &str = "SELECT hera_migration_update_run_v2($1, jsonb_build_object(
+            'total_candidates', $2::bigint, 'state_changes', 1, 'requested', $3::jsonb,
+            'prediction', $4::jsonb))";
 
 /// A checked StartMigration request.
 #[derive(Debug, Clone)]
@@ -32,6 +32,7 @@ pub struct StartRequest {
     pub to_date: chrono::NaiveDate,
     pub batch_size: i32,
     pub mappings: Vec<Mapping>,
+    pub candidate_statuses: Vec<String>,
     pub request_id: String,
     pub expected_plan_fingerprint: String,
     pub post_to_open_period: bool,
@@ -40,6 +41,14 @@ pub struct StartRequest {
 }
 
 impl StartRequest {
+    fn policy(&self) -> &'static str {
+        if self.post_to_open_period {
+            "POST_TO_OPEN_PERIOD"
+        } else {
+            "SKIP"
+        }
+    }
+
     /// The parameters as the run records them (and idempotency compares them).
     fn parameters(&self) -> Value {
         json!({
@@ -47,8 +56,9 @@ impl StartRequest {
             "to_date": self.to_date,
             "batch_size": self.batch_size,
             "smart_code_mappings": self.mappings,
+            "candidate_statuses": self.candidate_statuses,
             "dry_run": self.dry_run,
-            "closed_period_policy": if self.post_to_open_period { "POST_TO_OPEN_PERIOD" } else { "SKIP" },
+            "closed_period_policy": self.policy(),
             "max_transactions_per_second": self.max_transactions_per_second,
             "batch_delay_ms": 0,
         })
@@ -62,6 +72,7 @@ pub struct StartFields<'a> {
     pub to_date: &'a str,
     pub batch_size: i32,
     pub mappings: Vec<(String, String)>,
+    pub candidate_statuses: &'a [String],
     pub request_id: &'a str,
     pub expected_plan_fingerprint: &'a str,
     pub post_to_open_period: bool,
@@ -80,6 +91,7 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
         to_date,
         batch_size: input::batch("batch_size", fields.batch_size)?,
         mappings: input::mappings(fields.mappings)?,
+        candidate_statuses: input::candidate_statuses(fields.candidate_statuses)?,
         request_id: fields.request_id.trim().to_owned(),
         expected_plan_fingerprint: fields.expected_plan_fingerprint.trim().to_owned(),
         post_to_open_period: fields.post_to_open_period,
@@ -120,10 +132,9 @@ impl Engine {
                     "organization {organization_id}'s previous migration is still ending on another server; try again"
                 ))
             })?;
-        let (plan_fingerprint, total_candidates) =
-            checked_plan(&mut tx, organization_id, request).await?;
+        let plan = checked_plan(&mut tx, organization_id, request).await?;
         let mut recorded = parameters.clone();
-        recorded["plan_fingerprint"] = json!(plan_fingerprint);
+        recorded["plan_fingerprint"] = json!(plan.plan_fingerprint);
         let id: Uuid = sqlx::query_scalar(CREATE)
             .bind(organization_id)
             .bind(access.user_id)
@@ -133,8 +144,9 @@ impl Engine {
             .await?;
         sqlx::query(RECORD_PLAN)
             .bind(id)
-            .bind(total_candidates)
+            .bind(plan.total_candidates)
             .bind(&parameters)
+            .bind(Json(&plan.prediction))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -173,18 +185,20 @@ async fn find_by_request(
     }
 }
 
-/// The plan's fingerprint and candidate count; FAILED_PRECONDITION when the
-/// caller expected another fingerprint.
+/// The plan (its fingerprint, candidate count and prediction);
+/// FAILED_PRECONDITION when the caller expected another fingerprint.
 async fn checked_plan(
     tx: &mut scope::OrgTransaction,
     organization_id: Uuid,
     request: &StartRequest,
-) -> Result<(String, i64)> {
+) -> Result<Preview> {
     let Json(plan): Json<Preview> = sqlx::query_scalar(PLAN)
         .bind(organization_id)
         .bind(request.from_date)
         .bind(request.to_date)
         .bind(Json(&request.mappings))
+        .bind(&request.candidate_statuses)
+        .bind(request.policy())
         .fetch_one(&mut **tx)
         .await?;
     if !request.expected_plan_fingerprint.is_empty()
@@ -195,5 +209,5 @@ async fn checked_plan(
             plan.plan_fingerprint
         )));
     }
-    Ok((plan.plan_fingerprint, plan.total_candidates))
+    Ok(plan)
 }

@@ -4,6 +4,7 @@ pub mod app;
 pub mod catalog;
 pub mod database;
 pub mod fixtures;
+pub mod hera;
 pub mod process;
 pub mod proxy;
 pub mod rpcs;

@@ -100,14 +100,18 @@ pub async fn set_state(pool: &PgPool, run: Uuid, state: &str, phase: Option<&str
     .unwrap();
 }
 
-pub type TrialBalance = Vec<(String, String, rust_decimal::Decimal)>;
+/// Per (account key, currency, fiscal period): the net amount.
+pub type TrialBalance = Vec<(String, String, String, rust_decimal::Decimal)>;
 
 pub async fn trial_balance(pool: &PgPool, org: Uuid) -> TrialBalance {
-    sqlx::query_as("SELECT * FROM hera_migration_trial_balance_v2($1)")
-        .bind(org)
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT account_key, currency_code, fiscal_period, net_amount
+           FROM hera_migration_trial_balance_v2($1)",
+    )
+    .bind(org)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// The organization's migration candidates (the installed rule), sorted.
@@ -115,7 +119,7 @@ pub async fn candidates(pool: &PgPool, org: Uuid) -> Vec<Uuid> {
     sqlx::query_scalar(
         "SELECT id FROM universal_transactions t
           WHERE organization_id = $1
-            AND hera_migration_is_candidate_v2(transaction_status, smart_code, metadata)
+            AND hera_migration_is_candidate_v2(transaction_status, smart_code, metadata, ARRAY['posted'])
           ORDER BY id",
     )
     .bind(org)

@@ -1,0 +1,20 @@
+-- Signatures of earlier versions of our functions. CREATE OR REPLACE with new
+-- parameters makes a second function beside the old one (and calls that fit
+-- both become ambiguous), so the old ones are dropped first. Only our own
+-- functions are named here.
+DROP FUNCTION IF EXISTS hera_migration_is_candidate_v2(text, text, jsonb);
+DROP FUNCTION IF EXISTS hera_migration_apply_reporting_aliases_batch_v2(uuid, jsonb, uuid, uuid, jsonb, integer);
+DROP FUNCTION IF EXISTS hera_migration_preview_candidates_v2(uuid, date, date, integer, jsonb);
+DROP FUNCTION IF EXISTS hera_migration_calibrate_v2(uuid, uuid[]);
+DROP FUNCTION IF EXISTS hera_migration_remove_reporting_aliases_v2(uuid, uuid, integer, jsonb);
+-- The trial balance's columns changed (account_key, fiscal_period): its
+-- argument list did not, so only the old shape is dropped.
+DO $$
+BEGIN
+    IF to_regprocedure('hera_migration_trial_balance_v2(uuid)') IS NOT NULL THEN
+        IF pg_get_function_result(to_regprocedure('hera_migration_trial_balance_v2(uuid)')) NOT LIKE '%account_key%' THEN
+            DROP FUNCTION hera_migration_trial_balance_v2(uuid);
+        END IF;
+    END IF;
+END;
+$$;
