@@ -52,6 +52,54 @@ BEGIN
 END;
 $fn$;
 
+-- The aliasing's unit of work (hera_migration_isolate_v2 runs it, so that a
+-- row the database refuses, say one breaking a NOT VALID CHECK that any
+-- update re-checks, is set aside alone): for the ids, the alias of
+-- p_args.rows -> id -> target. Two UPDATEs, naming smart_code in the SET list
+-- only for codes with a lower-case letter, so that HERA's smart-code triggers
+-- leave every code byte for byte as it was (see
+-- hera_migration_write_copies_v2).
+-- p_args: {rows: {<id>: {target}}, alias_batch_id, migration_id, actor}.
+CREATE OR REPLACE FUNCTION hera_migration_alias_unit_v2(p_ids uuid[], p_args jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_actor uuid := (p_args ->> 'actor')::uuid;
+    v_run   uuid := (p_args ->> 'migration_id')::uuid;
+    v_batch uuid := (p_args ->> 'alias_batch_id')::uuid;
+BEGIN
+    UPDATE universal_transactions t
+       SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+               'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
+               'original_smart_code', t.smart_code,
+               'alias_created_at', now(),
+               'alias_version', 'v2.1',
+               'alias_batch_id', v_batch)
+               || CASE WHEN v_run IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('alias_migration_id', v_run) END,
+           updated_at = now(),
+           updated_by = coalesce(v_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1,
+           smart_code = t.smart_code
+     WHERE t.id = ANY (p_ids) AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+    UPDATE universal_transactions t
+       SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
+               'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
+               'original_smart_code', t.smart_code,
+               'alias_created_at', now(),
+               'alias_version', 'v2.1',
+               'alias_batch_id', v_batch)
+               || CASE WHEN v_run IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('alias_migration_id', v_run) END,
+           updated_at = now(),
+           updated_by = coalesce(v_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1
+     WHERE t.id = ANY (p_ids) AND t.smart_code = upper(t.smart_code);
+    RETURN cardinality(p_ids);
+END;
+$fn$;
+
 -- One batch of aliasing: at most p_limit eligible transactions after p_cursor.
 --
 -- Eligible: the organization's posted transactions whose smart code is a
@@ -113,6 +161,9 @@ DECLARE
     v_aliased    bigint;
     v_already    bigint;
     v_statuses   text[] := ARRAY['posted'];
+    v_rows       jsonb;
+    v_written    jsonb;
+    v_refused    jsonb;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'limit: must be at least 1, got %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -172,68 +223,46 @@ BEGIN
              LIMIT p_limit
                FOR UPDATE) c;
 
-    WITH rows AS (
-        SELECT t.id, hera_smart_code_normalize(t.smart_code) AS source,
-               CASE WHEN v_all_v1 THEN hera_smart_code_at_version(t.smart_code, 2)
-                    ELSE (SELECT m.target FROM unnest(v_sources, v_targets) AS m (source, target)
-                           WHERE m.source = hera_smart_code_normalize(t.smart_code) LIMIT 1)
-               END AS target,
-               t.metadata ->> 'reporting_smart_code' AS current_alias
-          FROM universal_transactions t
-         WHERE t.id = ANY (v_ids)
-    ),
-    -- Two UPDATEs, naming smart_code in the SET list only for codes with a
-    -- lower-case letter, so that HERA's triggers leave every code as it was.
-    changed_named AS (
-        UPDATE universal_transactions t
-           SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-                   'reporting_smart_code', r.target,
-                   'original_smart_code', t.smart_code,
-                   'alias_created_at', now(),
-                   'alias_version', 'v2.1',
-                   'alias_batch_id', p_alias_batch_id)
-                   || CASE WHEN p_migration_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('alias_migration_id', p_migration_id) END,
-               updated_at = now(),
-               updated_by = coalesce(p_actor, t.updated_by),
-               version = coalesce(t.version, 1) + 1,
-               smart_code = t.smart_code
-          FROM rows r
-         WHERE t.id = r.id AND r.current_alias IS DISTINCT FROM r.target
-           AND t.smart_code IS DISTINCT FROM upper(t.smart_code)
-        RETURNING t.id
-    ),
-    changed_upper AS (
-        UPDATE universal_transactions t
-           SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-                   'reporting_smart_code', r.target,
-                   'original_smart_code', t.smart_code,
-                   'alias_created_at', now(),
-                   'alias_version', 'v2.1',
-                   'alias_batch_id', p_alias_batch_id)
-                   || CASE WHEN p_migration_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('alias_migration_id', p_migration_id) END,
-               updated_at = now(),
-               updated_by = coalesce(p_actor, t.updated_by),
-               version = coalesce(t.version, 1) + 1
-          FROM rows r
-         WHERE t.id = r.id AND r.current_alias IS DISTINCT FROM r.target
-           AND t.smart_code = upper(t.smart_code)
-        RETURNING t.id
-    ),
-    changed AS (
-        SELECT id FROM changed_named UNION ALL SELECT id FROM changed_upper
+    -- Each row's target, and whether it already carries it.
+    SELECT coalesce(jsonb_object_agg(r.id, jsonb_build_object(
+               'source', r.source, 'target', r.target, 'current', r.current_alias)), '{}')
+      INTO v_rows
+      FROM (SELECT t.id, hera_smart_code_normalize(t.smart_code) AS source,
+                   CASE WHEN v_all_v1 THEN hera_smart_code_at_version(t.smart_code, 2)
+                        ELSE (SELECT m.target FROM unnest(v_sources, v_targets) AS m (source, target)
+                               WHERE m.source = hera_smart_code_normalize(t.smart_code) LIMIT 1)
+                   END AS target,
+                   t.metadata ->> 'reporting_smart_code' AS current_alias
+              FROM universal_transactions t
+             WHERE t.id = ANY (v_ids)) r;
+
+    -- The writes, each row the database refuses set aside with its reason.
+    v_written := hera_migration_isolate_v2('hera_migration_alias_unit_v2',
+        ARRAY(SELECT r.key::uuid FROM jsonb_each(v_rows) r
+               WHERE r.value ->> 'current' IS DISTINCT FROM r.value ->> 'target' ORDER BY r.key),
+        jsonb_build_object('rows', v_rows, 'alias_batch_id', p_alias_batch_id,
+                           'migration_id', p_migration_id, 'actor', p_actor));
+    v_refused := v_written -> 'refused';
+
+    WITH per_row AS (
+        SELECT r.value ->> 'source' AS source, r.value ->> 'target' AS target,
+               CASE WHEN v_written -> 'done' ? r.key THEN 'aliased'
+                    WHEN r.value ->> 'current' IS NOT DISTINCT FROM r.value ->> 'target' THEN 'already'
+                    ELSE 'refused' END AS outcome
+          FROM jsonb_each(v_rows) r
     ),
     per_map AS (
-        SELECT r.source, r.target,
-               count(*) FILTER (WHERE c.id IS NOT NULL) AS aliased,
-               count(*) FILTER (WHERE c.id IS NULL) AS already
-          FROM rows r LEFT JOIN changed c ON c.id = r.id
-         GROUP BY r.source, r.target
+        SELECT source, target,
+               count(*) FILTER (WHERE outcome = 'aliased') AS aliased,
+               count(*) FILTER (WHERE outcome = 'already') AS already,
+               count(*) FILTER (WHERE outcome = 'refused') AS refused
+          FROM per_row
+         GROUP BY source, target
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'source_smart_code', source, 'target_smart_code', target,
-               'transactions_aliased', aliased, 'already_aliased', already) ORDER BY source, target), '[]'),
+               'transactions_aliased', aliased, 'already_aliased', already, 'refused', refused)
+               ORDER BY source, target), '[]'),
            coalesce(sum(aliased), 0), coalesce(sum(already), 0)
       INTO v_per_map, v_aliased, v_already
       FROM per_map;
@@ -245,6 +274,7 @@ BEGIN
         'transactions_aliased', v_aliased,
         'already_aliased', v_already,
         'mappings', v_per_map,
+        'refused', v_refused,
         'cursor', CASE WHEN v_last_id IS NULL THEN p_cursor
                        ELSE jsonb_build_object('transaction_date', v_last_date, 'id', v_last_id) END,
         'done', cardinality(v_ids) < p_limit);
@@ -264,7 +294,8 @@ CREATE OR REPLACE FUNCTION hera_migration_record_aliases_v2(
     p_rows jsonb,
     p_batches integer,
     p_actor uuid,
-    p_request_id text DEFAULT NULL
+    p_request_id text DEFAULT NULL,
+    p_refused jsonb DEFAULT '[]'
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -295,7 +326,8 @@ BEGIN
                                    FROM jsonb_array_elements(v_mappings) e),
         'already_aliased', (SELECT coalesce(sum((e ->> 'already_aliased')::bigint), 0)
                               FROM jsonb_array_elements(v_mappings) e),
-        'mappings', v_mappings);
+        'mappings', v_mappings,
+        'refused', coalesce(p_refused, '[]'));
 
     INSERT INTO universal_transactions (
         id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
@@ -331,6 +363,7 @@ DECLARE
     v_batch       jsonb;
     v_batches     integer := 0;
     v_rows        jsonb := '[]';
+    v_refused     jsonb := '[]';
     v_actor       uuid;
 BEGIN
     -- The bookkeeping row needs an author: the run's starter, else whoever
@@ -348,11 +381,47 @@ BEGIN
             p_organization_id, p_smart_code_mappings, v_alias_batch, p_migration_id, v_cursor, 5000, v_actor);
         v_batches := v_batches + 1;
         v_rows := v_rows || (v_batch -> 'mappings');
+        v_refused := v_refused || coalesce(v_batch -> 'refused', '[]');
         v_cursor := v_batch -> 'cursor';
         EXIT WHEN (v_batch ->> 'done')::boolean;
     END LOOP;
     RETURN hera_migration_record_aliases_v2(p_organization_id, v_alias_batch, p_migration_id,
-                                            p_smart_code_mappings, v_rows, v_batches, v_actor);
+                                            p_smart_code_mappings, v_rows, v_batches, v_actor, NULL,
+                                            v_refused);
+END;
+$fn$;
+
+-- Removing a run's aliases, as a unit of work for hera_migration_isolate_v2:
+-- the alias keys of the ids that still carry an alias of run
+-- p_args.migration_id (re-checked under the row lock), smart codes kept as
+-- they are (the two UPDATEs of hera_migration_alias_unit_v2).
+-- p_args: {migration_id, actor}.
+CREATE OR REPLACE FUNCTION hera_migration_unalias_unit_v2(p_ids uuid[], p_args jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_actor uuid := (p_args ->> 'actor')::uuid;
+    v_run   text := p_args ->> 'migration_id';
+BEGIN
+    UPDATE universal_transactions t
+       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
+                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
+           updated_at = now(),
+           updated_by = coalesce(v_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1,
+           smart_code = t.smart_code
+     WHERE t.id = ANY (p_ids) AND t.metadata ->> 'alias_migration_id' = v_run
+       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+    UPDATE universal_transactions t
+       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
+                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
+           updated_at = now(),
+           updated_by = coalesce(v_actor, t.updated_by),
+           version = coalesce(t.version, 1) + 1
+     WHERE t.id = ANY (p_ids) AND t.metadata ->> 'alias_migration_id' = v_run
+       AND t.smart_code = upper(t.smart_code);
+    RETURN cardinality(p_ids);
 END;
 $fn$;
 
@@ -361,8 +430,10 @@ $fn$;
 -- Only the alias keys go: the transaction is otherwise untouched.
 -- The run's aliases all lie in its date range, so the keyset scan starts at
 -- from_date and its cost per call stays flat.
--- Returns {removed, scanned, cursor, done}: "done" when fewer than p_limit
--- rows of the range were left to scan.
+-- Returns {removed, refused: [{transaction_id, rule, reason, ...}], scanned,
+-- cursor, done}: "done" when fewer than p_limit rows of the range were left
+-- to scan; a row whose update the database refuses keeps its alias and is
+-- listed under refused.
 CREATE OR REPLACE FUNCTION hera_migration_remove_reporting_aliases_v2(
     p_organization_id uuid,
     p_migration_id uuid,
@@ -388,7 +459,7 @@ DECLARE
     v_last_date  timestamptz;
     v_last_id    uuid;
     v_removed    integer;
-    v_upper      integer;
+    v_written    jsonb;
 BEGIN
     SELECT metadata -> 'parameters' INTO v_params
       FROM universal_transactions
@@ -419,33 +490,14 @@ BEGIN
              ORDER BY t.transaction_date, t.id
              LIMIT p_limit) s;
 
-    -- Two UPDATEs, so that HERA's smart-code triggers leave every code as it
-    -- was (see the aliasing batch above).
-    UPDATE universal_transactions t
-       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
-                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
-           updated_at = now(),
-           updated_by = coalesce(p_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1,
-           smart_code = t.smart_code
-     WHERE t.id = ANY (v_ids)
-       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text -- re-checked under the row lock
-       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    GET DIAGNOSTICS v_removed = ROW_COUNT;
-    UPDATE universal_transactions t
-       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
-                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
-           updated_at = now(),
-           updated_by = coalesce(p_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1
-     WHERE t.id = ANY (v_ids)
-       AND t.metadata ->> 'alias_migration_id' = p_migration_id::text
-       AND t.smart_code = upper(t.smart_code);
-    GET DIAGNOSTICS v_upper = ROW_COUNT;
-    v_removed := v_removed + v_upper;
+    -- The writes, each row the database refuses set aside with its reason.
+    v_written := hera_migration_isolate_v2('hera_migration_unalias_unit_v2', v_ids,
+        jsonb_build_object('migration_id', p_migration_id, 'actor', p_actor));
+    v_removed := jsonb_array_length(v_written -> 'done');
 
     RETURN jsonb_build_object(
         'removed', v_removed,
+        'refused', v_written -> 'refused',
         'scanned', v_scanned,
         'cursor', CASE WHEN v_last_id IS NULL THEN p_cursor
                        ELSE jsonb_build_object('transaction_date', v_last_date, 'id', v_last_id) END,

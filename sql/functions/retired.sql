@@ -7,6 +7,7 @@ DROP FUNCTION IF EXISTS hera_migration_apply_reporting_aliases_batch_v2(uuid, js
 DROP FUNCTION IF EXISTS hera_migration_preview_candidates_v2(uuid, date, date, integer, jsonb);
 DROP FUNCTION IF EXISTS hera_migration_calibrate_v2(uuid, uuid[]);
 DROP FUNCTION IF EXISTS hera_migration_remove_reporting_aliases_v2(uuid, uuid, integer, jsonb);
+DROP FUNCTION IF EXISTS hera_migration_record_aliases_v2(uuid, uuid, uuid, jsonb, jsonb, integer, uuid, text);
 -- The trial balance's columns changed (account_key, fiscal_period): its
 -- argument list did not, so only the old shape is dropped.
 DO $$

@@ -255,6 +255,7 @@ DECLARE
     v_total        bigint;
     v_counters     jsonb;
     v_done         boolean;
+    v_exhausted    boolean;
     v_result       jsonb;
 BEGIN
     SELECT id, organization_id, transaction_date, metadata INTO v_run
@@ -349,15 +350,21 @@ BEGIN
     -- originals).
     v_alias_done   := coalesce((v_rb ->> 'aliases_done')::boolean, false);
     v_alias_cursor := v_rb -> 'alias_cursor';
-    IF cardinality(v_items) < v_batch_size AND NOT v_alias_done AND NOT v_retrying THEN
+    v_exhausted    := CASE WHEN v_retrying THEN jsonb_array_length(v_retry) = 0
+                           ELSE cardinality(v_items) < v_batch_size END;
+    IF v_exhausted AND NOT v_alias_done THEN
         v_alias := hera_migration_remove_reporting_aliases_v2(
-            v_org, p_run_id, (v_batch_size - cardinality(v_items)) * 50, v_alias_cursor, v_actor);
+            v_org, p_run_id, greatest(v_batch_size - cardinality(v_items), 1) * 50, v_alias_cursor, v_actor);
         v_removed      := (v_alias ->> 'removed')::bigint;
         v_alias_done   := (v_alias ->> 'done')::boolean;
         v_alias_cursor := v_alias -> 'cursor';
+        -- An alias the database refuses to remove stays, listed like a
+        -- refused restore (a retry scans for the run's aliases again).
+        v_refused := v_refused || coalesce((SELECT jsonb_agg(e || '{"kind": "alias"}')
+                                              FROM jsonb_array_elements(v_alias -> 'refused') e), '[]');
+        v_all_refused := coalesce(v_rb -> 'refused', '[]') || v_refused;
     END IF;
-    v_done := CASE WHEN v_retrying THEN jsonb_array_length(v_retry) = 0
-                   ELSE cardinality(v_items) < v_batch_size AND v_alias_done END;
+    v_done := v_exhausted AND v_alias_done;
 
     -- 5. Record the batch and advance the run. A retry's originals were
     -- counted as processed by the pass that first met them.
@@ -443,8 +450,11 @@ AS $$
                || CASE WHEN metadata ->> 'state' = 'ROLLED_BACK'
                        THEN jsonb_build_object('retry_ids',
                                 coalesce((SELECT jsonb_agg(e -> 'transaction_id')
-                                            FROM jsonb_array_elements(metadata #> '{rollback,refused}') e), '[]'),
-                                'refused', '[]'::jsonb)
+                                            FROM jsonb_array_elements(metadata #> '{rollback,refused}') e
+                                           WHERE NOT e ? 'kind'), '[]'),
+                                'refused', '[]'::jsonb,
+                                'aliases_done', false,
+                                'alias_cursor', NULL)
                        ELSE '{}'::jsonb END),
            transaction_status = 'running',
            updated_at = now(),

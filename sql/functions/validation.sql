@@ -78,6 +78,7 @@ DECLARE
     v_cur_date   timestamptz;
     v_cur_id     uuid;
     v_expected   bigint;
+    v_dry        boolean;
     -- performance
     v_t0         timestamptz;
     v_each       numeric;
@@ -264,7 +265,10 @@ BEGIN
                 + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0)
                 + coalesce((v_c ->> 'quarantined')::bigint, 0)
                 + v_restored;
+    v_dry := coalesce((v_params ->> 'dry_run')::boolean, false);
     v_result := CASE
+        -- A dry run's counts are what it would have done; it wrote nothing.
+        WHEN v_dry THEN CASE WHEN v_still + v_restored = 0 THEN 'PASS' ELSE 'FAIL' END
         WHEN v_still + v_restored <> coalesce((v_c ->> 'migrated')::bigint, 0) THEN 'FAIL'
         WHEN coalesce((v_c ->> 'processed')::bigint, 0)
              <> coalesce((v_c ->> 'migrated')::bigint, 0) + coalesce((v_c ->> 'skipped_closed')::bigint, 0)
@@ -276,6 +280,12 @@ BEGIN
     v_checks := v_checks || jsonb_build_object(
         'name', 'completeness', 'result', v_result,
         'summary', CASE
+            WHEN v_dry AND v_result = 'PASS'
+                THEN format('a dry run: nothing was written (it would have migrated %s, skipped %s, quarantined %s)',
+                            coalesce((v_c ->> 'migrated')::bigint, 0),
+                            coalesce((v_c ->> 'skipped_closed')::bigint, 0) + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0),
+                            coalesce((v_c ->> 'quarantined')::bigint, 0))
+            WHEN v_dry THEN format('a dry run, yet %s original(s) read as migrated by it', v_still + v_restored)
             WHEN v_still + v_restored <> coalesce((v_c ->> 'migrated')::bigint, 0)
                 THEN format('the run counts %s migrated, the ledger shows %s (%s still migrated, %s restored)',
                             coalesce((v_c ->> 'migrated')::bigint, 0), v_still + v_restored, v_still, v_restored)
@@ -346,7 +356,7 @@ BEGIN
                          WHEN v_state IN ('RUNNING', 'PAUSED') THEN 'WARN' -- still under way
                          -- the database refused some restores, which the run lists:
                          -- incomplete, said so, and retried by rolling back again
-                         WHEN v_refused > 0 AND v_originals <= v_refused THEN 'WARN'
+                         WHEN v_refused > 0 AND v_originals + v_aliases <= v_refused THEN 'WARN'
                          ELSE 'FAIL' END;
         v_checks := v_checks || jsonb_build_object(
             'name', 'rollback', 'result', v_result,

@@ -23,7 +23,7 @@ use crate::{
 const BATCH: i32 = 1000;
 const APPLY: &str =
     "SELECT hera_migration_apply_reporting_aliases_batch_v2($1, $2, $3, $4, $5, $6, $7)";
-const RECORD: &str = "SELECT hera_migration_record_aliases_v2($1, $2, $3, $4, $5, $6, $7, $8)";
+const RECORD: &str = "SELECT hera_migration_record_aliases_v2($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const RECORDED: &str = "SELECT metadata FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_OPERATION'
       AND metadata ->> 'operation_type' = 'ALIAS' AND metadata ->> 'request_id' = $2";
@@ -65,6 +65,9 @@ pub struct Applied {
     pub alias_batch_id: Uuid,
     pub transactions_aliased: i64,
     pub mappings: Vec<AliasCount>,
+    /// Rows the database refused to alias, with its reason.
+    #[serde(default)]
+    pub refused: Vec<super::runs::SetAside>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +81,8 @@ pub struct AliasCount {
 #[derive(Debug, Deserialize)]
 struct Batch {
     mappings: Value,
+    #[serde(default)]
+    refused: Vec<Value>,
     cursor: Option<Value>,
     done: bool,
 }
@@ -102,7 +107,8 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
 
     let alias_batch_id = Uuid::new_v4();
     let mappings = Json(&request.mappings);
-    let (mut rows, mut cursor, mut batches) = (Vec::new(), None::<Value>, 0);
+    let (mut rows, mut refused, mut cursor, mut batches) =
+        (Vec::new(), Vec::new(), None::<Value>, 0);
     loop {
         let span = tracing::info_span!("migration.aliases.batch", batch.number = batches + 1);
         let batch = async {
@@ -128,6 +134,7 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
         if let Value::Array(per_mapping) = batch.mappings {
             rows.extend(per_mapping);
         }
+        refused.extend(batch.refused);
         cursor = batch.cursor;
         if batch.done {
             break;
@@ -143,6 +150,7 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
         .bind(batches)
         .bind(access.user_id)
         .bind((!request.request_id.is_empty()).then_some(&request.request_id))
+        .bind(Value::Array(refused))
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;

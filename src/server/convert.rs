@@ -235,6 +235,7 @@ pub fn aliases(
             })
             .collect(),
         total_aliased: applied.transactions_aliased,
+        refused: set_aside(&applied.refused),
     }
 }
 

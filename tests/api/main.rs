@@ -13,6 +13,7 @@ mod execute_batch;
 mod grpcurl;
 mod health;
 mod hera_fixture;
+mod hera_production;
 mod pacing;
 mod preview;
 mod replicas;

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod database;
 pub mod fixtures;
 pub mod hera;
+pub mod ledger;
 pub mod process;
 pub mod proxy;
 pub mod rpcs;
