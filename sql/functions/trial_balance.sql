@@ -25,47 +25,54 @@ RETURNS TABLE (
     net_amount    numeric
 )
 LANGUAGE sql STABLE
+-- Hash the lines into their groups in memory: sorting millions of them on
+-- seven keys (what a small work_mem makes the planner choose) spills to disk
+-- and costs several times more.
+SET work_mem = '256MB'
+SET jit = off
 AS $$
-    WITH periods AS (
-        SELECT * FROM hera_migration_fiscal_periods_v2(p_organization_id)
-    ),
-    dated AS ( -- periods with dates, in order: a binary search by width_bucket
-        SELECT coalesce(array_agg(start_date ORDER BY start_date, id), '{}') AS starts,
-               coalesce(array_agg(end_date ORDER BY start_date, id), '{}') AS ends,
-               coalesce(array_agg(period_code ORDER BY start_date, id), '{}') AS codes
-          FROM periods WHERE start_date IS NOT NULL
-    ),
-    sums AS (
+    -- Two steps: the lines summed per account keys, currency, fiscal period
+    -- entity and day (cheap keys, a few thousand groups), then those groups
+    -- placed in their periods and summed again (placing each of millions of
+    -- lines in a period costs four times the whole first step).
+    WITH by_day AS (
         SELECT l.entity_id,
                l.line_data ->> 'gl_account_code' AS gl_account_code,
                l.line_data ->> 'account_code' AS account_code,
                l.line_data ->> 'account' AS account_ref,
                coalesce(t.transaction_currency_code, '')::text AS currency_code,
-               coalesce(pe.period_code,
-                        CASE WHEN (t.transaction_date AT TIME ZONE 'UTC')::date
-                                  <= d.ends[width_bucket((t.transaction_date AT TIME ZONE 'UTC')::date, d.starts)]
-                             THEN d.codes[width_bucket((t.transaction_date AT TIME ZONE 'UTC')::date, d.starts)] END,
-                        '') AS fiscal_period,
+               t.fiscal_period_entity_id,
+               (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
                sum(CASE upper(l.line_data ->> 'side')
                        WHEN 'DR' THEN coalesce(l.line_amount, 0)
                        WHEN 'CR' THEN -coalesce(l.line_amount, 0)
                        ELSE 0 END) AS net_amount
           FROM universal_transaction_lines l
           JOIN universal_transactions t ON t.id = l.transaction_id
-         CROSS JOIN dated d
-          LEFT JOIN periods pe ON pe.id = t.fiscal_period_entity_id
          WHERE t.organization_id = p_organization_id
            AND l.organization_id = p_organization_id
            AND l.smart_code LIKE '%.GL.%'
            AND coalesce(t.transaction_status, '') <> 'voided'
+         GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ),
+    periods AS (
+        SELECT * FROM hera_migration_fiscal_periods_v2(p_organization_id)
+    ),
+    sums AS (
+        SELECT d.entity_id, d.gl_account_code, d.account_code, d.account_ref, d.currency_code,
+               coalesce(pe.period_code,
+                        (SELECT p.period_code FROM periods p
+                          WHERE d.day BETWEEN p.start_date AND p.end_date
+                          ORDER BY p.start_date DESC, p.id LIMIT 1),
+                        '') AS fiscal_period,
+               sum(d.net_amount) AS net_amount
+          FROM by_day d
+          LEFT JOIN periods pe ON pe.id = d.fiscal_period_entity_id
          GROUP BY 1, 2, 3, 4, 5, 6
         -- Balances that net to zero are left out: a migration's pair of
         -- copies posted into another period (POST_TO_OPEN_PERIOD) nets to
         -- zero there, and the invariant is that every balance stays as it was.
-        HAVING sum(CASE upper(l.line_data ->> 'side')
-                       WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                       WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                       ELSE 0 END) <> 0
+        HAVING sum(d.net_amount) <> 0
     )
     SELECT coalesce(e.entity_code, s.gl_account_code, s.account_code, s.account_ref,
                     s.entity_id::text, '') AS account,

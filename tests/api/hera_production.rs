@@ -859,3 +859,41 @@ async fn an_alias_the_database_refuses_is_listed_and_the_rest_applied() {
     assert_eq!(ledger::smart_codes(&pool, a.id).await, codes_before);
     app.stop().await;
 }
+
+/// Periods as HERA records them drive the period check the guide names:
+/// `period` entities (status in metadata), an archived one ignored.
+#[tokio::test]
+async fn the_guides_period_check_reads_hera_periods() {
+    let (_db, pool) = hera::hera_production().await;
+    let a = hera::tenant(&pool, "A", 10).await;
+    hera_migrate::db::schema::install(&pool)
+        .await
+        .expect("attach");
+    for (date, status, code) in [
+        ("2024-01-15", "CLOSED", "2024-01"),
+        ("2024-02-10", "CLOSED", "2024-02"),
+        ("2024-03-31", "LOCKED", "2024-03"),
+        ("2024-06-15", "OPEN", "2024-06"),
+        ("2024-12-31", "OPEN", "2024-12"),
+    ] {
+        let answer: serde_json::Value =
+            sqlx::query_scalar("SELECT hera_validate_fiscal_period_v2_enhanced($1::date, $2)")
+                .bind(date)
+                .bind(a.id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (answer["status"].as_str(), answer["period_code"].as_str()),
+            (Some(status), Some(code)),
+            "{date}: {answer}"
+        );
+    }
+    let outside: serde_json::Value =
+        sqlx::query_scalar("SELECT hera_validate_fiscal_period_v2_enhanced('2023-06-01', $1)")
+            .bind(a.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outside["status"], "UNASSIGNED");
+}

@@ -195,3 +195,35 @@ async fn attach_mode_advises_the_indexes_it_would_need_instead_of_creating_them(
             .is_empty()
     );
 }
+
+/// A HERA database that already has a function named like one of ours (an
+/// earlier sketch of the guide's functions, say) is refused, naming it: ours
+/// would replace it, or overload it and make its callers' calls ambiguous.
+#[tokio::test]
+async fn attach_refuses_to_replace_or_overload_a_function_it_did_not_install() {
+    let (_db, pool) = hera_production().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION hera_migration_preview_candidates_v2(p_organization_id uuid, p_from date,
+                                                              p_to date, p_limit integer DEFAULT 1000)
+         RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = catalog::snapshot(&pool).await;
+    let error = schema::install(&pool)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("hera_migration_preview_candidates_v2(p_organization_id uuid"),
+        "{error}"
+    );
+    assert_eq!(catalog::snapshot(&pool).await, before);
+    let installed: bool =
+        sqlx::query_scalar("SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!installed, "a refused attach installs nothing");
+}
