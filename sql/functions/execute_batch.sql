@@ -86,11 +86,9 @@ $$;
 -- a total to the smart code the reversal shares with its original, and the
 -- reversal's direction lies in its negated lines (and metadata.reversal_of).
 --
--- Every UPDATE keeps smart_code byte-identical under HERA's smart-code
--- triggers (one upper-cases the code on every update; one restores the
--- lower-case version marker, but only when the SET list names smart_code):
--- codes with a lower-case letter are updated naming smart_code, all-upper
--- codes without naming it. What the database changed anyway is caught below.
+-- The originals are changed through hera_migration_update_rows_v2, which
+-- keeps smart_code byte-identical under HERA's smart-code triggers; what the
+-- database changed anyway is caught below.
 --
 -- Verification (each raises HM001 naming the originals, which the caller
 -- then quarantines): every copy balances, each original's reversal and repost
@@ -212,35 +210,22 @@ BEGIN
               USING ERRCODE = 'HM002';
     END IF;
 
-    -- The originals, marked reversed: naming smart_code in the SET list for
-    -- codes with a lower-case letter, not for all-upper codes (see above).
-    UPDATE universal_transactions t
-       SET transaction_status = 'reversed',
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'reversal_id', m.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,
-               'migrated_to', m.rep_id, 'migration_run_id', v_run,
-               'status_before_migration', t.transaction_status),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now(),
-           smart_code = t.smart_code
-      FROM unnest(p_ids, v_revs, v_reps) AS m (id, rev_id, rep_id)
-     WHERE t.id = m.id AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    UPDATE universal_transactions t
-       SET transaction_status = 'reversed',
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'reversal_id', m.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,
-               'migrated_to', m.rep_id, 'migration_run_id', v_run,
-               'status_before_migration', t.transaction_status),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-      FROM unnest(p_ids, v_revs, v_reps) AS m (id, rev_id, rep_id)
-     WHERE t.id = m.id AND t.smart_code = upper(t.smart_code);
+    -- The originals, marked reversed (hera_migration_update_rows_v2 keeps
+    -- their smart codes byte-identical under HERA's triggers).
+    PERFORM hera_migration_update_rows_v2(
+        (SELECT jsonb_object_agg(t.id, jsonb_build_object(
+                    'status', 'reversed',
+                    'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
+                        'reversal_id', m.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,
+                        'migrated_to', m.rep_id, 'migration_run_id', v_run,
+                        'status_before_migration', t.transaction_status)))
+           FROM unnest(p_ids, v_revs, v_reps) AS m (id, rev_id, rep_id)
+           JOIN universal_transactions t ON t.id = m.id),
+        v_actor);
 
     -- Verify the copies: each balances, and each original's pair nets to zero
-    -- per account (every key HERA names one by), currency and period fields.
-    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object(
+    -- per account, currency and period fields.
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
                'transaction_id', x.original, 'rule', 'copies_unbalanced',
                'reason', 'its reversal and repost, as the database wrote them, do not balance or do not net '
                          'to zero per account and period (a trigger changed them)')), '[]')
@@ -252,17 +237,8 @@ BEGIN
             HAVING abs(sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
                                                               WHEN 'CR' THEN -coalesce(l.line_amount, 0)
                                                               ELSE 0 END)) >= 0.0001
-            UNION ALL
-            SELECT c.original
-              FROM unnest(v_revs || v_reps, p_ids || p_ids) AS c (copy_id, original)
-              JOIN universal_transactions t ON t.id = c.copy_id
-              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
-             GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
-                      l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
-                      t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
-            HAVING sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                         WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                         ELSE 0 END) <> 0) x;
+            UNION
+            SELECT unnest(hera_migration_pairs_off_v2(v_revs || v_reps, p_ids || p_ids))) x;
     IF jsonb_array_length(v_bad) = 0 THEN
         v_bad := hera_migration_image_changes_v2(v_before, hera_migration_marked_columns_v2(),
                                                  hera_migration_original_keys_v2(), 'marked reversed');

@@ -55,50 +55,27 @@ $fn$;
 -- The aliasing's unit of work (hera_migration_isolate_v2 runs it, so that a
 -- row the database refuses, say one breaking a NOT VALID CHECK that any
 -- update re-checks, is set aside alone): for the ids, the alias of
--- p_args.rows -> id -> target. Two UPDATEs, naming smart_code in the SET list
--- only for codes with a lower-case letter, so that HERA's smart-code triggers
--- leave every code byte for byte as it was (see
--- hera_migration_write_copies_v2).
+-- p_args.rows -> id -> target, through hera_migration_update_rows_v2 (smart
+-- codes kept byte for byte as they were).
 -- p_args: {rows: {<id>: {target}}, alias_batch_id, migration_id, actor}.
 CREATE OR REPLACE FUNCTION hera_migration_alias_unit_v2(p_ids uuid[], p_args jsonb)
 RETURNS integer
-LANGUAGE plpgsql
-AS $fn$
-DECLARE
-    v_actor uuid := (p_args ->> 'actor')::uuid;
-    v_run   uuid := (p_args ->> 'migration_id')::uuid;
-    v_batch uuid := (p_args ->> 'alias_batch_id')::uuid;
-BEGIN
-    UPDATE universal_transactions t
-       SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
-               'original_smart_code', t.smart_code,
-               'alias_created_at', now(),
-               'alias_version', 'v2.1',
-               'alias_batch_id', v_batch)
-               || CASE WHEN v_run IS NULL THEN '{}'::jsonb
-                       ELSE jsonb_build_object('alias_migration_id', v_run) END,
-           updated_at = now(),
-           updated_by = coalesce(v_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1,
-           smart_code = t.smart_code
-     WHERE t.id = ANY (p_ids) AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    UPDATE universal_transactions t
-       SET metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
-               'original_smart_code', t.smart_code,
-               'alias_created_at', now(),
-               'alias_version', 'v2.1',
-               'alias_batch_id', v_batch)
-               || CASE WHEN v_run IS NULL THEN '{}'::jsonb
-                       ELSE jsonb_build_object('alias_migration_id', v_run) END,
-           updated_at = now(),
-           updated_by = coalesce(v_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1
-     WHERE t.id = ANY (p_ids) AND t.smart_code = upper(t.smart_code);
-    RETURN cardinality(p_ids);
-END;
-$fn$;
+LANGUAGE sql
+AS $$
+    SELECT hera_migration_update_rows_v2(
+        (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
+                        'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
+                        'original_smart_code', t.smart_code,
+                        'alias_created_at', now(),
+                        'alias_version', 'v2.1',
+                        'alias_batch_id', p_args ->> 'alias_batch_id')
+                        || CASE WHEN p_args ->> 'migration_id' IS NULL THEN '{}'::jsonb
+                                ELSE jsonb_build_object('alias_migration_id', p_args ->> 'migration_id') END)), '{}')
+           FROM universal_transactions t
+          WHERE t.id = ANY (p_ids)),
+        (p_args ->> 'actor')::uuid)::integer
+$$;
 
 -- One batch of aliasing: at most p_limit eligible transactions after p_cursor.
 --
@@ -393,37 +370,22 @@ $fn$;
 
 -- Removing a run's aliases, as a unit of work for hera_migration_isolate_v2:
 -- the alias keys of the ids that still carry an alias of run
--- p_args.migration_id (re-checked under the row lock), smart codes kept as
--- they are (the two UPDATEs of hera_migration_alias_unit_v2).
+-- p_args.migration_id (no alias changes meanwhile: ApplyReportingAliases
+-- waits while a run of the organization, its rollback included, is active),
+-- smart codes kept as they are (hera_migration_update_rows_v2).
 -- p_args: {migration_id, actor}.
 CREATE OR REPLACE FUNCTION hera_migration_unalias_unit_v2(p_ids uuid[], p_args jsonb)
 RETURNS integer
-LANGUAGE plpgsql
-AS $fn$
-DECLARE
-    v_actor uuid := (p_args ->> 'actor')::uuid;
-    v_run   text := p_args ->> 'migration_id';
-BEGIN
-    UPDATE universal_transactions t
-       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
-                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
-           updated_at = now(),
-           updated_by = coalesce(v_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1,
-           smart_code = t.smart_code
-     WHERE t.id = ANY (p_ids) AND t.metadata ->> 'alias_migration_id' = v_run
-       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    UPDATE universal_transactions t
-       SET metadata = t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
-                                 - 'alias_version' - 'alias_batch_id' - 'alias_migration_id',
-           updated_at = now(),
-           updated_by = coalesce(v_actor, t.updated_by),
-           version = coalesce(t.version, 1) + 1
-     WHERE t.id = ANY (p_ids) AND t.metadata ->> 'alias_migration_id' = v_run
-       AND t.smart_code = upper(t.smart_code);
-    RETURN cardinality(p_ids);
-END;
-$fn$;
+LANGUAGE sql
+AS $$
+    SELECT hera_migration_update_rows_v2(
+        (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'metadata', t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
+                                           - 'alias_version' - 'alias_batch_id' - 'alias_migration_id')), '{}')
+           FROM universal_transactions t
+          WHERE t.id = ANY (p_ids) AND t.metadata ->> 'alias_migration_id' = p_args ->> 'migration_id'),
+        (p_args ->> 'actor')::uuid)::integer
+$$;
 
 -- Removes the aliases a run made (alias_migration_id = p_migration_id), at
 -- most p_limit rows after p_cursor; used by the rollback, batch by batch.

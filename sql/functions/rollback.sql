@@ -57,9 +57,8 @@ AS $$ SELECT hera_migration_original_keys_v2() || ARRAY['rollback_history'] $$;
 -- The rollback's unit of work (run by hera_migration_isolate_v2, so a refusal
 -- sets aside that one original): for the originals p_ids, still migrated by
 -- run p_args.run_id and locked by the caller, void their reversal and repost
--- and put them back. Like the migration's writes, every UPDATE keeps
--- smart_code byte-identical under HERA's smart-code triggers (naming it in
--- the SET list only for codes with a lower-case letter). Verifies (raising
+-- and put them back, through hera_migration_update_rows_v2 (smart codes kept
+-- byte-identical under HERA's smart-code triggers). Verifies (raising
 -- HM001 naming the originals) that each original's voided pair netted to zero
 -- per account, currency and period fields (so the trial balance does not
 -- move) and that nothing but the intended columns of an original changed.
@@ -91,92 +90,49 @@ BEGIN
       JOIN universal_transactions t ON t.id = o.id;
 
     -- 1. Void the reversals and the reposts (only this run's, still in effect).
-    UPDATE universal_transactions t
-       SET transaction_status = 'voided',
-           transaction_code = t.transaction_code || '-VOID-' || v_run,
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
-               'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
-               'status_before_void', t.transaction_status),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now(),
-           smart_code = t.smart_code
-     WHERE t.id = ANY (v_revs || v_reps)
-       AND t.transaction_status <> 'voided'
-       AND (t.metadata ->> 'migration_run_id' = v_run::text OR t.metadata ->> 'migration_id' = v_run::text)
-       AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    UPDATE universal_transactions t
-       SET transaction_status = 'voided',
-           transaction_code = t.transaction_code || '-VOID-' || v_run,
-           metadata = coalesce(t.metadata, '{}') || jsonb_build_object(
-               'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
-               'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
-               'status_before_void', t.transaction_status),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-     WHERE t.id = ANY (v_revs || v_reps)
-       AND t.transaction_status <> 'voided'
-       AND (t.metadata ->> 'migration_run_id' = v_run::text OR t.metadata ->> 'migration_id' = v_run::text)
-       AND t.smart_code = upper(t.smart_code);
+    PERFORM hera_migration_update_rows_v2(
+        (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'status', 'voided',
+                    'code', t.transaction_code || '-VOID-' || v_run,
+                    'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
+                        'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
+                        'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
+                        'status_before_void', t.transaction_status))), '{}')
+           FROM universal_transactions t
+          WHERE t.id = ANY (v_revs || v_reps)
+            AND t.transaction_status <> 'voided'
+            AND (t.metadata ->> 'migration_run_id' = v_run::text OR t.metadata ->> 'migration_id' = v_run::text)),
+        v_actor);
 
     -- 2. Put the originals back: their status before the migration, the
     -- migration's keys gone, the restoration appended to their history.
-    UPDATE universal_transactions t
-       SET transaction_status = coalesce(t.metadata ->> 'status_before_migration', 'posted'),
-           metadata = (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
-                      || jsonb_build_object('rollback_history',
-                             coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
-                                 jsonb_build_object(
-                                     'migration_id', v_run,
-                                     'reversal_id', t.metadata ->> 'reversal_id',
-                                     'repost_id', t.metadata ->> 'migrated_to',
-                                     'restored_status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
-                                     'restored_at', now(),
-                                     'rollback_batch_id', v_op,
-                                     'reason', v_reason))),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now(),
-           smart_code = t.smart_code
-     WHERE t.id = ANY (p_ids) AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    UPDATE universal_transactions t
-       SET transaction_status = coalesce(t.metadata ->> 'status_before_migration', 'posted'),
-           metadata = (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
-                      || jsonb_build_object('rollback_history',
-                             coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
-                                 jsonb_build_object(
-                                     'migration_id', v_run,
-                                     'reversal_id', t.metadata ->> 'reversal_id',
-                                     'repost_id', t.metadata ->> 'migrated_to',
-                                     'restored_status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
-                                     'restored_at', now(),
-                                     'rollback_batch_id', v_op,
-                                     'reason', v_reason))),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = v_actor,
-           updated_at = now()
-     WHERE t.id = ANY (p_ids) AND t.smart_code = upper(t.smart_code);
+    PERFORM hera_migration_update_rows_v2(
+        (SELECT jsonb_object_agg(t.id, jsonb_build_object(
+                    'status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+                    'metadata', (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
+                        || jsonb_build_object('rollback_history',
+                               coalesce(t.metadata -> 'rollback_history', '[]') || jsonb_build_array(
+                                   jsonb_build_object(
+                                       'migration_id', v_run,
+                                       'reversal_id', t.metadata ->> 'reversal_id',
+                                       'repost_id', t.metadata ->> 'migrated_to',
+                                       'restored_status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
+                                       'restored_at', now(),
+                                       'rollback_batch_id', v_op,
+                                       'reason', v_reason)))))
+           FROM universal_transactions t
+          WHERE t.id = ANY (p_ids)),
+        v_actor);
 
     -- 3. Verify: each original's voided pair nets to zero per account,
     -- currency and period fields (what leaves the ledger is worth nothing),
     -- and the originals changed only as intended.
-    SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object(
-               'transaction_id', x.original, 'rule', 'copies_changed',
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'transaction_id', o, 'rule', 'copies_changed',
                'reason', 'its reversal and repost no longer net to zero per account and period (they were '
                          'changed after the migration): voiding them would move the trial balance')), '[]')
       INTO v_bad
-      FROM (SELECT c.original
-              FROM unnest(v_revs || v_reps, p_ids || p_ids) AS c (copy_id, original)
-              JOIN universal_transactions t ON t.id = c.copy_id
-              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
-             GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
-                      l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
-                      t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
-            HAVING sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                         WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                         ELSE 0 END) <> 0) x;
+      FROM unnest(hera_migration_pairs_off_v2(v_revs || v_reps, p_ids || p_ids)) o;
     IF jsonb_array_length(v_bad) = 0 THEN
         v_bad := hera_migration_image_changes_v2(v_before, hera_migration_marked_columns_v2(),
                                                  hera_migration_restored_keys_v2(), 'restored');

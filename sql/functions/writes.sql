@@ -1,0 +1,73 @@
+-- How hera-migrate changes a row of HERA's: in one place, because HERA's
+-- triggers make it delicate.
+--
+-- HERA production has two smart-code triggers on universal_transactions: one
+-- upper-cases smart_code on every insert and update; a later one (BEFORE
+-- INSERT OR UPDATE OF smart_code) puts the version marker back in lower case,
+-- but only when the UPDATE's SET list names smart_code. So a code with a
+-- lower-case marker ('.v1') survives an update only if the update names
+-- smart_code, and an all-upper code ('.V1', what HERA's own updates leave)
+-- only if it does not. Every change is therefore two UPDATEs, one per form,
+-- and both leave every code byte for byte as it was, on HERA and on any
+-- database without such triggers. What a trigger changes anyway is caught
+-- by the callers' verification (hera_migration_image_changes_v2).
+--
+-- Every change also names its author (updated_by: HERA's actor audit refuses
+-- an update without one), stamps updated_at and bumps version.
+--
+-- p_rows: {<id>: {status?, code?, metadata?}}; an absent key keeps the
+-- column as it is. Returns how many rows changed.
+CREATE OR REPLACE FUNCTION hera_migration_update_rows_v2(p_rows jsonb, p_actor uuid)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_named bigint;
+    v_upper bigint;
+BEGIN
+    UPDATE universal_transactions t
+       SET transaction_status = coalesce(r.value ->> 'status', t.transaction_status),
+           transaction_code = coalesce(r.value ->> 'code', t.transaction_code),
+           metadata = coalesce(r.value -> 'metadata', t.metadata),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = coalesce(p_actor, t.updated_by),
+           updated_at = now(),
+           smart_code = t.smart_code
+      FROM jsonb_each(p_rows) r
+     WHERE t.id = r.key::uuid AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+    GET DIAGNOSTICS v_named = ROW_COUNT;
+    UPDATE universal_transactions t
+       SET transaction_status = coalesce(r.value ->> 'status', t.transaction_status),
+           transaction_code = coalesce(r.value ->> 'code', t.transaction_code),
+           metadata = coalesce(r.value -> 'metadata', t.metadata),
+           version = coalesce(t.version, 1) + 1,
+           updated_by = coalesce(p_actor, t.updated_by),
+           updated_at = now()
+      FROM jsonb_each(p_rows) r
+     WHERE t.id = r.key::uuid AND t.smart_code = upper(t.smart_code);
+    GET DIAGNOSTICS v_upper = ROW_COUNT;
+    RETURN v_named + v_upper;
+END;
+$fn$;
+
+-- Of a migration's copies (p_copies[i] a reversal or repost of
+-- p_originals[i]), the originals whose pair does not net to zero per account
+-- (every key HERA names one by), currency and period fields: what a trigger
+-- or a later edit changed. Zero means the pair leaves every balance of the
+-- trial balance as it was, whether it is written or voided.
+CREATE OR REPLACE FUNCTION hera_migration_pairs_off_v2(p_copies uuid[], p_originals uuid[])
+RETURNS uuid[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(array_agg(DISTINCT x.original), '{}')
+      FROM (SELECT c.original
+              FROM unnest(p_copies, p_originals) AS c (copy_id, original)
+              JOIN universal_transactions t ON t.id = c.copy_id
+              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
+             GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
+                      l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
+                      t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
+            HAVING sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
+                                                         WHEN 'CR' THEN -coalesce(l.line_amount, 0)
+                                                         ELSE 0 END) <> 0) x
+$$;
