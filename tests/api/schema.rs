@@ -26,19 +26,12 @@ const HERA_VIEWS: [&str; 4] = [
     "v_universal_transaction_lines_drcr",
 ];
 
-/// Only the ordinary (and partitioned) tables, as `schema.table`.
-async fn base_tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c
-           JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p')
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-          ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("list base tables")
+/// Whether an install of ours is recorded in the database.
+async fn installed(pool: &PgPool) -> bool {
+    sqlx::query_scalar("SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -99,7 +92,7 @@ async fn attach_mode_leaves_every_table_column_constraint_and_trigger_as_it_was(
     assert_eq!(catalog::tables(&pool).await, listed);
     let mut expected = schema::SACRED_SIX.to_vec();
     expected.extend(HERA_OTHER_TABLES);
-    assert_eq!(base_tables(&pool).await, public(&expected));
+    assert_eq!(catalog::base_tables(&pool).await, public(&expected));
     // ... and beside the tables, only HERA's own views.
     expected.extend(HERA_VIEWS);
     assert_eq!(listed, public(&expected));
@@ -133,12 +126,7 @@ async fn attach_mode_refuses_a_schema_lacking_needed_columns_and_names_each() {
         assert!(error.contains(problem), "{problem} in: {error}");
     }
     assert_eq!(catalog::snapshot(&pool).await, before);
-    let installed: bool =
-        sqlx::query_scalar("SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(!installed, "a refused attach installs nothing");
+    assert!(!installed(&pool).await, "a refused attach installs nothing");
 }
 
 #[tokio::test]
@@ -220,10 +208,5 @@ async fn attach_refuses_to_replace_or_overload_a_function_it_did_not_install() {
         "{error}"
     );
     assert_eq!(catalog::snapshot(&pool).await, before);
-    let installed: bool =
-        sqlx::query_scalar("SELECT to_regprocedure('hera_migrate_schema_info()') IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(!installed, "a refused attach installs nothing");
+    assert!(!installed(&pool).await, "a refused attach installs nothing");
 }

@@ -39,17 +39,28 @@ pub async fn snapshot(pool: &PgPool) -> Vec<String> {
         .expect("read the catalog")
 }
 
-/// Every table in a non-system schema, as `schema.table`.
+/// Every table in a non-system schema, views and foreign tables included, as
+/// `schema.table`.
 pub async fn tables(pool: &PgPool) -> Vec<String> {
+    relations(pool, &["r", "p", "f", "v", "m"]).await
+}
+
+/// Only the ordinary (and partitioned) tables, as `schema.table`.
+pub async fn base_tables(pool: &PgPool) -> Vec<String> {
+    relations(pool, &["r", "p"]).await
+}
+
+async fn relations(pool: &PgPool, kinds: &[&str]) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT n.nspname || '.' || c.relname FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
+          WHERE c.relkind::text = ANY ($1)
             AND n.nspname NOT IN ('pg_catalog', 'information_schema')
             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
           ORDER BY 1",
     )
+    .bind(kinds)
     .fetch_all(pool)
     .await
-    .expect("list tables")
+    .expect("list relations")
 }
