@@ -65,7 +65,9 @@ async fn preview(client: &mut Client, org: Uuid, user: Uuid) -> PreviewCandidate
         .into_inner()
 }
 
-async fn migrate(client: &mut Client, tenant: &Tenant) -> Migration {
+/// Previews and migrates the tenant's 2024 to the end: the run as
+/// GetMigration shows it, and the events its stream carried.
+async fn migrate(client: &mut Client, tenant: &Tenant) -> (Migration, Vec<MigrationProgress>) {
     let plan = preview(client, tenant.id, tenant.users.owner).await;
     let events = started(
         client,
@@ -75,7 +77,9 @@ async fn migrate(client: &mut Client, tenant: &Tenant) -> Migration {
     .await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
-    crate::support::runs::get(client, tenant.id, tenant.users.owner, &last.migration_id).await
+    let run =
+        crate::support::runs::get(client, tenant.id, tenant.users.owner, &last.migration_id).await;
+    (run, events)
 }
 
 async fn validate(client: &mut Client, tenant: &Tenant, id: &str) -> ValidationReport {
@@ -284,8 +288,16 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     );
 
     // Migrate: exactly the prediction, closed periods untouched, HERA's rules named.
-    let run = migrate(&mut client, &a).await;
+    let (run, events) = migrate(&mut client, &a).await;
     let id = run.migration_id.clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.health_status() == HealthStatus::Warning
+                && e.message.contains("fx_posting")
+                && e.message.contains("chk_txn_total_sign")),
+        "a batch event names the rules: {events:#?}"
+    );
     let progress = run.progress.clone().unwrap();
     assert_eq!(progress.transactions_skipped, prediction.skipped_closed);
     assert_eq!(progress.transactions_quarantined, prediction.quarantined);
@@ -423,7 +435,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     assert_eq!(check(&report, "trial_balance").result(), CheckResult::Pass);
 
     // And again: the restored originals migrate as if for the first time.
-    let again = migrate(&mut client, &a).await;
+    let (again, _) = migrate(&mut client, &a).await;
     let (originals, once, _) = copies_of(&pool, &again.migration_id).await;
     assert_eq!(
         (originals, once),
@@ -464,7 +476,7 @@ async fn an_amount_moved_to_another_period_fails_the_trial_balance() {
     let Hera { db, pool, a, .. } = hera_production(60).await;
     let app = TestApp::spawn(db.options()).await;
     let mut client = app.client().await;
-    let run = migrate(&mut client, &a).await;
+    let (run, _) = migrate(&mut client, &a).await;
     sqlx::query(
         "UPDATE universal_transactions SET fiscal_period_entity_id = $2, smart_code = smart_code, updated_by = created_by
           WHERE id = (SELECT id FROM universal_transactions WHERE metadata ->> 'migration_id' = $1
@@ -677,7 +689,7 @@ async fn a_refusal_inside_a_batch_is_quarantined_with_the_databases_own_message(
     .unwrap();
     let app = TestApp::spawn(db.options()).await;
     let mut client = app.client().await;
-    let run = migrate(&mut client, &a).await;
+    let (run, _) = migrate(&mut client, &a).await;
     let entry = run
         .quarantined
         .iter()
@@ -710,7 +722,7 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
     let mut client = app.client().await;
     let before = ledger::originals(&pool, a.id).await;
     let tb = ledger::hera_trial_balance(&pool, a.id).await;
-    let run = migrate(&mut client, &a).await;
+    let (run, _) = migrate(&mut client, &a).await;
     let victim: Uuid = sqlx::query_scalar(
         "SELECT id FROM universal_transactions WHERE metadata ->> 'migration_run_id' = $1
             AND transaction_status = 'reversed' ORDER BY id LIMIT 1",

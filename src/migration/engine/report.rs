@@ -6,11 +6,10 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::migration::{
     progress::{Health, Progress, RunState, Throughput},
-    runs::{self, Counters, Run},
+    runs::{self, Counters, Run, SetAside},
 };
 
 /// What one batch reports (see `hera_migration_execute_batch_v2`).
@@ -22,8 +21,12 @@ pub struct BatchResult {
     pub counters: Counters,
     #[serde(default)]
     pub batch_number: i64,
+    /// The quarantined (execution) or refused restores (rollback), each with
+    /// the rule that stood in the way.
     #[serde(default)]
-    pub quarantined_ids: Vec<Uuid>,
+    pub quarantined: Vec<SetAside>,
+    #[serde(default)]
+    pub refused: Vec<SetAside>,
     #[serde(default = "balanced")]
     pub balanced: bool,
     /// Set when the run was no longer RUNNING: nothing was done.
@@ -55,29 +58,51 @@ pub fn apply_batch(
     }
     progress.sequence += 1;
     apply_counters(progress, &batch.counters, total);
-    progress.warnings += batch.quarantined_ids.len() as i64;
+    let set_aside = batch.quarantined.len() + batch.refused.len();
+    progress.warnings += set_aside as i64;
     progress.current_batch_ms = batch.duration_ms;
     progress.average_batch_ms = throughput.average_batch_ms();
     progress.transactions_per_second = throughput.transactions_per_second().unwrap_or(0.0);
     progress.estimated_completion = throughput.estimated_completion(progress.remaining, now);
     let mut message = format!("batch {} committed", batch.counters.batches);
-    if !batch.quarantined_ids.is_empty() {
+    if !batch.quarantined.is_empty() {
         message.push_str(&format!(
-            "; {} transaction(s) quarantined (they do not balance)",
-            batch.quarantined_ids.len()
+            "; {} transaction(s) quarantined ({})",
+            batch.quarantined.len(),
+            by_rule(&batch.quarantined)
+        ));
+    }
+    if !batch.refused.is_empty() {
+        message.push_str(&format!(
+            "; the database refused {} restore(s) ({}): they stay migrated",
+            batch.refused.len(),
+            by_rule(&batch.refused)
         ));
     }
     if let Some(slowed) = &slowed {
         message.push_str("; ");
         message.push_str(slowed);
     }
-    progress.health = if batch.quarantined_ids.is_empty() && slowed.is_none() {
+    progress.health = if set_aside == 0 && slowed.is_none() {
         Health::Healthy
     } else {
         Health::Warning
     };
     progress.message = message;
     progress.emitted_at = now;
+}
+
+/// "2 fx_posting, 1 unbalanced": how many were set aside by each rule.
+fn by_rule(list: &[SetAside]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for entry in list {
+        *counts.entry(entry.rule.as_str()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(rule, n)| format!("{n} {rule}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn apply_counters(progress: &mut Progress, counters: &Counters, total: i64) {
