@@ -415,29 +415,7 @@ impl Executor {
             Ok(run) => run.record.rollback.unwrap_or_default().refused,
             Err(_) => Vec::new(),
         };
-        let named: Vec<String> = refused
-            .iter()
-            .take(5)
-            .map(|r| {
-                let id = r
-                    .transaction_id
-                    .map(|id| id.to_string())
-                    .unwrap_or_default();
-                format!("{id} ({}: {})", r.rule, r.reason)
-            })
-            .collect();
-        let more = refused.len().saturating_sub(named.len());
-        format!(
-            "rolled back, except {} transaction(s) whose restore the database refused: {}{}; \
-             they stay migrated (the ledger is whole); fix the cause and roll back again to retry them",
-            refused.len(),
-            named.join("; "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        )
+        report::refused_restores(&refused)
     }
 
     async fn finish(&self, state: RunState, message: &str) {

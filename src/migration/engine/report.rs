@@ -92,6 +92,32 @@ pub fn apply_batch(
     progress.emitted_at = now;
 }
 
+/// The end of a rollback whose restores the database refused, naming them.
+pub fn refused_restores(refused: &[SetAside]) -> String {
+    const NAMED: usize = 5;
+    let named: Vec<String> = refused
+        .iter()
+        .take(NAMED)
+        .map(|r| {
+            let id = r
+                .transaction_id
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            format!("{id} ({}: {})", r.rule, r.reason)
+        })
+        .collect();
+    let more = match refused.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!(
+        "rolled back, except {} transaction(s) whose restore the database refused: {}{more}; \
+         they stay migrated (the ledger is whole); fix the cause and roll back again to retry them",
+        refused.len(),
+        named.join("; "),
+    )
+}
+
 /// "2 fx_posting, 1 unbalanced": how many were set aside by each rule.
 fn by_rule(list: &[SetAside]) -> String {
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
