@@ -59,9 +59,11 @@ AS $$
                                      THEN format(' (smart_code %s became %s)', x.before ->> 'smart_code',
                                                  x.after ->> 'smart_code')
                                      ELSE '' END))), '[]')
-      FROM (SELECT b.key AS id, b.value AS before, hera_migration_kept_image_v2(t, p_changing, p_keys) AS after
-              FROM jsonb_each(p_before) b
-              JOIN universal_transactions t ON t.id = b.key::uuid) x
+      FROM (SELECT t.id, p_before -> t.id::text AS before,
+                   hera_migration_kept_image_v2(t, p_changing, p_keys) AS after
+              FROM universal_transactions t
+             -- an array of ids: a lookup by key, also under row-level security
+             WHERE t.id = ANY (ARRAY(SELECT jsonb_object_keys(p_before)::uuid))) x
      CROSS JOIN LATERAL (
            SELECT ARRAY(SELECT k
                           FROM (SELECT jsonb_object_keys(x.before) UNION SELECT jsonb_object_keys(x.after)) ks (k)
@@ -214,6 +216,7 @@ BEGIN
     -- their smart codes byte-identical under HERA's triggers).
     PERFORM hera_migration_update_rows_v2(
         (SELECT jsonb_object_agg(t.id, jsonb_build_object(
+                    'upper', t.smart_code = upper(t.smart_code),
                     'status', 'reversed',
                     'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
                         'reversal_id', m.rev_id, 'reversed_at', now(), 'reversal_reason', v_reason,

@@ -33,6 +33,11 @@ CREATE OR REPLACE FUNCTION hera_migration_calibrate_v2(
 )
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
+-- The sample batch is planned as a run's batches are, whatever its caller
+-- set: the preview, which calls it from psql, forbids nested loops for its
+-- own set-against-set joins, which would make the batch's lookups by key
+-- several times slower than a run's.
+SET enable_nestloop = on
 AS $fn$
 DECLARE
     v_run     uuid;

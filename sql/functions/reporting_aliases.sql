@@ -64,6 +64,7 @@ LANGUAGE sql
 AS $$
     SELECT hera_migration_update_rows_v2(
         (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'upper', t.smart_code = upper(t.smart_code),
                     'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
                         'reporting_smart_code', p_args #>> ARRAY['rows', t.id::text, 'target'],
                         'original_smart_code', t.smart_code,
@@ -380,6 +381,7 @@ LANGUAGE sql
 AS $$
     SELECT hera_migration_update_rows_v2(
         (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'upper', t.smart_code = upper(t.smart_code),
                     'metadata', t.metadata - 'reporting_smart_code' - 'original_smart_code' - 'alias_created_at'
                                            - 'alias_version' - 'alias_batch_id' - 'alias_migration_id')), '{}')
            FROM universal_transactions t

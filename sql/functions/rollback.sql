@@ -92,6 +92,7 @@ BEGIN
     -- 1. Void the reversals and the reposts (only this run's, still in effect).
     PERFORM hera_migration_update_rows_v2(
         (SELECT coalesce(jsonb_object_agg(t.id, jsonb_build_object(
+                    'upper', t.smart_code = upper(t.smart_code),
                     'status', 'voided',
                     'code', t.transaction_code || '-VOID-' || v_run,
                     'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
@@ -108,6 +109,7 @@ BEGIN
     -- migration's keys gone, the restoration appended to their history.
     PERFORM hera_migration_update_rows_v2(
         (SELECT jsonb_object_agg(t.id, jsonb_build_object(
+                    'upper', t.smart_code = upper(t.smart_code),
                     'status', coalesce(t.metadata ->> 'status_before_migration', 'posted'),
                     'metadata', (coalesce(t.metadata, '{}') - hera_migration_original_keys_v2())
                         || jsonb_build_object('rollback_history',

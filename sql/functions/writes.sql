@@ -15,37 +15,47 @@
 -- Every change also names its author (updated_by: HERA's actor audit refuses
 -- an update without one), stamps updated_at and bumps version.
 --
--- p_rows: {<id>: {status?, code?, metadata?}}; an absent key keeps the
--- column as it is. Returns how many rows changed.
+-- p_rows: {<id>: {status?, code?, metadata?, upper}}; an absent key keeps
+-- the column as it is; upper (the caller read it with the row: smart_code =
+-- upper(smart_code)) says which UPDATE the row needs, so that a form no row
+-- has costs nothing (HERA's headers are mostly all-upper, our own rows
+-- never). Returns how many rows changed.
 CREATE OR REPLACE FUNCTION hera_migration_update_rows_v2(p_rows jsonb, p_actor uuid)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    v_named bigint;
-    v_upper bigint;
+    -- The ids of each form, as uuid arrays: "t.id = ANY (array)" is a lookup
+    -- by key even under row-level security, where a join on a cast from the
+    -- jsonb keys (not leakproof) would read the table whole.
+    v_named_ids uuid[] := ARRAY(SELECT key::uuid FROM jsonb_each(p_rows) WHERE value -> 'upper' = 'false');
+    v_upper_ids uuid[] := ARRAY(SELECT key::uuid FROM jsonb_each(p_rows) WHERE value -> 'upper' = 'true');
+    v_named bigint := 0;
+    v_upper bigint := 0;
 BEGIN
-    UPDATE universal_transactions t
-       SET transaction_status = coalesce(r.value ->> 'status', t.transaction_status),
-           transaction_code = coalesce(r.value ->> 'code', t.transaction_code),
-           metadata = coalesce(r.value -> 'metadata', t.metadata),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = coalesce(p_actor, t.updated_by),
-           updated_at = now(),
-           smart_code = t.smart_code
-      FROM jsonb_each(p_rows) r
-     WHERE t.id = r.key::uuid AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
-    GET DIAGNOSTICS v_named = ROW_COUNT;
-    UPDATE universal_transactions t
-       SET transaction_status = coalesce(r.value ->> 'status', t.transaction_status),
-           transaction_code = coalesce(r.value ->> 'code', t.transaction_code),
-           metadata = coalesce(r.value -> 'metadata', t.metadata),
-           version = coalesce(t.version, 1) + 1,
-           updated_by = coalesce(p_actor, t.updated_by),
-           updated_at = now()
-      FROM jsonb_each(p_rows) r
-     WHERE t.id = r.key::uuid AND t.smart_code = upper(t.smart_code);
-    GET DIAGNOSTICS v_upper = ROW_COUNT;
+    IF cardinality(v_named_ids) > 0 THEN
+        UPDATE universal_transactions t
+           SET transaction_status = coalesce(p_rows -> t.id::text ->> 'status', t.transaction_status),
+               transaction_code = coalesce(p_rows -> t.id::text ->> 'code', t.transaction_code),
+               metadata = coalesce(p_rows -> t.id::text -> 'metadata', t.metadata),
+               version = coalesce(t.version, 1) + 1,
+               updated_by = coalesce(p_actor, t.updated_by),
+               updated_at = now(),
+               smart_code = t.smart_code
+         WHERE t.id = ANY (v_named_ids) AND t.smart_code IS DISTINCT FROM upper(t.smart_code);
+        GET DIAGNOSTICS v_named = ROW_COUNT;
+    END IF;
+    IF cardinality(v_upper_ids) > 0 THEN
+        UPDATE universal_transactions t
+           SET transaction_status = coalesce(p_rows -> t.id::text ->> 'status', t.transaction_status),
+               transaction_code = coalesce(p_rows -> t.id::text ->> 'code', t.transaction_code),
+               metadata = coalesce(p_rows -> t.id::text -> 'metadata', t.metadata),
+               version = coalesce(t.version, 1) + 1,
+               updated_by = coalesce(p_actor, t.updated_by),
+               updated_at = now()
+         WHERE t.id = ANY (v_upper_ids) AND t.smart_code = upper(t.smart_code);
+        GET DIAGNOSTICS v_upper = ROW_COUNT;
+    END IF;
     RETURN v_named + v_upper;
 END;
 $fn$;

@@ -433,6 +433,18 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     let report = validate(&mut client, &a, &id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     assert_eq!(check(&report, "trial_balance").result(), CheckResult::Pass);
+    let ours: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT smart_code::text FROM universal_transactions
+          WHERE organization_id = $1 AND transaction_type LIKE 'MIGRATION_%'",
+    )
+    .bind(a.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        ours.iter().all(|code| code.ends_with(".v2")),
+        "our own rows keep .v2: {ours:?}"
+    );
 
     // And again: the restored originals migrate as if for the first time.
     let (again, _) = migrate(&mut client, &a).await;
