@@ -30,7 +30,40 @@ pub enum Error {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {}", describe_database(.0))]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+/// The SQLSTATEs our SQL functions raise for what a caller asked (their
+/// messages start with the field they are about: "batch_size: must be ..."),
+/// mapped once, so that a check lives in SQL alone and the caller still gets
+/// the right status: invalid_parameter_value, no_data_found,
+/// object_not_in_prerequisite_state.
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        let Some(db) = error.as_database_error() else {
+            return Self::Database(error);
+        };
+        let message = db.message().to_owned();
+        match db.code().as_deref() {
+            Some("22023") => match message.split_once(": ") {
+                Some((field, reason)) if is_field_path(field) => {
+                    Self::invalid(field.to_owned(), reason.to_owned())
+                }
+                _ => Self::invalid("request", message),
+            },
+            Some("P0002") => Self::NotFound(message),
+            Some("55000") => Self::FailedPrecondition(message),
+            _ => Self::Database(error),
+        }
+    }
+}
+
+/// "smart_code_mappings[1].target_smart_code", "batch_size": a request field.
+fn is_field_path(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c))
 }
 
 /// A database error in the database's own words: its message, SQLSTATE, and

@@ -318,7 +318,7 @@ BEGIN
      WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN'
        FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration run %', p_run_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
     -- A paused or finished run does nothing: its controls (PauseMigration,
     -- CancelMigration) wait on this row lock, so they take effect between batches.

@@ -17,8 +17,9 @@
 -- The mappings as a set of (source, target) in normalized form, checked.
 -- An empty array means "every v1 code maps to its .v2 form" and yields no
 -- rows; the callers apply that default per transaction.
--- Raises invalid_parameter_value (22023) naming the offending element, so
--- the RPC can answer INVALID_ARGUMENT before anything is written.
+-- Raises invalid_parameter_value (22023) naming the offending field
+-- ("smart_code_mappings[1].target_smart_code: ..."), which the RPC answers as
+-- INVALID_ARGUMENT naming that field, before anything is written.
 CREATE OR REPLACE FUNCTION hera_migration_alias_mappings_v2(p_smart_code_mappings jsonb)
 RETURNS TABLE (source_smart_code text, target_smart_code text)
 LANGUAGE plpgsql IMMUTABLE
@@ -37,12 +38,21 @@ BEGIN
         i := i + 1;
         src := nullif(btrim(m ->> 'source_smart_code'), '');
         dst := nullif(btrim(m ->> 'target_smart_code'), '');
-        IF jsonb_typeof(m) <> 'object' OR src IS NULL OR dst IS NULL THEN
-            RAISE EXCEPTION 'smart_code_mappings[%]: needs source_smart_code and target_smart_code', i - 1
+        IF jsonb_typeof(m) <> 'object' THEN
+            RAISE EXCEPTION 'smart_code_mappings[%]: expected {source_smart_code, target_smart_code}', i - 1
                   USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF NOT hera_smart_code_is_valid(src) OR NOT hera_smart_code_is_valid(dst) THEN
-            RAISE EXCEPTION 'smart_code_mappings[%]: % -> % is not a pair of valid HERA smart codes', i - 1, src, dst
+        IF src IS NULL OR NOT hera_smart_code_is_valid(src) THEN
+            RAISE EXCEPTION 'smart_code_mappings[%].source_smart_code: % is not a valid HERA smart code',
+                  i - 1, coalesce(src, 'nothing')
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF dst IS NULL THEN
+            RAISE EXCEPTION 'smart_code_mappings[%].target_smart_code: an alias needs a target smart code', i - 1
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT hera_smart_code_is_valid(dst) THEN
+            RAISE EXCEPTION 'smart_code_mappings[%].target_smart_code: % is not a valid HERA smart code', i - 1, dst
                   USING ERRCODE = 'invalid_parameter_value';
         END IF;
         source_smart_code := hera_smart_code_normalize(src);
@@ -157,7 +167,7 @@ BEGIN
          WHERE id = p_migration_id AND organization_id = p_organization_id
            AND transaction_type = 'MIGRATION_RUN';
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'no migration run % in organization %', p_migration_id, p_organization_id
+            RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_id, p_organization_id
                   USING ERRCODE = 'no_data_found';
         END IF;
         v_from := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
@@ -352,7 +362,7 @@ BEGIN
       INTO v_actor
       FROM core_organizations o WHERE o.id = p_organization_id;
     IF v_actor IS NULL THEN
-        RAISE EXCEPTION 'no organization %', p_organization_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'organization_id: no organization %', p_organization_id USING ERRCODE = 'no_data_found';
     END IF;
     LOOP
         v_batch := hera_migration_apply_reporting_aliases_batch_v2(
@@ -430,7 +440,7 @@ BEGIN
      WHERE id = p_migration_id AND organization_id = p_organization_id
        AND transaction_type = 'MIGRATION_RUN';
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration run % in organization %', p_migration_id, p_organization_id
+        RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_id, p_organization_id
               USING ERRCODE = 'no_data_found';
     END IF;
     v_from := coalesce((v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');

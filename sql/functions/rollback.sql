@@ -221,7 +221,7 @@ BEGIN
      WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN'
        FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration run %', p_run_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
     v_rb := coalesce(v_run.metadata -> 'rollback', '{}');
     -- Pause and cancel of a rollback wait on this row lock and flip the state:
@@ -457,7 +457,7 @@ BEGIN
     BEGIN
         v_run_id := btrim(p_migration_batch_id)::uuid;
     EXCEPTION WHEN invalid_text_representation THEN
-        RAISE EXCEPTION 'no migration run % in organization %', p_migration_batch_id, p_organization_id
+        RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_batch_id, p_organization_id
               USING ERRCODE = 'no_data_found';
     END;
     SELECT id, metadata INTO v_run
@@ -466,7 +466,7 @@ BEGIN
        AND transaction_type = 'MIGRATION_RUN'
        FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration run % in organization %', p_migration_batch_id, p_organization_id
+        RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_batch_id, p_organization_id
               USING ERRCODE = 'no_data_found';
     END IF;
     v_state := coalesce(v_run.metadata ->> 'state', 'RUNNING');
@@ -480,7 +480,7 @@ BEGIN
                || coalesce(v_run.metadata #> '{rollback,counters}', '{}');
     END IF;
     IF v_phase <> 'ROLLBACK' AND v_state IN ('RUNNING', 'PAUSED') THEN
-        RAISE EXCEPTION 'migration % is still % in phase %; cancel it before rolling it back',
+        RAISE EXCEPTION 'migration_id: migration % is still % in phase %; cancel it before rolling it back',
               v_run_id, v_state, v_phase
               USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;

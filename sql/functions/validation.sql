@@ -97,7 +97,7 @@ BEGIN
       FROM universal_transactions
      WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN';
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no migration run %', p_run_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
     v_org      := v_run.organization_id;
     v_meta     := coalesce(v_run.metadata, '{}');

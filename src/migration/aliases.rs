@@ -45,13 +45,9 @@ pub fn alias_request(
         "" => None,
         id => Some(crate::auth::access::parse_id("migration_id", id)?),
     };
+    // An alias without a target is refused by the SQL that applies them
+    // (hera_migration_alias_mappings_v2), before anything is written.
     let mappings = input::mappings(mappings)?;
-    if let Some(index) = mappings.iter().position(|m| m.target_smart_code.is_empty()) {
-        return Err(Error::invalid(
-            format!("smart_code_mappings[{index}].target_smart_code"),
-            "an alias needs a target smart code",
-        ));
-    }
     Ok(AliasRequest {
         migration_id,
         mappings,

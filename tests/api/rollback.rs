@@ -299,6 +299,32 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
         "{}",
         bad_mapping.message()
     );
+    // A mapping without a target is refused by the SQL (invalid_parameter_value,
+    // raised by hera_migration_alias_mappings_v2): still INVALID_ARGUMENT naming
+    // the field, never INTERNAL.
+    let no_target = client
+        .apply_reporting_aliases(as_user(
+            ApplyReportingAliasesRequest {
+                smart_code_mappings: vec![SmartCodeMapping {
+                    source_smart_code: "HERA.SALON.POS.TXN.SALE.v1".into(),
+                    target_smart_code: String::new(),
+                }],
+                ..aliases(s.org, "", "no-target")
+            },
+            s.owner,
+        ))
+        .await
+        .expect_err("an alias needs a target");
+    assert_eq!(no_target.code(), Code::InvalidArgument, "{no_target:?}");
+    {
+        use tonic_types::StatusExt;
+        let details = no_target.get_error_details();
+        let violation = &details
+            .bad_request()
+            .expect("field violations")
+            .field_violations[0];
+        assert_eq!(violation.field, "smart_code_mappings[0].target_smart_code");
+    }
     let unknown = client
         .validate_migration(as_user(
             ValidateMigrationRequest {
