@@ -494,14 +494,12 @@ BEGIN
 
     SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;
     PERFORM hera_migration_update_run_v2(v_run_id, jsonb_build_object(
-        'state', 'ROLLED_BACK',
-        'message', CASE WHEN jsonb_array_length(coalesce(v_meta #> '{rollback,refused}', '[]')) > 0
-                        THEN format('rolled back, except %s transaction(s) whose restore the database refused',
-                                    jsonb_array_length(v_meta #> '{rollback,refused}'))
-                        ELSE 'rolled back' END,
-        'state_changes', coalesce((v_meta ->> 'state_changes')::int, 0) + 1,
-        'rollback', (v_meta -> 'rollback') || jsonb_build_object('finished_at', now())),
-        'rolled_back');
+        'rollback', (v_meta -> 'rollback') || jsonb_build_object('finished_at', now())));
+    PERFORM hera_migration_set_state_v2(v_run_id, 'ROLLED_BACK', NULL,
+        CASE WHEN jsonb_array_length(coalesce(v_meta #> '{rollback,refused}', '[]')) > 0
+             THEN format('rolled back, except %s transaction(s) whose restore the database refused',
+                         jsonb_array_length(v_meta #> '{rollback,refused}'))
+             ELSE 'rolled back' END);
     SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;
 
     RETURN jsonb_build_object('migration_id', v_run_id, 'organization_id', p_organization_id,

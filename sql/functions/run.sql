@@ -30,6 +30,59 @@ AS $$
      WHERE id = p_run_id
 $$;
 
+-- A run's state change, the one way its state moves: the new state (and
+-- transaction_status), its count of state changes up by one (a run's event
+-- sequence counts them), finished_at when it ends, the message when given,
+-- the author when given. p_from: only when the run is in one of these states
+-- (a user's control wins over an executor's end, say); NULL: any. Returns
+-- whether the state changed.
+CREATE OR REPLACE FUNCTION hera_migration_set_state_v2(
+    p_run_id uuid,
+    p_state text,
+    p_actor uuid DEFAULT NULL,
+    p_message text DEFAULT NULL,
+    p_from text[] DEFAULT NULL
+)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH changed AS (
+        UPDATE universal_transactions
+           SET metadata = metadata
+                   || jsonb_build_object('state', p_state,
+                                         'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1)
+                   || CASE WHEN p_state IN ('RUNNING', 'PAUSED') THEN '{}'::jsonb
+                           ELSE jsonb_build_object('finished_at', now()) END
+                   || CASE WHEN p_message IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('message', p_message) END,
+               transaction_status = lower(p_state),
+               updated_by = coalesce(p_actor, updated_by),
+               updated_at = now(),
+               version = coalesce(version, 1) + 1,
+               smart_code = smart_code
+         WHERE id = p_run_id
+           AND (p_from IS NULL OR coalesce(metadata ->> 'state', 'RUNNING') = ANY (p_from))
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM changed)
+$$;
+
+-- UpdateMigration: p_changes merged into the run's parameters, the change
+-- recorded (when, by whom, what) under last_update.
+CREATE OR REPLACE FUNCTION hera_migration_set_parameters_v2(p_run_id uuid, p_changes jsonb, p_actor uuid)
+RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE universal_transactions
+       SET metadata = metadata || jsonb_build_object(
+               'parameters', (metadata -> 'parameters') || p_changes,
+               'last_update', jsonb_build_object('at', now(), 'by', p_actor, 'changes', p_changes)),
+           updated_by = p_actor,
+           updated_at = now(),
+           version = coalesce(version, 1) + 1,
+           smart_code = smart_code
+     WHERE id = p_run_id
+$$;
+
 -- The catalog half of a run's snapshot: {tables_taken_at, tables:
 -- ["schema.table", ...]}, every ordinary and partitioned table outside the
 -- system schemas (pg_catalog, information_schema, pg_toast*, and pg_temp*:

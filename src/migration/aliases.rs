@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use super::{
     input::{self, Mapping},
-    progress::RunState,
-    runs,
+    run::{Phase, RunState, SetAside, store},
 };
 use crate::{
     auth::Access,
@@ -63,7 +62,7 @@ pub struct Applied {
     pub mappings: Vec<AliasCount>,
     /// Rows the database refused to alias, with its reason.
     #[serde(default)]
-    pub refused: Vec<super::runs::SetAside>,
+    pub refused: Vec<SetAside>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,14 +91,14 @@ pub async fn apply(pool: &PgPool, access: &Access, request: &AliasRequest) -> Re
         return Ok(applied);
     }
     if let Some(id) = request.migration_id {
-        let run = runs::get(pool, organization_id, id).await?;
-        if run.record.phase == "ROLLBACK" || run.record.state == RunState::RolledBack.as_str() {
+        let run = store::get(pool, organization_id, id).await?;
+        if run.record.phase == Phase::Rollback || run.record.state == RunState::RolledBack {
             return Err(Error::FailedPrecondition(format!(
                 "migration_id: migration {id} is rolled back (or being rolled back)"
             )));
         }
     }
-    runs::refuse_while_active(pool, organization_id, None, "aliases wait for it to end").await?;
+    store::refuse_while_active(pool, organization_id, None, "aliases wait for it to end").await?;
 
     let alias_batch_id = Uuid::new_v4();
     let mappings = Json(&request.mappings);

@@ -97,7 +97,7 @@ pub fn candidate_statuses(values: &[String]) -> Result<Vec<String>> {
 }
 
 /// One explicit mapping; an empty target excludes the source from migration.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mapping {
     pub source_smart_code: String,
     pub target_smart_code: String,

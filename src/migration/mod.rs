@@ -4,6 +4,6 @@ pub mod engine;
 pub mod input;
 pub mod preview;
 pub mod progress;
-pub mod runs;
+pub mod run;
 pub mod smart_code;
 pub mod validation;

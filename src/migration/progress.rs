@@ -6,46 +6,8 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// The states of a run, spelled as the API spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Running,
-    Paused,
-    Succeeded,
-    Failed,
-    Cancelled,
-    RolledBack,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "RUNNING",
-            Self::Paused => "PAUSED",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-            Self::RolledBack => "ROLLED_BACK",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Running,
-            Self::Paused,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Cancelled,
-            Self::RolledBack,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Running | Self::Paused)
-    }
-}
+use super::run::Phase;
+pub use super::run::RunState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -59,7 +21,7 @@ pub struct Progress {
     pub migration_id: Uuid,
     pub organization_id: Uuid,
     pub sequence: u64,
-    pub phase: super::engine::Phase,
+    pub phase: Phase,
     pub state: RunState,
     pub processed: i64,
     pub remaining: i64,
@@ -170,14 +132,5 @@ mod tests {
             throughput.record(1000, 50.0, 100.0);
         }
         assert!((throughput.transactions_per_second().unwrap() - 10_000.0).abs() < 0.01);
-    }
-
-    #[test]
-    fn states_round_trip_and_know_when_they_end() {
-        for state in [RunState::Running, RunState::Succeeded, RunState::RolledBack] {
-            assert_eq!(RunState::parse(state.as_str()), Some(state));
-        }
-        assert!(RunState::Cancelled.is_terminal());
-        assert!(!RunState::Paused.is_terminal());
     }
 }

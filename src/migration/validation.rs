@@ -11,13 +11,7 @@ use uuid::Uuid;
 use crate::{auth::Access, db::scope, error::Result};
 
 const VALIDATE: &str = "SELECT hera_migration_validate_v2($1)";
-const RECORD: &str = "INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES ($1, $2, 'MIGRATION_VALIDATION', 'MIGVAL-' || $1, now(), 0, lower($3),
-            'HERA.ACCOUNTING.MIGRATION.VALIDATION.REPORT.v2',
-            $4::jsonb || jsonb_build_object('operation_type', 'VALIDATION', 'phase', 'VALIDATION'),
-            $5, $5)";
+const RECORD: &str = include_str!("../../sql/queries/validation_record.sql");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Report {
@@ -46,7 +40,7 @@ pub struct Check {
 /// records the report.
 pub async fn validate(pool: &PgPool, access: &Access, id: Uuid) -> Result<Report> {
     let organization_id = access.organization_id;
-    super::runs::get(pool, organization_id, id).await?;
+    super::run::store::get(pool, organization_id, id).await?;
     let mut tx = scope::begin_read_only(pool, organization_id).await?;
     let Json(raw): Json<serde_json::Value> = sqlx::query_scalar(VALIDATE)
         .bind(id)

@@ -98,7 +98,7 @@ fn prediction(p: crate::migration::preview::Prediction) -> proto::MigrationPredi
     }
 }
 
-fn set_aside(list: &[crate::migration::runs::SetAside]) -> Vec<proto::SetAsideTransaction> {
+fn set_aside(list: &[crate::migration::run::SetAside]) -> Vec<proto::SetAsideTransaction> {
     list.iter()
         .map(|s| proto::SetAsideTransaction {
             transaction_id: s
@@ -120,7 +120,7 @@ fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
 }
 
 /// A run as the API shows it, its latest state as a progress event.
-pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
+pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
     let progress = progress(&crate::migration::engine::snapshot(&run));
     let record = &run.record;
     let (state, phase) = (progress.state, progress.phase);
@@ -131,33 +131,26 @@ pub fn migration(run: crate::migration::runs::Run) -> proto::Migration {
         phase,
         state,
         parameters: Some(proto::MigrationParameters {
-            from_date: parameters.from_date.clone(),
-            to_date: parameters.to_date.clone(),
+            from_date: parameters.from_date.to_string(),
+            to_date: parameters.to_date.to_string(),
             batch_size: parameters.batch_size,
             smart_code_mappings: parameters
                 .smart_code_mappings
                 .iter()
                 .map(|m| proto::SmartCodeMapping {
-                    source_smart_code: m["source_smart_code"].as_str().unwrap_or_default().into(),
-                    target_smart_code: m["target_smart_code"].as_str().unwrap_or_default().into(),
+                    source_smart_code: m.source_smart_code.clone(),
+                    target_smart_code: m.target_smart_code.clone(),
                 })
                 .collect(),
             dry_run: parameters.dry_run,
             closed_period_policy: enum_value(
-                parameters
-                    .closed_period_policy
-                    .as_deref()
-                    .and_then(proto::ClosedPeriodPolicy::from_str_name),
+                proto::ClosedPeriodPolicy::from_str_name(parameters.closed_period_policy.as_str()),
                 proto::ClosedPeriodPolicy::Skip,
             ),
             max_transactions_per_second: parameters.max_transactions_per_second,
             batch_delay_ms: parameters.batch_delay_ms,
             plan_fingerprint: parameters.plan_fingerprint.clone(),
-            candidate_statuses: if parameters.candidate_statuses.is_empty() {
-                vec!["posted".into()]
-            } else {
-                parameters.candidate_statuses.clone()
-            },
+            candidate_statuses: parameters.candidate_statuses.clone(),
         }),
         progress: Some(progress),
         started_by: record.started_by.map(|u| u.to_string()).unwrap_or_default(),

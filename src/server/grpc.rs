@@ -18,7 +18,8 @@ use crate::{
         engine::{self, Control, Engine},
         preview::{self, PreviewQuery},
         progress::Progress,
-        runs, validation,
+        run::{RunState, store},
+        validation,
     },
     proto::*,
 };
@@ -109,7 +110,7 @@ impl GrpcMigrationService {
         let updates = match self.engine.watch(id) {
             Some(updates) if access_owns(&updates, access) => updates,
             _ => {
-                let outcome = runs::get(&self.pool, access.organization_id, id).await;
+                let outcome = store::get(&self.pool, access.organization_id, id).await;
                 let run = self.found(access, operation, id, outcome).await?;
                 self.engine.follow(&run)
             }
@@ -261,7 +262,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         let access = self
             .admit(&request, &message.organization_id, Operation::GetMigration)
             .await?;
-        let outcome = runs::get(&self.pool, access.organization_id, id).await;
+        let outcome = store::get(&self.pool, access.organization_id, id).await;
         let run = self
             .found(&access, Operation::GetMigration, id, outcome)
             .await?;
@@ -273,13 +274,16 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         request: Request<ListMigrationsRequest>,
     ) -> Answer<ListMigrationsResponse> {
         let message = request.get_ref();
-        let page_size = runs::page_size(message.page_size)?;
-        let after = runs::PageToken::decode(&message.page_token)?;
-        let states = message
+        let page_size = store::page_size(message.page_size)?;
+        let after = store::PageToken::decode(&message.page_token)?;
+        let asked: Vec<MigrationState> = message
             .states()
             .filter(|state| *state != MigrationState::Unspecified)
-            .map(|state| state.as_str_name().to_owned())
-            .collect::<Vec<_>>();
+            .collect();
+        let states: Vec<RunState> = asked
+            .iter()
+            .filter_map(|state| RunState::parse(state.as_str_name()))
+            .collect();
         let access = self
             .admit(
                 &request,
@@ -287,17 +291,22 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
                 Operation::ListMigrations,
             )
             .await?;
-        let (page, next) = runs::list(
-            &self.pool,
-            access.organization_id,
-            &states,
-            page_size,
-            after,
-        )
-        .await?;
+        // Only states no run is ever in (PENDING): nothing to list.
+        let (page, next) = if !asked.is_empty() && states.is_empty() {
+            (Vec::new(), None)
+        } else {
+            store::list(
+                &self.pool,
+                access.organization_id,
+                &states,
+                page_size,
+                after,
+            )
+            .await?
+        };
         Ok(Response::new(ListMigrationsResponse {
             migrations: page.into_iter().map(convert::migration).collect(),
-            next_page_token: next.map(runs::PageToken::encode).unwrap_or_default(),
+            next_page_token: next.map(store::PageToken::encode).unwrap_or_default(),
         }))
     }
 

@@ -6,8 +6,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-use sqlx::types::Json;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -15,52 +13,19 @@ use super::{
     Inner,
     lease::Lease,
     pacing::{Backoff, Pacing},
-    phase::Phase,
     report::{self, BatchResult},
 };
 use crate::{
     db::scope,
     error::{Error, Result},
     migration::{
-        progress::{Health, Progress, RunState, Throughput},
-        runs::{Parameters, Run},
+        progress::{Health, Progress, Throughput},
+        run::{Phase, Run, RunState, store},
     },
 };
 
 /// How often a paused executor looks for a resume made on another server.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
-/// Ends a run that nobody has ended meanwhile (a user's cancel wins).
-const FINISH: &str = "UPDATE universal_transactions
-    SET metadata = metadata || jsonb_build_object(
-            'state', $2::text, 'finished_at', now(), 'message', $3::text,
-            'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1),
-        transaction_status = lower($2::text), updated_at = now(), version = coalesce(version, 1) + 1,
-        smart_code = smart_code
-    WHERE id = $1 AND coalesce(metadata ->> 'state', 'RUNNING') IN ('RUNNING', 'PAUSED')
-    RETURNING 1";
-const ENDED_AS: &str = "SELECT metadata ->> 'state', metadata ->> 'message'
-    FROM universal_transactions WHERE id = $1";
-const READ_PACE: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' FROM universal_transactions WHERE id = $1";
-/// The run's row as a batch left it: its pace (which UpdateMigration may have
-/// changed) and, for a dry run, its position.
-const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
-           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined'
-      FROM universal_transactions WHERE id = $1";
-type RunAfterBatch = (
-    Json<Parameters>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-);
-/// A dry run's batch rolls back; what it learnt (where the next batch starts,
-/// the counts) is kept on the run's row, which is all a dry run writes.
-const KEEP_DRY_RUN_POSITION: &str = "UPDATE universal_transactions
-    SET metadata = metadata || jsonb_strip_nulls(jsonb_build_object(
-            'cursor', $2::jsonb, 'counters', $3::jsonb, 'quarantined_ids', $4::jsonb,
-            'quarantined', $5::jsonb)),
-        updated_at = now(), smart_code = smart_code
-    WHERE id = $1";
 
 /// SQLSTATEs of a batch that waited on the business's locks: lock_not_available
 /// (lock_timeout), deadlock_detected, serialization_failure. Retried smaller.
@@ -73,6 +38,8 @@ pub struct Executor {
     phase: Phase,
     dry_run: bool,
     total: i64,
+    /// The run's pace when it was launched; each batch reads it anew.
+    pacing: Pacing,
     lease: Lease,
     sender: watch::Sender<Progress>,
     wake: Arc<Notify>,
@@ -96,12 +63,13 @@ impl Executor {
             inner,
             id: run.id,
             organization_id: run.organization_id,
-            phase: super::Phase::parse(&run.record.phase),
+            phase: run.record.phase,
             dry_run: run.record.parameters.dry_run,
-            total: match super::Phase::parse(&run.record.phase) {
+            total: match run.record.phase {
                 Phase::Execution => run.record.total_candidates.unwrap_or(0),
                 Phase::Rollback => run.record.counters.migrated,
             },
+            pacing: Pacing::of(&run.record.parameters),
             lease,
             sender,
             wake,
@@ -140,7 +108,10 @@ impl Executor {
                 break;
             }
             let started = Instant::now();
-            match self.batch(backoff.batch_size()).await {
+            // The size is always explicit: the run's own, or smaller while
+            // backing off from lock waits.
+            let size = backoff.batch_size().unwrap_or(self.pacing.batch_size);
+            match self.batch(size).await {
                 Ok(Committed {
                     result:
                         BatchResult {
@@ -155,6 +126,7 @@ impl Executor {
                 }
                 Ok(Committed { result, pacing }) => {
                     backoff.committed(pacing.batch_size);
+                    self.pacing = pacing;
                     if !self
                         .committed(&result, pacing, started, &mut throughput)
                         .await
@@ -290,7 +262,7 @@ impl Executor {
     async fn back_off(&self, error: &Error, backoff: &mut Backoff) -> bool {
         let configured = match self.read_pace().await {
             Ok((_, pacing)) => pacing.batch_size,
-            Err(_) => backoff.batch_size().unwrap_or(1000),
+            Err(_) => self.pacing.batch_size,
         };
         if backoff.retries() >= self.inner.settings.batch_lock_retries {
             let message = format!(
@@ -320,7 +292,7 @@ impl Executor {
 
     /// One batch of the run's phase in one database transaction, committed
     /// (or rolled back, for a dry run), inside its `migration.batch` span.
-    async fn batch(&self, batch_size: Option<i32>) -> Result<Committed> {
+    async fn batch(&self, batch_size: i32) -> Result<Committed> {
         let span = tracing::info_span!(
             "migration.batch",
             migration.phase = self.phase.as_str(),
@@ -350,68 +322,43 @@ impl Executor {
         Ok(committed)
     }
 
-    async fn batch_transaction(&self, batch_size: Option<i32>) -> Result<Committed> {
+    async fn batch_transaction(&self, batch_size: i32) -> Result<Committed> {
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
         sqlx::query("SELECT set_config('lock_timeout', $1, true)")
             .bind(format!("{}ms", self.inner.settings.batch_lock_timeout_ms))
             .execute(&mut *tx)
             .await?;
-        let Json(result): Json<BatchResult> = sqlx::query_scalar(self.phase.batch_sql())
-            .bind(self.id)
-            .bind(batch_size)
-            .fetch_one(&mut *tx)
-            .await?;
-        let (Json(parameters), cursor, counters, quarantined_ids, quarantined): RunAfterBatch =
-            sqlx::query_as(AFTER_BATCH)
+        let sqlx::types::Json(result): sqlx::types::Json<BatchResult> =
+            sqlx::query_scalar(self.phase.batch_sql())
                 .bind(self.id)
+                .bind(batch_size)
                 .fetch_one(&mut *tx)
                 .await?;
+        let after = store::after_batch(&mut tx, self.id).await?;
         if self.dry_run && result.halted.is_none() {
             tx.rollback().await?;
             let mut keep = scope::begin(&self.inner.pool, self.organization_id).await?;
-            sqlx::query(KEEP_DRY_RUN_POSITION)
-                .bind(self.id)
-                .bind(cursor)
-                .bind(counters)
-                .bind(quarantined_ids)
-                .bind(quarantined)
-                .execute(&mut *keep)
-                .await?;
+            store::keep_dry_run_position(&mut keep, self.id, &after).await?;
             keep.commit().await?;
         } else {
             tx.commit().await?;
         }
         Ok(Committed {
             result,
-            pacing: Pacing::of(&parameters),
+            pacing: Pacing::of(&after.parameters),
         })
     }
 
     /// The run's state and pace as its row holds them now.
     async fn read_pace(&self) -> Result<(RunState, Pacing)> {
-        let mut tx = scope::begin_read_only(&self.inner.pool, self.organization_id).await?;
-        let (state, Json(parameters)): (Option<String>, Json<Parameters>) =
-            sqlx::query_as(READ_PACE)
-                .bind(self.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.rollback().await?;
-        let state = state
-            .as_deref()
-            .and_then(RunState::parse)
-            .unwrap_or(RunState::Failed);
+        let (state, parameters) =
+            store::state_and_parameters(&self.inner.pool, self.organization_id, self.id).await?;
         Ok((state, Pacing::of(&parameters)))
     }
 
     /// What a rollback that ends with refused restores says: which, and why.
     async fn refused_restores(&self) -> String {
-        let refused = match crate::migration::runs::get(
-            &self.inner.pool,
-            self.organization_id,
-            self.id,
-        )
-        .await
-        {
+        let refused = match store::get(&self.inner.pool, self.organization_id, self.id).await {
             Ok(run) => run.record.rollback.unwrap_or_default().refused,
             Err(_) => Vec::new(),
         };
@@ -445,30 +392,23 @@ impl Executor {
         }
     }
 
-    /// Records the end of the run; if it had already ended (say, cancelled
-    /// just as its last batch committed), returns how it ended instead.
+    /// Records the end of the run, unless it ended meanwhile (say, cancelled
+    /// just as its last batch committed: a user's control wins); then
+    /// returns how it ended instead.
     async fn record_end(
         &self,
         state: RunState,
         message: &str,
     ) -> Result<Option<(RunState, String)>> {
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
-        let recorded = sqlx::query(FINISH)
-            .bind(self.id)
-            .bind(state.as_str())
-            .bind(message)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let ended = match recorded {
-            Some(_) => None,
-            None => {
-                let (ended, why): (Option<String>, Option<String>) = sqlx::query_as(ENDED_AS)
-                    .bind(self.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let ended = ended.as_deref().and_then(RunState::parse).unwrap_or(state);
-                Some((ended, why.unwrap_or_default()))
-            }
+        let active = [RunState::Running, RunState::Paused];
+        let recorded =
+            store::set_state(&mut tx, self.id, state, None, Some(message), &active).await?;
+        let ended = if recorded {
+            None
+        } else {
+            let (ended, why) = store::ended_as(&mut tx, self.id).await?;
+            Some((ended.unwrap_or(state), why))
         };
         tx.commit().await?;
         Ok(ended)

@@ -12,7 +12,6 @@ mod control;
 mod executor;
 mod lease;
 mod pacing;
-mod phase;
 mod report;
 mod rollback;
 mod start;
@@ -28,13 +27,15 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 pub use control::{Control, UpdateRequest, update_request};
-pub use phase::Phase;
 pub use report::snapshot;
 pub use rollback::{RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};
 
 use self::{executor::Executor, lease::Lease};
-use super::{progress::Progress, runs::Run};
+use super::{
+    progress::Progress,
+    run::{Run, RunState, store},
+};
 use crate::{
     config::{EngineSettings, OnInterrupted},
     error::Result,
@@ -119,8 +120,8 @@ impl Engine {
             let Some(lease) = Lease::try_acquire(&self.inner.admin, organization_id).await? else {
                 continue; // a live server executes it
             };
-            let run = super::runs::get(&self.inner.pool, organization_id, id).await?;
-            if run.record.state != "RUNNING" {
+            let run = store::get(&self.inner.pool, organization_id, id).await?;
+            if run.record.state != RunState::Running {
                 continue; // it ended or paused meanwhile
             }
             adopted += 1;

@@ -2,7 +2,7 @@
 //! batches), and backing off when batches wait on the business's row locks.
 use std::time::Duration;
 
-use crate::migration::runs::Parameters;
+use crate::migration::run::Parameters;
 
 /// The smallest batch a run backs off to.
 const MIN_BATCH: i32 = 1;
@@ -27,11 +27,7 @@ impl Pacing {
                 .max_transactions_per_second
                 .filter(|rate| rate.is_finite() && *rate > 0.0),
             batch_delay: Duration::from_millis(u64::from(parameters.batch_delay_ms)),
-            batch_size: if parameters.batch_size > 0 {
-                parameters.batch_size
-            } else {
-                1000
-            },
+            batch_size: parameters.batch_size.max(1),
         }
     }
 

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::migration::{
-    progress::{Health, Progress, RunState, Throughput},
-    runs::{self, Counters, Run, SetAside},
+    progress::{Health, Progress, Throughput},
+    run::{Counters, Phase, Run, RunState, SetAside, store},
 };
 
 /// What one batch reports (see `hera_migration_execute_batch_v2`).
@@ -144,18 +144,18 @@ fn apply_counters(progress: &mut Progress, counters: &Counters, total: i64) {
 /// this process (finished, or executed by another replica).
 pub fn snapshot(run: &Run) -> Progress {
     let record = &run.record;
-    let phase = super::Phase::parse(&record.phase);
+    let phase = record.phase;
     let rollback = record.rollback.clone().unwrap_or_default();
     // A rollback's progress counts the originals it restored, out of those
     // the execution migrated.
     let (counters, total) = match phase {
-        super::Phase::Execution => (
+        Phase::Execution => (
             record.counters,
             record.total_candidates.unwrap_or(record.counters.processed),
         ),
-        super::Phase::Rollback => (rollback.counters, record.counters.migrated),
+        Phase::Rollback => (rollback.counters, record.counters.migrated),
     };
-    let state = RunState::parse(&record.state).unwrap_or(RunState::Running);
+    let state = record.state;
     let batches = record.counters.batches + rollback.counters.batches;
     let mut progress = Progress {
         migration_id: run.id,
@@ -255,7 +255,7 @@ pub fn follow(pool: PgPool, run: &Run, shutdown: CancellationToken) -> watch::Re
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(FOLLOW_EVERY) => {}
             }
-            let Ok(run) = runs::get(&pool, organization_id, id).await else {
+            let Ok(run) = store::get(&pool, organization_id, id).await else {
                 continue; // a passing database error: try again
             };
             let mut latest = snapshot(&run);

@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::{
-    Engine,
-    control::{LockedRun, lock_run, set_state},
-    lease::Lease,
-};
+use super::{Engine, lease::Lease};
 use crate::{
     auth::Access,
     db::scope,
     error::{Error, Result},
-    migration::{progress::RunState, runs},
+    migration::run::{
+        Phase, RunState,
+        store::{self, LockedRun},
+    },
 };
 
 /// How long a forced rollback waits for the cancelled execution's batch in
@@ -24,8 +23,6 @@ use crate::{
 const CANCEL_WITHIN: Duration = Duration::from_secs(30);
 const LEASE_POLL: Duration = Duration::from_millis(100);
 const MAX_REASON: usize = 500;
-
-const BEGIN: &str = "SELECT hera_migration_begin_rollback_v2($1, $2, $3, $4)";
 
 /// A checked RollbackMigration request.
 #[derive(Debug, Clone)]
@@ -84,24 +81,25 @@ impl Engine {
             phase,
             rollback_refused,
             ..
-        } = lock_run(&mut tx, organization_id, id).await?;
-        if state == "RUNNING"
-            || (state == "ROLLED_BACK" && rollback_refused == 0)
-            || (state == "PAUSED" && phase == "EXECUTION")
+        } = store::lock(&mut tx, organization_id, id).await?;
+        if state == RunState::Running
+            || (state == RunState::RolledBack && rollback_refused == 0)
+            || (state == RunState::Paused && phase == Phase::Execution)
         {
             return Err(Error::Aborted(format!(
                 "migration_id: migration {id} changed while its rollback began; try again"
             )));
         }
-        sqlx::query(BEGIN)
-            .bind(id)
-            .bind(access.user_id)
-            .bind(&request.reason)
-            .bind(&request.request_id)
-            .execute(&mut *tx)
-            .await?;
+        store::begin_rollback(
+            &mut tx,
+            id,
+            access.user_id,
+            &request.reason,
+            &request.request_id,
+        )
+        .await?;
         tx.commit().await?;
-        let run = runs::get(&self.inner.pool, organization_id, id).await?;
+        let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(())
     }
@@ -120,29 +118,30 @@ impl Engine {
             dry_run,
             rollback_request_id,
             rollback_refused,
-        } = lock_run(&mut tx, organization_id, id).await?;
+        } = store::lock(&mut tx, organization_id, id).await?;
         tx.rollback().await?;
         let same_request = !request.request_id.is_empty()
             && rollback_request_id.as_deref() == Some(request.request_id.as_str());
-        let active = matches!(state.as_str(), "RUNNING" | "PAUSED");
+        let active = state.is_active();
         let refuse = |why: String| Err(Error::FailedPrecondition(format!("migration_id: {why}")));
-        match (phase.as_str(), state.as_str()) {
-            ("ROLLBACK", _) if same_request => Ok(Decision::Attach),
+        match (phase, state) {
+            (Phase::Rollback, _) if same_request => Ok(Decision::Attach),
             // Its refused restores are retried (once their cause is fixed).
-            (_, "ROLLED_BACK") if rollback_refused > 0 => Ok(Decision::Begin),
-            (_, "ROLLED_BACK") => refuse(format!("migration {id} is already rolled back")),
-            ("ROLLBACK", _) if active => refuse(format!(
+            (_, RunState::RolledBack) if rollback_refused > 0 => Ok(Decision::Begin),
+            (_, RunState::RolledBack) => refuse(format!("migration {id} is already rolled back")),
+            (Phase::Rollback, _) if active => refuse(format!(
                 "migration {id} is being rolled back already; watch it with WatchMigration"
             )),
             _ if dry_run => refuse(format!(
                 "migration {id} was a dry run: it wrote nothing to roll back"
             )),
-            ("EXECUTION", _) if active && !request.force => refuse(format!(
-                "migration {id} is {state}; cancel it first, or roll back with force"
+            (Phase::Execution, _) if active && !request.force => refuse(format!(
+                "migration {id} is {}; cancel it first, or roll back with force",
+                state.as_str()
             )),
-            ("EXECUTION", _) if active => Ok(Decision::CancelFirst),
+            (Phase::Execution, _) if active => Ok(Decision::CancelFirst),
             _ => {
-                runs::refuse_while_active(
+                store::refuse_while_active(
                     &self.inner.pool,
                     organization_id,
                     Some(id),
@@ -158,10 +157,19 @@ impl Engine {
     /// in flight and gives its lease up).
     async fn cancel_for_rollback(&self, access: &Access, id: Uuid) -> Result<()> {
         let mut tx = scope::begin(&self.inner.pool, access.organization_id).await?;
-        let LockedRun { state, phase, .. } = lock_run(&mut tx, access.organization_id, id).await?;
-        if phase == "EXECUTION" && matches!(state.as_str(), "RUNNING" | "PAUSED") {
+        let LockedRun { state, phase, .. } =
+            store::lock(&mut tx, access.organization_id, id).await?;
+        if phase == Phase::Execution && state.is_active() {
             let why = Some("cancelled to be rolled back");
-            set_state(&mut tx, id, RunState::Cancelled, access.user_id, why).await?;
+            store::set_state(
+                &mut tx,
+                id,
+                RunState::Cancelled,
+                Some(access.user_id),
+                why,
+                &[],
+            )
+            .await?;
         }
         tx.commit().await?;
         if let Some(wake) = self.wake(id) {

@@ -9,60 +9,22 @@ use crate::{
     db::scope,
     error::{Error, Result},
     migration::{
-        input::{self, Mapping},
+        input,
         preview::Preview,
+        run::{ClosedPeriodPolicy, Parameters, store},
     },
 };
 
 /// The plan as the preview makes it, without its time estimate (no calibration).
 const PLAN: &str = "SELECT hera_migration_preview_candidates_v2($1, $2, $3, 1, $4, $5, $6, '{}')";
-const FIND_BY_REQUEST: &str = "SELECT id, metadata -> 'requested' FROM universal_transactions
-    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2";
-const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
-/// `requested`: the parameters as sent, which a retry with the same
-/// `request_id` must match (UpdateMigration changes `parameters` later).
-const RECORD_PLAN: &str = "SELECT hera_migration_update_run_v2($1, jsonb_build_object(
-            'total_candidates', $2::bigint, 'state_changes', 1, 'requested', $3::jsonb,
-            'prediction', $4::jsonb))";
 
-/// A checked StartMigration request.
+/// A checked StartMigration request: the run's parameters, every default
+/// applied, and what makes the start idempotent and safe.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
-    pub from_date: chrono::NaiveDate,
-    pub to_date: chrono::NaiveDate,
-    pub batch_size: i32,
-    pub mappings: Vec<Mapping>,
-    pub candidate_statuses: Vec<String>,
+    pub parameters: Parameters,
     pub request_id: String,
     pub expected_plan_fingerprint: String,
-    pub post_to_open_period: bool,
-    pub max_transactions_per_second: Option<f64>,
-    pub dry_run: bool,
-}
-
-impl StartRequest {
-    fn policy(&self) -> &'static str {
-        if self.post_to_open_period {
-            "POST_TO_OPEN_PERIOD"
-        } else {
-            "SKIP"
-        }
-    }
-
-    /// The parameters as the run records them (and idempotency compares them).
-    fn parameters(&self) -> Value {
-        json!({
-            "from_date": self.from_date,
-            "to_date": self.to_date,
-            "batch_size": self.batch_size,
-            "smart_code_mappings": self.mappings,
-            "candidate_statuses": self.candidate_statuses,
-            "dry_run": self.dry_run,
-            "closed_period_policy": self.policy(),
-            "max_transactions_per_second": self.max_transactions_per_second,
-            "batch_delay_ms": 0,
-        })
-    }
 }
 
 /// The fields of a StartMigration request, as the caller sent them.
@@ -87,16 +49,24 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
         input::rate("max_transactions_per_second", rate)?;
     }
     Ok(StartRequest {
-        from_date,
-        to_date,
-        batch_size: input::batch("batch_size", fields.batch_size)?,
-        mappings: input::mappings(fields.mappings)?,
-        candidate_statuses: input::candidate_statuses(fields.candidate_statuses)?,
+        parameters: Parameters {
+            from_date,
+            to_date,
+            batch_size: input::batch("batch_size", fields.batch_size)?,
+            smart_code_mappings: input::mappings(fields.mappings)?,
+            candidate_statuses: input::candidate_statuses(fields.candidate_statuses)?,
+            closed_period_policy: if fields.post_to_open_period {
+                ClosedPeriodPolicy::PostToOpenPeriod
+            } else {
+                ClosedPeriodPolicy::Skip
+            },
+            dry_run: fields.dry_run,
+            max_transactions_per_second: fields.max_transactions_per_second,
+            batch_delay_ms: 0,
+            plan_fingerprint: String::new(),
+        },
         request_id: fields.request_id.trim().to_owned(),
         expected_plan_fingerprint: fields.expected_plan_fingerprint.trim().to_owned(),
-        post_to_open_period: fields.post_to_open_period,
-        max_transactions_per_second: fields.max_transactions_per_second,
-        dry_run: fields.dry_run,
     })
 }
 
@@ -106,7 +76,9 @@ impl Engine {
     /// FAILED_PRECONDITION when the plan no longer has the expected fingerprint.
     pub async fn start(&self, access: &Access, request: &StartRequest) -> Result<Uuid> {
         let organization_id = access.organization_id;
-        let parameters = request.parameters();
+        // What the caller asked for, which a retry with the same request_id
+        // must match (UpdateMigration changes the run's parameters later).
+        let requested = serde_json::to_value(&request.parameters).expect("parameters serialize");
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
         // One start at a time per organization, across replicas.
         sqlx::query(
@@ -115,11 +87,10 @@ impl Engine {
         .bind(organization_id)
         .execute(&mut *tx)
         .await?;
-        if let Some(id) = find_by_request(&mut tx, organization_id, request, &parameters).await? {
+        if let Some(id) = find_by_request(&mut tx, organization_id, request, &requested).await? {
             return Ok(id);
         }
-        if let Some(active) = crate::migration::runs::active(&mut tx, organization_id, None).await?
-        {
+        if let Some(active) = store::active(&mut tx, organization_id, None).await? {
             return Err(Error::Aborted(format!(
                 "organization {organization_id} already has an active migration {active}"
             )));
@@ -133,24 +104,28 @@ impl Engine {
                 ))
             })?;
         let plan = checked_plan(&mut tx, organization_id, request).await?;
-        let mut recorded = parameters.clone();
-        recorded["plan_fingerprint"] = json!(plan.plan_fingerprint);
-        let id: Uuid = sqlx::query_scalar(CREATE)
-            .bind(organization_id)
-            .bind(access.user_id)
-            .bind(&recorded)
-            .bind((!request.request_id.is_empty()).then_some(&request.request_id))
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(RECORD_PLAN)
-            .bind(id)
-            .bind(plan.total_candidates)
-            .bind(&parameters)
-            .bind(Json(&plan.prediction))
-            .execute(&mut *tx)
-            .await?;
+        let parameters = Parameters {
+            plan_fingerprint: plan.plan_fingerprint.clone(),
+            ..request.parameters.clone()
+        };
+        let request_id = (!request.request_id.is_empty()).then_some(request.request_id.as_str());
+        let id = store::create(
+            &mut tx,
+            organization_id,
+            access.user_id,
+            &parameters,
+            request_id,
+        )
+        .await?;
+        let recorded_plan = json!({
+            "total_candidates": plan.total_candidates,
+            "state_changes": 1,
+            "requested": requested,
+            "prediction": plan.prediction,
+        });
+        store::patch(&mut tx, id, recorded_plan).await?;
         tx.commit().await?;
-        let run = crate::migration::runs::get(&self.inner.pool, organization_id, id).await?;
+        let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(id)
     }
@@ -162,20 +137,17 @@ async fn find_by_request(
     tx: &mut scope::OrgTransaction,
     organization_id: Uuid,
     request: &StartRequest,
-    parameters: &Value,
+    requested: &Value,
 ) -> Result<Option<Uuid>> {
     if request.request_id.is_empty() {
         return Ok(None);
     }
-    let existing: Option<(Uuid, Value)> = sqlx::query_as(FIND_BY_REQUEST)
-        .bind(organization_id)
-        .bind(&request.request_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some((id, recorded)) = existing else {
+    let Some((id, recorded)) =
+        store::find_by_request(tx, organization_id, &request.request_id).await?
+    else {
         return Ok(None);
     };
-    if &recorded == parameters {
+    if &recorded == requested {
         Ok(Some(id))
     } else {
         Err(Error::AlreadyExists(format!(
@@ -192,13 +164,14 @@ async fn checked_plan(
     organization_id: Uuid,
     request: &StartRequest,
 ) -> Result<Preview> {
+    let parameters = &request.parameters;
     let Json(plan): Json<Preview> = sqlx::query_scalar(PLAN)
         .bind(organization_id)
-        .bind(request.from_date)
-        .bind(request.to_date)
-        .bind(Json(&request.mappings))
-        .bind(&request.candidate_statuses)
-        .bind(request.policy())
+        .bind(parameters.from_date)
+        .bind(parameters.to_date)
+        .bind(Json(&parameters.smart_code_mappings))
+        .bind(&parameters.candidate_statuses)
+        .bind(parameters.closed_period_policy.as_str())
         .fetch_one(&mut **tx)
         .await?;
     if !request.expected_plan_fingerprint.is_empty()

@@ -1,0 +1,426 @@
+//! The run store: every read and write of a run's row. Each write is one of
+//! the SQL functions in `sql/functions/run.sql` (or the rollback's begin in
+//! `rollback.sql`), so psql and the service change a run the same way. Every
+//! read is scoped to the caller's organization: a run of another organization
+//! is simply not found.
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, types::Json};
+use uuid::Uuid;
+
+use super::{Parameters, Run, RunState};
+use crate::{
+    db::scope,
+    error::{Error, Result},
+};
+
+const RUN_COLUMNS: &str = "SELECT id, organization_id, metadata, created_at, updated_at
+                             FROM universal_transactions";
+const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
+const FIND_BY_REQUEST: &str = "SELECT id, metadata -> 'requested' FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2";
+const PATCH: &str = "SELECT hera_migration_update_run_v2($1, $2)";
+const SET_STATE: &str = "SELECT hera_migration_set_state_v2($1, $2, $3, $4, $5)";
+const SET_PARAMETERS: &str = "SELECT hera_migration_set_parameters_v2($1, $2, $3)";
+const BEGIN_ROLLBACK: &str = "SELECT hera_migration_begin_rollback_v2($1, $2, $3, $4)";
+const LOCK: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 'EXECUTION'),
+           coalesce((metadata #>> '{parameters,dry_run}')::boolean, false),
+           metadata #>> '{rollback,request_id}',
+           coalesce(jsonb_array_length(metadata #> '{rollback,refused}'), 0)::bigint
+      FROM universal_transactions
+     WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
+       FOR UPDATE";
+const STATE_AND_PARAMETERS: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' FROM universal_transactions WHERE id = $1";
+const ENDED_AS: &str =
+    "SELECT metadata ->> 'state', metadata ->> 'message' FROM universal_transactions WHERE id = $1";
+const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
+           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined'
+      FROM universal_transactions WHERE id = $1";
+const ACTIVE: &str = "SELECT id FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
+      AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
+
+type RunRow = (Uuid, Uuid, Value, DateTime<Utc>, DateTime<Utc>);
+
+fn from_row((id, organization_id, metadata, created_at, updated_at): RunRow) -> Result<Run> {
+    let record = serde_json::from_value(metadata).map_err(|e| {
+        Error::FailedPrecondition(format!("migration {id} has an unreadable record: {e}"))
+    })?;
+    Ok(Run {
+        id,
+        organization_id,
+        created_at,
+        updated_at,
+        record,
+    })
+}
+
+/// The run `id` of `organization_id`; NOT_FOUND when it is not this
+/// organization's (its existence elsewhere is not revealed).
+pub async fn get(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Run> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let row: Option<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{RUN_COLUMNS} WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'"
+    )))
+    .bind(organization_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.rollback().await?;
+    let row = row.ok_or_else(|| {
+        Error::NotFound(format!(
+            "migration_id: no migration {id} in organization {organization_id}"
+        ))
+    })?;
+    from_row(row)
+}
+
+/// Creates a run of `parameters`, RUNNING in phase EXECUTION; its id.
+pub async fn create(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    actor: Uuid,
+    parameters: &Parameters,
+    request_id: Option<&str>,
+) -> Result<Uuid> {
+    Ok(sqlx::query_scalar(CREATE)
+        .bind(organization_id)
+        .bind(actor)
+        .bind(Json(parameters))
+        .bind(request_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// The run a `request_id` created, with the parameters it was asked for.
+pub async fn find_by_request(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    request_id: &str,
+) -> Result<Option<(Uuid, Value)>> {
+    Ok(sqlx::query_as(FIND_BY_REQUEST)
+        .bind(organization_id)
+        .bind(request_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Merges `patch` into the run's metadata (not its state: see `set_state`).
+pub async fn patch(conn: &mut PgConnection, id: Uuid, patch: Value) -> Result<()> {
+    sqlx::query(PATCH)
+        .bind(id)
+        .bind(patch)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the run to `state`, if it is in one of `from` (any, when empty).
+/// Whether it moved.
+pub async fn set_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: RunState,
+    actor: Option<Uuid>,
+    message: Option<&str>,
+    from: &[RunState],
+) -> Result<bool> {
+    let from: Option<Vec<&str>> =
+        (!from.is_empty()).then(|| from.iter().map(|s| s.as_str()).collect());
+    Ok(sqlx::query_scalar(SET_STATE)
+        .bind(id)
+        .bind(state.as_str())
+        .bind(actor)
+        .bind(message)
+        .bind(from)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Merges `changes` into the run's parameters (UpdateMigration).
+pub async fn set_parameters(
+    conn: &mut PgConnection,
+    id: Uuid,
+    changes: Value,
+    actor: Uuid,
+) -> Result<()> {
+    sqlx::query(SET_PARAMETERS)
+        .bind(id)
+        .bind(changes)
+        .bind(actor)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Turns the (locked) run into a rollback: RUNNING in phase ROLLBACK.
+pub async fn begin_rollback(
+    conn: &mut PgConnection,
+    id: Uuid,
+    actor: Uuid,
+    reason: &str,
+    request_id: &str,
+) -> Result<()> {
+    sqlx::query(BEGIN_ROLLBACK)
+        .bind(id)
+        .bind(actor)
+        .bind(reason)
+        .bind(request_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What the controls and a rollback decide on: a run's row, locked.
+pub struct LockedRun {
+    pub state: RunState,
+    pub phase: super::Phase,
+    pub dry_run: bool,
+    /// The request id of its rollback, once one began.
+    pub rollback_request_id: Option<String>,
+    /// Originals whose restore the database refused in its rollback.
+    pub rollback_refused: i64,
+}
+
+/// LOCK's columns: state, phase, dry run, rollback request id, refused restores.
+type LockedRow = (Option<String>, String, bool, Option<String>, i64);
+
+/// Locks run `id`'s row; NOT_FOUND outside the organization.
+pub async fn lock(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> Result<LockedRun> {
+    let row: Option<LockedRow> = sqlx::query_as(LOCK)
+        .bind(organization_id)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    let (state, phase, dry_run, rollback_request_id, rollback_refused) = row.ok_or_else(|| {
+        Error::NotFound(format!(
+            "migration_id: no migration {id} in organization {organization_id}"
+        ))
+    })?;
+    Ok(LockedRun {
+        // A state that is not one of ours is not running any more.
+        state: state
+            .as_deref()
+            .map_or(Some(RunState::Running), RunState::parse)
+            .unwrap_or(RunState::Failed),
+        phase: serde_json::from_value(Value::String(phase)).unwrap_or_default(),
+        dry_run,
+        rollback_request_id,
+        rollback_refused,
+    })
+}
+
+/// The run's state and parameters as its row holds them now.
+pub async fn state_and_parameters(
+    pool: &PgPool,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<(RunState, Parameters)> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let (state, Json(parameters)): (Option<String>, Json<Parameters>) =
+        sqlx::query_as(STATE_AND_PARAMETERS)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.rollback().await?;
+    let state = state
+        .as_deref()
+        .and_then(RunState::parse)
+        .unwrap_or(RunState::Failed);
+    Ok((state, parameters))
+}
+
+/// How the run ended, as its row says: its state and message.
+pub async fn ended_as(conn: &mut PgConnection, id: Uuid) -> Result<(Option<RunState>, String)> {
+    let (state, message): (Option<String>, Option<String>) =
+        sqlx::query_as(ENDED_AS).bind(id).fetch_one(conn).await?;
+    Ok((
+        state.as_deref().and_then(RunState::parse),
+        message.unwrap_or_default(),
+    ))
+}
+
+/// The run's row as a batch left it, in the batch's transaction: its pace
+/// (which UpdateMigration may have changed) and, for a dry run, its position.
+pub struct AfterBatch {
+    pub parameters: Parameters,
+    /// cursor, counters, quarantined_ids, quarantined: what a dry run keeps.
+    position: Value,
+}
+
+type AfterBatchRow = (
+    Json<Parameters>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+);
+
+pub async fn after_batch(conn: &mut PgConnection, id: Uuid) -> Result<AfterBatch> {
+    let (Json(parameters), cursor, counters, quarantined_ids, quarantined): AfterBatchRow =
+        sqlx::query_as(AFTER_BATCH).bind(id).fetch_one(conn).await?;
+    let mut position = serde_json::Map::new();
+    for (key, value) in [
+        ("cursor", cursor),
+        ("counters", counters),
+        ("quarantined_ids", quarantined_ids),
+        ("quarantined", quarantined),
+    ] {
+        if let Some(value) = value {
+            position.insert(key.into(), value);
+        }
+    }
+    Ok(AfterBatch {
+        parameters,
+        position: Value::Object(position),
+    })
+}
+
+/// A dry run's batch rolls back; what it learnt (where the next batch
+/// starts, the counts) is kept on the run's row, which is all a dry run writes.
+pub async fn keep_dry_run_position(
+    conn: &mut PgConnection,
+    id: Uuid,
+    after: &AfterBatch,
+) -> Result<()> {
+    patch(conn, id, after.position.clone()).await
+}
+
+/// The organization's active (running or paused) run, other than `except`.
+pub async fn active(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    except: Option<Uuid>,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(ACTIVE)
+        .bind(organization_id)
+        .bind(except)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// ABORTED naming the organization's active run (other than `except`), if
+/// it has one: it holds the organization's lease and locks its rows.
+/// `meanwhile` says what waits for it.
+pub async fn refuse_while_active(
+    pool: &PgPool,
+    organization_id: Uuid,
+    except: Option<Uuid>,
+    meanwhile: &str,
+) -> Result<()> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let other = active(&mut tx, organization_id, except).await?;
+    tx.rollback().await?;
+    match other {
+        Some(other) => Err(Error::Aborted(format!(
+            "organization {organization_id} has an active migration {other}; {meanwhile}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where a listing page starts: after this (created_at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageToken {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl PageToken {
+    pub fn encode(self) -> String {
+        format!("{}_{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(token: &str) -> Result<Option<Self>> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || Error::invalid("page_token", "is not a token this service returned");
+        let (micros, id) = token.split_once('_').ok_or_else(invalid)?;
+        let created_at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?;
+        let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+        Ok(Some(Self { created_at, id }))
+    }
+}
+
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
+/// Runs of an organization, newest first, optionally only in `states`.
+pub async fn list(
+    pool: &PgPool,
+    organization_id: Uuid,
+    states: &[RunState],
+    page_size: i64,
+    after: Option<PageToken>,
+) -> Result<(Vec<Run>, Option<PageToken>)> {
+    let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{RUN_COLUMNS}
+          WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN'
+            AND (cardinality($2::text[]) = 0 OR metadata ->> 'state' = ANY ($2))
+            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+          ORDER BY created_at DESC, id DESC
+          LIMIT $5"
+    )))
+    .bind(organization_id)
+    .bind(&states)
+    .bind(after.map(|t| t.created_at))
+    .bind(after.map(|t| t.id))
+    .bind(page_size + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.rollback().await?;
+    let more = rows.len() as i64 > page_size;
+    let runs: Vec<Run> = rows
+        .into_iter()
+        .take(page_size as usize)
+        .map(from_row)
+        .collect::<Result<_>>()?;
+    let next = more.then(|| {
+        let last = runs.last().expect("a full page");
+        PageToken {
+            created_at: last.created_at,
+            id: last.id,
+        }
+    });
+    Ok((runs, next))
+}
+
+/// A page size: 0 means the default, at most `MAX_PAGE`.
+pub fn page_size(value: i32) -> Result<i64> {
+    match i64::from(value) {
+        0 => Ok(DEFAULT_PAGE),
+        n @ 1..=MAX_PAGE => Ok(n),
+        n => Err(Error::invalid(
+            "page_size",
+            format!("{n} is out of range (1 to {MAX_PAGE}, or 0 for {DEFAULT_PAGE})"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_named() {
+        let token = PageToken {
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(PageToken::decode(&token.encode()).unwrap(), Some(token));
+        assert_eq!(PageToken::decode("").unwrap(), None);
+        assert!(
+            PageToken::decode("x_y")
+                .unwrap_err()
+                .to_string()
+                .starts_with("page_token:")
+        );
+    }
+}
