@@ -161,7 +161,7 @@ pub struct TokenSettings {
     #[arg(long)]
     pub user_id: uuid::Uuid,
     /// How long the token is valid: 90s, 30m, 1h, 7d.
-    #[arg(long, default_value = "1h", value_parser = crate::auth::token::parse_ttl)]
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: Duration,
     /// The signing secret; unset: the embedded default's secret in HERA_DATA_DIR.
     #[arg(long, env = "HERA_JWT_SECRET", hide_env_values = true)]
@@ -246,4 +246,40 @@ pub enum OutputFormat {
 
 fn parse_database_url(value: &str) -> Result<PgConnectOptions, String> {
     PgConnectOptions::from_str(value).map_err(|e| format!("not a PostgreSQL URL ({e})"))
+}
+
+/// A token's lifetime for `token --ttl`: a duration such as `90s`, `30m`, `1h` or `7d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(number * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("0s").is_err());
+    }
 }

@@ -128,29 +128,6 @@ pub fn mint(secret: &[u8], user_id: Uuid, ttl: Duration) -> Result<String, KeyEr
     .map_err(|e| KeyError::Secret(e.to_string()))
 }
 
-/// Parses a duration such as `90s`, `30m`, `1h` or `7d`.
-pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
-    if number == 0 {
-        return Err("the duration must be positive".into());
-    }
-    Ok(Duration::from_secs(number * seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,13 +179,5 @@ mod tests {
                 .to_string()
                 .contains("expired")
         );
-    }
-
-    #[test]
-    fn ttls_parse() {
-        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
-        assert!(parse_ttl("1w").is_err());
-        assert!(parse_ttl("0s").is_err());
     }
 }

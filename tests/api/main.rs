@@ -4,6 +4,7 @@ mod support;
 
 mod aliases_sql;
 mod api_surface;
+mod architecture;
 mod auth;
 mod binary;
 mod config;

@@ -1,0 +1,57 @@
+//! The layering, checked: the service layers know nothing of gRPC, and every
+//! write of HERA's transactions is SQL in `sql/` (which the run store and the
+//! phases call), never SQL text in Rust.
+use std::path::{Path, PathBuf};
+
+fn sources(under: &str) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, found: &mut Vec<(PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).expect("a source folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                found.push((path, text));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(under),
+        &mut found,
+    );
+    found
+}
+
+#[test]
+fn migration_auth_and_db_import_no_tonic_and_no_generated_proto_code() {
+    for layer in ["src/migration", "src/auth", "src/db"] {
+        for (path, text) in sources(layer) {
+            for forbidden in ["tonic", "crate::proto", "proto::"] {
+                assert!(
+                    !text.contains(forbidden),
+                    "{} mentions {forbidden}: only server/ speaks gRPC",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn transactions_are_written_only_by_sql_files_and_the_run_store() {
+    for (path, text) in sources("src") {
+        for write in [
+            "UPDATE universal_transactions",
+            "INSERT INTO universal_transactions",
+            "UPDATE universal_transaction_lines",
+            "INSERT INTO universal_transaction_lines",
+        ] {
+            assert!(
+                !text.contains(write),
+                "{} writes transactions itself ({write}): that SQL belongs in sql/",
+                path.display()
+            );
+        }
+    }
+}
