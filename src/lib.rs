@@ -2,8 +2,10 @@
 //!
 //! Layout: `config` (flags and environment), `telemetry` (tracing and
 //! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
-//! `db` (pool, embedded cluster, schema install), `server`
-//! (the tonic adapter, health, reflection), `seed` (demo data), `startup`
+//! `db` (pool, embedded cluster, schema install), `migration` (the phases,
+//! the engine, the run model and store), `service` (one method per RPC,
+//! tonic-free), `server` (the tonic adapter: decode, call, encode; health,
+//! reflection), `seed` (demo data), `startup`
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
 pub mod audit;
 pub mod auth;
@@ -16,5 +18,6 @@ pub mod migration;
 pub mod proto;
 pub mod seed;
 pub mod server;
+pub mod service;
 pub mod startup;
 pub mod telemetry;

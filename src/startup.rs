@@ -26,6 +26,7 @@ use crate::{
         health,
         tls::{self, TlsError},
     },
+    service::MigrationService,
     telemetry,
 };
 
@@ -57,11 +58,16 @@ pub struct Application {
     settings: ServeSettings,
     verifier: Arc<TokenVerifier>,
     tls: Option<ServerTlsConfig>,
+    engine: Engine,
+    service: MigrationService,
+    /// Cancelled at shutdown: the health probe and the executors stop.
+    background: CancellationToken,
 }
 
 impl Application {
     /// Binds first (a busy port fails fast), reads keys and certificates,
-    /// then opens the database. The embedded default also gets its demo.
+    /// then opens the database (the embedded default also gets its demo),
+    /// and builds the engine and the service over it. Nothing runs yet.
     pub async fn build(settings: ServeSettings) -> Result<Self, StartupError> {
         let addr = settings.listen_addr;
         let bind_error = |source| StartupError::Bind { addr, source };
@@ -80,6 +86,16 @@ impl Application {
         if embedded_dir.is_some() {
             announce_demo(&database, keys.signing_secret.as_ref()).await?;
         }
+        let background = CancellationToken::new();
+        let pool = database.pool().clone();
+        let engine = Engine::new(
+            pool.clone(),
+            database.admin_pool().clone(),
+            settings.engine.clone(),
+            background.clone(),
+        );
+        let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
+        let service = MigrationService::new(pool, guard, engine.clone());
         Ok(Self {
             listener,
             local_addr,
@@ -87,6 +103,9 @@ impl Application {
             settings,
             verifier: Arc::new(keys.verifier),
             tls,
+            engine,
+            service,
+            background,
         })
     }
 
@@ -113,12 +132,14 @@ impl Application {
             settings,
             verifier,
             tls,
+            engine,
+            service,
+            background,
         } = self;
         let pool = database.pool().clone();
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         health::publish(&reporter, ServingStatus::NotServing).await;
-        let background = CancellationToken::new();
         let probe = tokio::spawn(health::probe_database(
             pool.clone(),
             reporter,
@@ -136,21 +157,9 @@ impl Application {
             .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
-        let engine = Engine::new(
-            pool.clone(),
-            database.admin_pool().clone(),
-            settings.engine.clone(),
-            background.clone(),
-        );
-        match engine.adopt_orphans().await {
-            Ok(0) => {}
-            Ok(adopted) => tracing::info!(adopted, "took over interrupted migration runs"),
-            Err(error) => tracing::error!(%error, "looking for interrupted runs failed"),
-        }
-        engine.adopt_orphans_periodically();
+        resume_interrupted_runs(&engine).await;
         let migration_service = MigrationServiceServer::with_interceptor(
-            GrpcMigrationService::new(pool, guard, engine.clone()),
+            GrpcMigrationService::new(service),
             Authenticate::new(verifier),
         );
         let mut builder = Server::builder();
@@ -205,6 +214,17 @@ impl Application {
             Err(join_error) => panic!("the gRPC server task panicked: {join_error}"),
         }
     }
+}
+
+/// Takes over the runs whose server is gone, now and then every lease check
+/// interval: a run outlives the server that executed it.
+async fn resume_interrupted_runs(engine: &Engine) {
+    match engine.adopt_orphans().await {
+        Ok(0) => {}
+        Ok(adopted) => tracing::info!(adopted, "took over interrupted migration runs"),
+        Err(error) => tracing::error!(%error, "looking for interrupted runs failed"),
+    }
+    engine.adopt_orphans_periodically();
 }
 
 /// The embedded default: seed its demo once, print its owner's token.

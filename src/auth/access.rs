@@ -45,12 +45,12 @@ impl Guard {
     }
 
     /// Admits `caller` to `operation` on `organization_id`, or refuses:
-    /// INVALID_ARGUMENT (malformed id), NOT_FOUND (no such organization),
+    /// NOT_FOUND (no such organization),
     /// PERMISSION_DENIED (not a member, or the role lacks the right).
     pub async fn authorize(
         &self,
         caller: Caller,
-        organization_id: &str,
+        organization_id: Uuid,
         operation: Operation,
     ) -> Result<Access> {
         self.check(caller, organization_id, operation, operation)
@@ -61,7 +61,7 @@ impl Guard {
     pub async fn check_security(
         &self,
         caller: Caller,
-        organization_id: &str,
+        organization_id: Uuid,
         asked: Operation,
     ) -> Result<Access> {
         self.check(caller, organization_id, Operation::CheckSecurity, asked)
@@ -98,11 +98,10 @@ impl Guard {
     async fn check(
         &self,
         caller: Caller,
-        organization_id: &str,
+        organization_id: Uuid,
         operation: Operation,
         asked: Operation,
     ) -> Result<Access> {
-        let organization_id = parse_id("organization_id", organization_id)?;
         let mut tx = scope::begin(&self.pool, organization_id).await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM core_organizations WHERE id = $1)")
@@ -190,13 +189,4 @@ impl Guard {
         }
         reasons
     }
-}
-
-/// Parses a UUID request field, naming it when malformed.
-pub fn parse_id(field: &'static str, value: &str) -> Result<Uuid> {
-    if value.trim().is_empty() {
-        return Err(Error::invalid(field, "is required"));
-    }
-    Uuid::parse_str(value.trim())
-        .map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
 }

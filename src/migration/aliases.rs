@@ -42,7 +42,7 @@ pub fn alias_request(
 ) -> Result<AliasRequest> {
     let migration_id = match migration_id.trim() {
         "" => None,
-        id => Some(crate::auth::access::parse_id("migration_id", id)?),
+        id => Some(input::id("migration_id", id)?),
     };
     // An alias without a target is refused by the SQL that applies them
     // (hera_migration_alias_mappings_v2), before anything is written.

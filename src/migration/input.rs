@@ -10,6 +10,15 @@ use crate::error::{Error, Result};
 pub const DEFAULT_BATCH: i32 = 1000;
 pub const MAX_BATCH: i32 = 5000;
 
+/// A UUID request field, named when missing or malformed.
+pub fn id(field: &'static str, value: &str) -> Result<uuid::Uuid> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    uuid::Uuid::parse_str(value.trim())
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not a UUID")))
+}
+
 /// A `YYYY-MM-DD` date.
 pub fn date(field: &'static str, value: &str) -> Result<NaiveDate> {
     if value.trim().is_empty() {

@@ -209,6 +209,21 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
     }
 }
 
+/// What CheckSecurity found.
+pub fn security(access: crate::auth::Access) -> proto::CheckSecurityResponse {
+    proto::CheckSecurityResponse {
+        user_id: access.user_id.to_string(),
+        organization_id: access.organization_id.to_string(),
+        role: access.role.unwrap_or_default(),
+        migration_allowed: access.migration_allowed,
+        reasons: access.reasons,
+        audit_transaction_id: access
+            .audit_transaction_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
 /// What ApplyReportingAliases did.
 pub fn aliases(
     organization_id: uuid::Uuid,

@@ -2,9 +2,11 @@
 //! and the health probe. Only this module knows tonic.
 pub mod authn;
 pub mod convert;
+pub mod decode;
 pub mod grpc;
 pub mod health;
 pub mod status;
+pub mod stream;
 pub mod tls;
 
 pub use grpc::GrpcMigrationService;

@@ -1,0 +1,169 @@
+//! The one place a request is decoded: each proto message becomes the
+//! organization it acts on and checked domain values, or INVALID_ARGUMENT
+//! naming the first bad field, before the caller's rights are looked at.
+use uuid::Uuid;
+
+use crate::{
+    auth::Operation,
+    error::{Error, Result},
+    migration::{
+        aliases::{self, AliasRequest},
+        engine::{self, Control, RollbackRequest, StartRequest, UpdateRequest},
+        input,
+        preview::PreviewQuery,
+        run::{RunState, store},
+    },
+    proto::{self, ClosedPeriodPolicy, MigrationState},
+    service::ListQuery,
+};
+
+/// A request decoded: the organization it acts on and what it asks.
+pub struct Decoded<T> {
+    pub organization_id: Uuid,
+    pub request: T,
+}
+
+fn org(value: &str) -> Result<Uuid> {
+    input::id("organization_id", value)
+}
+
+/// A request naming a run: its organization and the run.
+pub fn run(organization_id: &str, migration_id: &str) -> Result<(Uuid, Uuid)> {
+    Ok((
+        org(organization_id)?,
+        input::id("migration_id", migration_id)?,
+    ))
+}
+
+fn mappings(mappings: &[proto::SmartCodeMapping]) -> impl Iterator<Item = (String, String)> + '_ {
+    mappings
+        .iter()
+        .map(|m| (m.source_smart_code.clone(), m.target_smart_code.clone()))
+}
+
+pub fn preview(message: &proto::PreviewCandidatesRequest) -> Result<Decoded<PreviewQuery>> {
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: PreviewQuery::parse(
+            &message.from_date,
+            &message.to_date,
+            message.batch_limit,
+            mappings(&message.smart_code_mappings),
+            &message.candidate_statuses,
+            message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
+        )?,
+    })
+}
+
+pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequest>> {
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: engine::start_request(engine::StartFields {
+            from_date: &message.from_date,
+            to_date: &message.to_date,
+            batch_size: message.batch_size,
+            mappings: mappings(&message.smart_code_mappings).collect(),
+            candidate_statuses: &message.candidate_statuses,
+            request_id: &message.request_id,
+            expected_plan_fingerprint: &message.expected_plan_fingerprint,
+            post_to_open_period: message.closed_period_policy()
+                == ClosedPeriodPolicy::PostToOpenPeriod,
+            max_transactions_per_second: message.max_transactions_per_second,
+            dry_run: message.dry_run,
+        })?,
+    })
+}
+
+pub fn list(message: &proto::ListMigrationsRequest) -> Result<Decoded<ListQuery>> {
+    let asked: Vec<MigrationState> = message
+        .states()
+        .filter(|state| *state != MigrationState::Unspecified)
+        .collect();
+    let states: Vec<RunState> = asked
+        .iter()
+        .filter_map(|state| RunState::parse(state.as_str_name()))
+        .collect();
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: ListQuery {
+            nothing: !asked.is_empty() && states.is_empty(),
+            states,
+            page_size: store::page_size(message.page_size)?,
+            after: store::PageToken::decode(&message.page_token)?,
+        },
+    })
+}
+
+/// Pause, resume or cancel.
+pub fn control(
+    organization_id: &str,
+    migration_id: &str,
+    control: Control,
+) -> Result<Decoded<(Uuid, Control)>> {
+    let (organization_id, id) = run(organization_id, migration_id)?;
+    Ok(Decoded {
+        organization_id,
+        request: (id, control),
+    })
+}
+
+pub fn update(message: &proto::UpdateMigrationRequest) -> Result<Decoded<(Uuid, UpdateRequest)>> {
+    let (organization_id, id) = run(&message.organization_id, &message.migration_id)?;
+    Ok(Decoded {
+        organization_id,
+        request: (
+            id,
+            engine::update_request(
+                message.batch_size,
+                message.max_transactions_per_second,
+                message.batch_delay_ms,
+            )?,
+        ),
+    })
+}
+
+pub fn aliases(message: &proto::ApplyReportingAliasesRequest) -> Result<Decoded<AliasRequest>> {
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: aliases::alias_request(
+            &message.migration_id,
+            mappings(&message.smart_code_mappings),
+            &message.request_id,
+        )?,
+    })
+}
+
+pub fn rollback(
+    message: &proto::RollbackMigrationRequest,
+) -> Result<Decoded<(Uuid, RollbackRequest)>> {
+    let (organization_id, id) = run(&message.organization_id, &message.migration_id)?;
+    Ok(Decoded {
+        organization_id,
+        request: (
+            id,
+            engine::rollback_request(&message.reason, &message.request_id, message.force)?,
+        ),
+    })
+}
+
+/// CheckSecurity: the RPC whose right is asked about (StartMigration when empty).
+pub fn check_security(message: &proto::CheckSecurityRequest) -> Result<Decoded<Operation>> {
+    let asked = match message.operation.trim() {
+        "" => Operation::StartMigration,
+        name => Operation::from_name(name).ok_or_else(|| {
+            Error::invalid(
+                "operation",
+                format!("{name:?} is not an RPC of MigrationService"),
+            )
+        })?,
+    };
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: asked,
+    })
+}
+
+/// The organization of a request that names nothing else.
+pub fn organization(organization_id: &str) -> Result<Uuid> {
+    org(organization_id)
+}
