@@ -9,8 +9,9 @@ use crate::{
     auth::{Access, Caller, Guard, Operation},
     error::{Error, Result},
     migration::{
-        aliases::{self, AliasRequest, Applied},
-        engine::{Control, Engine, RollbackRequest, StartRequest, UpdateRequest},
+        engine::{
+            AliasRequest, Applied, Control, Engine, RollbackRequest, StartRequest, UpdateRequest,
+        },
         preview::{self, Preview, PreviewQuery},
         progress::Progress,
         run::{PageToken, Run, RunState, store},
@@ -139,7 +140,7 @@ impl MigrationService {
     ) -> Result<Applied> {
         let operation = Operation::ApplyReportingAliases;
         let access = self.admit(caller, org, operation).await?;
-        let outcome = aliases::apply(&self.pool, &access, request).await;
+        let outcome = self.engine.apply_aliases(&access, request).await;
         let id = request.migration_id.unwrap_or_default();
         self.found(&access, operation, id, outcome).await
     }

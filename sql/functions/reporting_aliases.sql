@@ -88,7 +88,10 @@ AS $$
         (p_args ->> 'actor')::uuid)::integer
 $$;
 
--- One batch of aliasing: at most p_limit eligible transactions after p_cursor.
+-- The transactions an application of aliases looks at, after p_cursor
+-- ({transaction_date, id}; null: from the start) in (transaction_date, id)
+-- order, at most p_limit (null: all, unordered, for a count), locked when
+-- p_lock (a batch's; a count locks nothing).
 --
 -- Eligible: the organization's posted transactions whose smart code is a
 -- mapped source (or any v1 code when p_smart_code_mappings is '[]'), that are
@@ -97,6 +100,81 @@ $$;
 -- [from_date, to_date], still candidates under its rule (its statuses, v1),
 -- in a CLOSED or LOCKED fiscal period (hera_migration_fiscal_periods_v2: the
 -- transaction's fiscal period entity, else the period containing its date).
+-- NOT_FOUND (no_data_found) for a p_migration_id that is no run of the
+-- organization.
+--
+-- One query text for the batch and the count, so that both always agree;
+-- EXECUTE plans it with the actual values every time (the batch's walk of
+-- the (organization_id, transaction_date, id) index depends on them).
+CREATE OR REPLACE FUNCTION hera_migration_alias_eligible_v2(
+    p_organization_id uuid,
+    p_smart_code_mappings jsonb,
+    p_migration_id uuid,
+    p_cursor jsonb,
+    p_limit integer,
+    p_lock boolean
+)
+RETURNS TABLE (id uuid, transaction_date timestamptz)
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_sources  text[];
+    v_from     timestamptz := '-infinity';
+    v_to       timestamptz := 'infinity';
+    v_statuses text[] := ARRAY['posted'];
+    v_params   jsonb;
+BEGIN
+    SELECT coalesce(array_agg(m.source_smart_code), '{}') INTO v_sources
+      FROM hera_migration_alias_mappings_v2(p_smart_code_mappings) m;
+    IF p_migration_id IS NOT NULL THEN
+        SELECT r.metadata -> 'parameters' INTO v_params
+          FROM universal_transactions r
+         WHERE r.id = p_migration_id AND r.organization_id = p_organization_id
+           AND r.transaction_type = 'MIGRATION_RUN';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_id, p_organization_id
+                  USING ERRCODE = 'no_data_found';
+        END IF;
+        v_from := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
+        v_to   := ((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
+        v_statuses := hera_migration_candidate_statuses_v2(v_params);
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        SELECT t.id, t.transaction_date
+          FROM universal_transactions t
+         WHERE t.organization_id = $1
+           AND (t.transaction_date, t.id) > ($2, $3)
+           AND t.transaction_date >= $4
+           AND t.transaction_date < $5
+           AND t.transaction_status = ANY ($6)
+           AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%%'
+           AND NOT coalesce(t.metadata ? 'reversal_of', false)
+           AND NOT coalesce(t.metadata ? 'original_transaction_id', false)
+           AND NOT coalesce(t.metadata ? 'migration_id', false)
+           AND (CASE WHEN cardinality($7) = 0 THEN hera_smart_code_is_v1(t.smart_code)
+                     ELSE hera_smart_code_normalize(t.smart_code) = ANY ($7) END)
+           AND ($8::uuid IS NULL
+                OR (hera_smart_code_is_v1(t.smart_code)
+                    AND (SELECT p.status FROM hera_migration_fiscal_periods_v2($1) p
+                          WHERE p.id = t.fiscal_period_entity_id
+                             OR ((t.transaction_date AT TIME ZONE 'UTC')::date BETWEEN p.start_date AND p.end_date
+                                 AND NOT EXISTS (SELECT 1 FROM hera_migration_fiscal_periods_v2($1) q
+                                                  WHERE q.id = t.fiscal_period_entity_id))
+                          ORDER BY (p.id = t.fiscal_period_entity_id) DESC, p.start_date DESC
+                          LIMIT 1) IN ('CLOSED', 'LOCKED')))
+         %s$q$,
+        CASE WHEN p_limit IS NULL THEN ''
+             ELSE format('ORDER BY t.transaction_date, t.id LIMIT %s', p_limit) END
+        || CASE WHEN p_lock THEN ' FOR UPDATE' ELSE '' END)
+    USING p_organization_id,
+          coalesce((p_cursor ->> 'transaction_date')::timestamptz, '-infinity'),
+          coalesce((p_cursor ->> 'id')::uuid, '00000000-0000-0000-0000-000000000000'),
+          v_from, v_to, v_statuses, v_sources, p_migration_id;
+END;
+$fn$;
+
+-- One batch of aliasing: at most p_limit eligible transactions after p_cursor
+-- (hera_migration_alias_eligible_v2 says which are eligible).
 --
 -- Each aliased row's metadata, updated_by (p_actor, when given), updated_at
 -- and version change; its smart_code stays byte-identical (see
@@ -110,11 +188,11 @@ $$;
 -- ({transaction_date, id}). Returns
 --   {alias_batch_id, migration_id, transactions, transactions_aliased,
 --    already_aliased, mappings: [{source_smart_code, target_smart_code,
---    transactions_aliased, already_aliased}], cursor, done}
+--    transactions_aliased, already_aliased}], refused, cursor, done}
 -- "done" is true when the batch found fewer than p_limit eligible rows.
 -- Writes nothing but the aliased rows' metadata: the audit row is the
--- caller's (hera_migration_apply_reporting_aliases_v2 records one; the RPC
--- records its own).
+-- caller's (the ALIASING phase's batch, hera_migration_alias_batch_v2, and
+-- the psql entry point hera_migration_apply_reporting_aliases_v2 record one).
 CREATE OR REPLACE FUNCTION hera_migration_apply_reporting_aliases_batch_v2(
     p_organization_id uuid,
     p_smart_code_mappings jsonb,
@@ -128,7 +206,6 @@ RETURNS jsonb
 LANGUAGE plpgsql
 -- As in execute_batch.sql: walk the (organization_id, transaction_date, id)
 -- index in order and stop at the limit, never sort what remains.
-SET plan_cache_mode = force_custom_plan
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET jit = off
@@ -137,18 +214,12 @@ DECLARE
     v_all_v1     boolean;
     v_sources    text[];
     v_targets    text[];
-    v_from       timestamptz := '-infinity';
-    v_to         timestamptz := 'infinity';
-    v_after_date timestamptz;
-    v_after_id   uuid;
     v_ids        uuid[];
     v_last_date  timestamptz;
     v_last_id    uuid;
-    v_params     jsonb;
     v_per_map    jsonb;
     v_aliased    bigint;
     v_already    bigint;
-    v_statuses   text[] := ARRAY['posted'];
     v_rows       jsonb;
     v_written    jsonb;
     v_refused    jsonb;
@@ -161,22 +232,6 @@ BEGIN
       FROM hera_migration_alias_mappings_v2(p_smart_code_mappings);
     v_all_v1 := cardinality(v_sources) = 0;
 
-    IF p_migration_id IS NOT NULL THEN
-        SELECT metadata -> 'parameters' INTO v_params
-          FROM universal_transactions
-         WHERE id = p_migration_id AND organization_id = p_organization_id
-           AND transaction_type = 'MIGRATION_RUN';
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'migration_id: no migration run % in organization %', p_migration_id, p_organization_id
-                  USING ERRCODE = 'no_data_found';
-        END IF;
-        v_from := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
-        v_to   := ((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
-        v_statuses := hera_migration_candidate_statuses_v2(v_params);
-    END IF;
-    v_after_date := coalesce((p_cursor ->> 'transaction_date')::timestamptz, '-infinity');
-    v_after_id   := coalesce((p_cursor ->> 'id')::uuid, '00000000-0000-0000-0000-000000000000');
-
     -- The next eligible rows, locked: a concurrent migration batch that
     -- reverses one of them first makes PostgreSQL drop it here (the status
     -- test is re-checked on the locked row), so an alias never lands on a
@@ -185,31 +240,8 @@ BEGIN
            (array_agg(c.transaction_date ORDER BY c.transaction_date DESC, c.id DESC))[1],
            (array_agg(c.id ORDER BY c.transaction_date DESC, c.id DESC))[1]
       INTO v_ids, v_last_date, v_last_id
-      FROM (SELECT t.id, t.transaction_date
-              FROM universal_transactions t
-             WHERE t.organization_id = p_organization_id
-               AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
-               AND t.transaction_date >= v_from
-               AND t.transaction_date < v_to
-               AND t.transaction_status = ANY (v_statuses)
-               AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-               AND NOT coalesce(t.metadata ? 'reversal_of', false)
-               AND NOT coalesce(t.metadata ? 'original_transaction_id', false)
-               AND NOT coalesce(t.metadata ? 'migration_id', false)
-               AND (CASE WHEN v_all_v1 THEN hera_smart_code_is_v1(t.smart_code)
-                         ELSE hera_smart_code_normalize(t.smart_code) = ANY (v_sources) END)
-               AND (p_migration_id IS NULL
-                    OR (hera_smart_code_is_v1(t.smart_code)
-                        AND (SELECT p.status FROM hera_migration_fiscal_periods_v2(p_organization_id) p
-                              WHERE p.id = t.fiscal_period_entity_id
-                                 OR ((t.transaction_date AT TIME ZONE 'UTC')::date BETWEEN p.start_date AND p.end_date
-                                     AND NOT EXISTS (SELECT 1 FROM hera_migration_fiscal_periods_v2(p_organization_id) q
-                                                      WHERE q.id = t.fiscal_period_entity_id))
-                              ORDER BY (p.id = t.fiscal_period_entity_id) DESC, p.start_date DESC
-                              LIMIT 1) IN ('CLOSED', 'LOCKED')))
-             ORDER BY t.transaction_date, t.id
-             LIMIT p_limit
-               FOR UPDATE) c;
+      FROM hera_migration_alias_eligible_v2(p_organization_id, p_smart_code_mappings, p_migration_id,
+                                            p_cursor, p_limit, true) c;
 
     -- Each row's target, and whether it already carries it.
     SELECT coalesce(jsonb_object_agg(r.id, jsonb_build_object(

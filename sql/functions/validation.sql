@@ -101,6 +101,10 @@ BEGIN
     END IF;
     v_org      := v_run.organization_id;
     v_meta     := coalesce(v_run.metadata, '{}');
+    IF v_meta ->> 'phase' = 'ALIASING' THEN
+        RAISE EXCEPTION 'migration_id: % is an application of reporting aliases; validate the migration it aliased',
+              p_run_id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     v_params   := coalesce(v_meta -> 'parameters', '{}');
     v_snapshot := v_meta -> 'snapshot';
     v_state    := coalesce(v_meta ->> 'state', 'RUNNING');

@@ -57,6 +57,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/preview.sql"),
     include_str!("../../sql/functions/execute_batch.sql"),
     include_str!("../../sql/functions/reporting_aliases.sql"),
+    include_str!("../../sql/functions/aliasing.sql"),
     include_str!("../../sql/functions/rollback.sql"),
 ];
 

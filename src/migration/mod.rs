@@ -1,5 +1,4 @@
 //! The migration engine, one file per phase. It knows nothing of gRPC.
-pub mod aliases;
 pub mod engine;
 pub mod input;
 pub mod preview;

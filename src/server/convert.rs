@@ -131,8 +131,8 @@ pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
         phase,
         state,
         parameters: Some(proto::MigrationParameters {
-            from_date: parameters.from_date.to_string(),
-            to_date: parameters.to_date.to_string(),
+            from_date: date(parameters.from_date),
+            to_date: date(parameters.to_date),
             batch_size: parameters.batch_size,
             smart_code_mappings: parameters
                 .smart_code_mappings
@@ -165,6 +165,22 @@ pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
             .as_ref()
             .map(|r| set_aside(&r.refused))
             .unwrap_or_default(),
+        aliased_migration_id: record
+            .aliasing
+            .as_ref()
+            .and_then(|a| a.migration_id)
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// A run's date; empty for an unbounded end (an organization-wide
+/// application of aliases has no range).
+fn date(date: chrono::NaiveDate) -> String {
+    if date == chrono::NaiveDate::MIN || date == chrono::NaiveDate::MAX {
+        String::new()
+    } else {
+        date.to_string()
     }
 }
 
@@ -227,7 +243,7 @@ pub fn security(access: crate::auth::Access) -> proto::CheckSecurityResponse {
 /// What ApplyReportingAliases did.
 pub fn aliases(
     organization_id: uuid::Uuid,
-    applied: crate::migration::aliases::Applied,
+    applied: crate::migration::engine::Applied,
 ) -> proto::ApplyReportingAliasesResponse {
     proto::ApplyReportingAliasesResponse {
         organization_id: organization_id.to_string(),
@@ -244,6 +260,7 @@ pub fn aliases(
             .collect(),
         total_aliased: applied.transactions_aliased,
         refused: set_aside(&applied.refused),
+        aliasing_run_id: applied.aliasing_run_id.to_string(),
     }
 }
 

@@ -7,8 +7,7 @@ use crate::{
     auth::Operation,
     error::{Error, Result},
     migration::{
-        aliases::{self, AliasRequest},
-        engine::{self, Control, RollbackRequest, StartRequest, UpdateRequest},
+        engine::{self, AliasRequest, Control, RollbackRequest, StartRequest, UpdateRequest},
         input,
         preview::PreviewQuery,
         run::{RunState, store},
@@ -125,10 +124,12 @@ pub fn update(message: &proto::UpdateMigrationRequest) -> Result<Decoded<(Uuid, 
 pub fn aliases(message: &proto::ApplyReportingAliasesRequest) -> Result<Decoded<AliasRequest>> {
     Ok(Decoded {
         organization_id: org(&message.organization_id)?,
-        request: aliases::alias_request(
+        request: engine::alias_request(
             &message.migration_id,
             mappings(&message.smart_code_mappings),
             &message.request_id,
+            message.batch_size,
+            message.max_transactions_per_second,
         )?,
     })
 }

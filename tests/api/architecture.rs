@@ -58,3 +58,22 @@ fn transactions_are_written_only_by_sql_files_and_the_run_store() {
         }
     }
 }
+
+#[test]
+fn every_source_file_stays_small_and_the_grpc_adapter_thin() {
+    for (path, text) in sources("src") {
+        let lines = text.lines().count();
+        assert!(
+            lines <= 400,
+            "{} has {lines} lines: split it by what it owns",
+            path.display()
+        );
+    }
+    let (path, adapter) = &sources("src/server/grpc.rs")[0];
+    let lines = adapter.lines().count();
+    assert!(
+        lines < 300,
+        "{} has {lines} lines: decoding, the service and encoding live elsewhere",
+        path.display()
+    );
+}

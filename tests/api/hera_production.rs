@@ -384,6 +384,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
                 migration_id: id.clone(),
                 smart_code_mappings: Vec::new(),
                 request_id: "aliases-1".into(),
+                ..Default::default()
             },
             a.users.owner,
         ))

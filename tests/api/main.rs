@@ -3,6 +3,7 @@
 mod support;
 
 mod aliases_sql;
+mod aliasing;
 mod api_surface;
 mod architecture;
 mod auth;

@@ -93,6 +93,7 @@ fn aliases(org: Uuid, id: &str, request_id: &str) -> ApplyReportingAliasesReques
         migration_id: id.to_owned(),
         smart_code_mappings: Vec::new(),
         request_id: request_id.into(),
+        ..Default::default()
     }
 }
 

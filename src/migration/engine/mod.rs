@@ -8,6 +8,7 @@
 //! own. The lock lapses the moment that session ends (a crash, a kill -9, a
 //! lost host once TCP keepalives give up), and every server looks for RUNNING
 //! runs whose lease is free, so a run outlives the server executing it.
+mod aliasing;
 mod control;
 mod executor;
 mod lease;
@@ -26,6 +27,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
+pub use aliasing::{AliasCount, AliasRequest, Applied, alias_request};
 pub use control::{Control, UpdateRequest, update_request};
 pub use report::snapshot;
 pub use rollback::{RollbackRequest, rollback_request};

@@ -103,7 +103,7 @@ mod tests {
         Pacing {
             max_transactions_per_second: rate,
             batch_delay: Duration::from_millis(delay_ms),
-            batch_size: 1000,
+            batch_size: crate::migration::input::DEFAULT_BATCH,
         }
     }
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::migration::{
     progress::{Health, Progress, Throughput},
-    run::{Counters, Phase, Run, RunState, SetAside, store},
+    run::{Counters, Run, RunState, SetAside, store},
 };
 
 /// What one batch reports (see `hera_migration_execute_batch_v2`).
@@ -118,6 +118,24 @@ pub fn refused_restores(refused: &[SetAside]) -> String {
     )
 }
 
+/// The end of an application of reporting aliases: what it aliased, and
+/// what the database refused (a WARNING: those transactions keep no alias).
+pub fn aliased(counters: &Counters) -> (Health, String) {
+    let done = format!(
+        "aliased {} transaction(s), {} already aliased",
+        counters.migrated, counters.skipped_unmapped
+    );
+    match counters.refused {
+        0 => (Health::Healthy, done),
+        n => (
+            Health::Warning,
+            format!(
+                "{done}; the database refused {n} (they keep no alias: see the run's refused list)"
+            ),
+        ),
+    }
+}
+
 /// "2 fx_posting, 1 unbalanced": how many were set aside by each rule.
 fn by_rule(list: &[SetAside]) -> String {
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
@@ -146,15 +164,9 @@ pub fn snapshot(run: &Run) -> Progress {
     let record = &run.record;
     let phase = record.phase;
     let rollback = record.rollback.clone().unwrap_or_default();
-    // A rollback's progress counts the originals it restored, out of those
-    // the execution migrated.
-    let (counters, total) = match phase {
-        Phase::Execution => (
-            record.counters,
-            record.total_candidates.unwrap_or(record.counters.processed),
-        ),
-        Phase::Rollback => (rollback.counters, record.counters.migrated),
-    };
+    let (counters, total) = phase.progress_of(record);
+    // Refused restores (a rollback) or refused aliases: a person must look.
+    let refused = record.counters.refused + rollback.counters.refused;
     let state = record.state;
     let batches = record.counters.batches + rollback.counters.batches;
     let mut progress = Progress {
@@ -175,13 +187,13 @@ pub fn snapshot(run: &Run) -> Progress {
         estimated_completion: None,
         health: if state == RunState::Failed {
             Health::Critical
-        } else if rollback.counters.refused > 0 {
-            Health::Warning // restores the database refused: a person must look
+        } else if refused > 0 {
+            Health::Warning
         } else {
             Health::Healthy
         },
         errors: i64::from(state == RunState::Failed),
-        warnings: record.counters.quarantined + rollback.counters.refused,
+        warnings: record.counters.quarantined + refused,
         message: record.message.clone().unwrap_or_default(),
         emitted_at: run.updated_at,
         dry_run: record.parameters.dry_run,

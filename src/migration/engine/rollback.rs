@@ -125,6 +125,10 @@ impl Engine {
         let active = state.is_active();
         let refuse = |why: String| Err(Error::FailedPrecondition(format!("migration_id: {why}")));
         match (phase, state) {
+            (Phase::Aliasing, _) => refuse(format!(
+                "{id} is an application of reporting aliases; roll back the migration it aliased, \
+                 which removes them"
+            )),
             (Phase::Rollback, _) if same_request => Ok(Decision::Attach),
             // Its refused restores are retried (once their cause is fixed).
             (_, RunState::RolledBack) if rollback_refused > 0 => Ok(Decision::Begin),

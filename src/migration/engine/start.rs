@@ -80,13 +80,7 @@ impl Engine {
         // must match (UpdateMigration changes the run's parameters later).
         let requested = serde_json::to_value(&request.parameters).expect("parameters serialize");
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
-        // One start at a time per organization, across replicas.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('hera-migrate:start:' || $1::text, 0))",
-        )
-        .bind(organization_id)
-        .execute(&mut *tx)
-        .await?;
+        store::serialize_starts(&mut tx, organization_id).await?;
         if let Some(id) = find_by_request(&mut tx, organization_id, request, &requested).await? {
             return Ok(id);
         }
@@ -143,7 +137,7 @@ async fn find_by_request(
         return Ok(None);
     }
     let Some((id, recorded)) =
-        store::find_by_request(tx, organization_id, &request.request_id).await?
+        store::find_by_request(tx, organization_id, &request.request_id, false).await?
     else {
         return Ok(None);
     };

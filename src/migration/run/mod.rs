@@ -71,6 +71,9 @@ pub enum Phase {
     Execution,
     /// Put the originals back (`hera_migration_rollback_batch_v2`).
     Rollback,
+    /// Apply reporting aliases, a run of its own
+    /// (`hera_migration_alias_batch_v2`).
+    Aliasing,
 }
 
 impl Phase {
@@ -78,6 +81,7 @@ impl Phase {
         match self {
             Self::Execution => "EXECUTION",
             Self::Rollback => "ROLLBACK",
+            Self::Aliasing => "ALIASING",
         }
     }
 
@@ -86,6 +90,7 @@ impl Phase {
         match self {
             Self::Execution => "SELECT hera_migration_execute_batch_v2($1, $2)",
             Self::Rollback => "SELECT hera_migration_rollback_batch_v2($1, $2)",
+            Self::Aliasing => "SELECT hera_migration_alias_batch_v2($1, $2)",
         }
     }
 
@@ -94,6 +99,7 @@ impl Phase {
         match self {
             Self::Execution => RunState::Succeeded,
             Self::Rollback => RunState::RolledBack,
+            Self::Aliasing => RunState::Succeeded,
         }
     }
 
@@ -102,6 +108,27 @@ impl Phase {
         match self {
             Self::Execution => "migration.execution",
             Self::Rollback => "migration.rollback",
+            Self::Aliasing => "migration.aliasing",
+        }
+    }
+
+    /// The phase's counters, and the count they are measured against: a
+    /// rollback restores what the execution migrated; an execution and an
+    /// application of aliases look at the candidates they counted first.
+    pub fn progress_of(self, record: &RunRecord) -> (Counters, i64) {
+        match self {
+            Self::Execution | Self::Aliasing => (
+                record.counters,
+                record.total_candidates.unwrap_or(record.counters.processed),
+            ),
+            Self::Rollback => (
+                record
+                    .rollback
+                    .as_ref()
+                    .map(|r| r.counters)
+                    .unwrap_or_default(),
+                record.counters.migrated,
+            ),
         }
     }
 }
@@ -182,6 +209,22 @@ pub struct RunRecord {
     pub state_changes: Option<u64>,
     /// Set once a rollback of the run has begun.
     pub rollback: Option<RollbackRecord>,
+    /// An ALIASING run's application of aliases.
+    pub aliasing: Option<AliasingRecord>,
+}
+
+/// An application of reporting aliases, as `hera_migration_alias_batch_v2`
+/// advances it (its counters: processed looked at, migrated aliased,
+/// skipped_unmapped already aliased, refused refused by the database).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AliasingRecord {
+    pub alias_batch_id: Option<Uuid>,
+    /// The run whose skipped transactions it aliases; None: organization-wide.
+    pub migration_id: Option<Uuid>,
+    /// The ALIAS audit row, once the last batch recorded it.
+    pub operation_id: Option<Uuid>,
+    pub refused: Vec<SetAside>,
 }
 
 /// A run's rollback, as `hera_migration_rollback_batch_v2` advances it.
@@ -243,6 +286,14 @@ mod tests {
         }
         assert!(RunState::Cancelled.is_terminal());
         assert!(!RunState::Paused.is_terminal());
+    }
+
+    #[test]
+    fn unbounded_dates_round_trip_through_a_runs_record() {
+        let parameters = Parameters::default();
+        let json = serde_json::to_value(&parameters).unwrap();
+        let read: Parameters = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read, parameters, "{json}");
     }
 
     #[test]

@@ -8,6 +8,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
+mod list;
+
+pub use list::{DEFAULT_PAGE, MAX_PAGE, PageToken, list, page_size};
+
 use super::{Parameters, Run, RunState};
 use crate::{
     db::scope,
@@ -17,8 +21,14 @@ use crate::{
 const RUN_COLUMNS: &str = "SELECT id, organization_id, metadata, created_at, updated_at
                              FROM universal_transactions";
 const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
-const FIND_BY_REQUEST: &str = "SELECT id, metadata -> 'requested' FROM universal_transactions
-    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2";
+const CREATE_ALIASING: &str = "SELECT hera_migration_create_alias_run_v2($1, $2, $3, $4, $5)";
+/// Request ids are per kind of run: a start's and an application of aliases'
+/// never meet.
+const FIND_BY_REQUEST: &str = "SELECT id, coalesce(metadata -> 'requested', 'null') FROM universal_transactions
+    WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND metadata ->> 'request_id' = $2
+      AND (metadata ->> 'phase' = 'ALIASING') = $3";
+const SERIALIZE_STARTS: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('hera-migrate:start:' || $1::text, 0))";
 const PATCH: &str = "SELECT hera_migration_update_run_v2($1, $2)";
 const SET_STATE: &str = "SELECT hera_migration_set_state_v2($1, $2, $3, $4, $5)";
 const SET_PARAMETERS: &str = "SELECT hera_migration_set_parameters_v2($1, $2, $3)";
@@ -92,15 +102,50 @@ pub async fn create(
         .await?)
 }
 
-/// The run a `request_id` created, with the parameters it was asked for.
+/// Creates an application of reporting aliases to the transactions
+/// `migration_id` skipped (organization-wide without one), RUNNING in phase
+/// ALIASING; its id. The SQL checks the mappings and counts what is eligible.
+pub async fn create_aliasing(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    actor: Uuid,
+    parameters: &Parameters,
+    migration_id: Option<Uuid>,
+    request_id: Option<&str>,
+) -> Result<Uuid> {
+    Ok(sqlx::query_scalar(CREATE_ALIASING)
+        .bind(organization_id)
+        .bind(actor)
+        .bind(Json(parameters))
+        .bind(migration_id)
+        .bind(request_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Holds, until the transaction ends, the organization's right to create a
+/// run: one creation at a time, across replicas, so that a retried request
+/// finds the run its first attempt created.
+pub async fn serialize_starts(conn: &mut PgConnection, organization_id: Uuid) -> Result<()> {
+    sqlx::query(SERIALIZE_STARTS)
+        .bind(organization_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The run a `request_id` created (an application of aliases when
+/// `aliasing`, else a start), with the parameters it was asked for.
 pub async fn find_by_request(
     conn: &mut PgConnection,
     organization_id: Uuid,
     request_id: &str,
+    aliasing: bool,
 ) -> Result<Option<(Uuid, Value)>> {
     Ok(sqlx::query_as(FIND_BY_REQUEST)
         .bind(organization_id)
         .bind(request_id)
+        .bind(aliasing)
         .fetch_optional(conn)
         .await?)
 }
@@ -316,111 +361,5 @@ pub async fn refuse_while_active(
             "organization {organization_id} has an active migration {other}; {meanwhile}"
         ))),
         None => Ok(()),
-    }
-}
-
-/// Where a listing page starts: after this (created_at, id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageToken {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl PageToken {
-    pub fn encode(self) -> String {
-        format!("{}_{}", self.created_at.timestamp_micros(), self.id)
-    }
-
-    pub fn decode(token: &str) -> Result<Option<Self>> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        let invalid = || Error::invalid("page_token", "is not a token this service returned");
-        let (micros, id) = token.split_once('_').ok_or_else(invalid)?;
-        let created_at = micros
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?;
-        let id = Uuid::parse_str(id).map_err(|_| invalid())?;
-        Ok(Some(Self { created_at, id }))
-    }
-}
-
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 500;
-
-/// Runs of an organization, newest first, optionally only in `states`.
-pub async fn list(
-    pool: &PgPool,
-    organization_id: Uuid,
-    states: &[RunState],
-    page_size: i64,
-    after: Option<PageToken>,
-) -> Result<(Vec<Run>, Option<PageToken>)> {
-    let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-    let mut tx = scope::begin_read_only(pool, organization_id).await?;
-    let rows: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{RUN_COLUMNS}
-          WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN'
-            AND (cardinality($2::text[]) = 0 OR metadata ->> 'state' = ANY ($2))
-            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-          ORDER BY created_at DESC, id DESC
-          LIMIT $5"
-    )))
-    .bind(organization_id)
-    .bind(&states)
-    .bind(after.map(|t| t.created_at))
-    .bind(after.map(|t| t.id))
-    .bind(page_size + 1)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.rollback().await?;
-    let more = rows.len() as i64 > page_size;
-    let runs: Vec<Run> = rows
-        .into_iter()
-        .take(page_size as usize)
-        .map(from_row)
-        .collect::<Result<_>>()?;
-    let next = more.then(|| {
-        let last = runs.last().expect("a full page");
-        PageToken {
-            created_at: last.created_at,
-            id: last.id,
-        }
-    });
-    Ok((runs, next))
-}
-
-/// A page size: 0 means the default, at most `MAX_PAGE`.
-pub fn page_size(value: i32) -> Result<i64> {
-    match i64::from(value) {
-        0 => Ok(DEFAULT_PAGE),
-        n @ 1..=MAX_PAGE => Ok(n),
-        n => Err(Error::invalid(
-            "page_size",
-            format!("{n} is out of range (1 to {MAX_PAGE}, or 0 for {DEFAULT_PAGE})"),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_garbage_is_named() {
-        let token = PageToken {
-            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
-            id: Uuid::new_v4(),
-        };
-        assert_eq!(PageToken::decode(&token.encode()).unwrap(), Some(token));
-        assert_eq!(PageToken::decode("").unwrap(), None);
-        assert!(
-            PageToken::decode("x_y")
-                .unwrap_err()
-                .to_string()
-                .starts_with("page_token:")
-        );
     }
 }

@@ -9,6 +9,10 @@ use std::{
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
+mod batch;
+mod end;
+
+use self::batch::{Committed, is_lock_wait};
 use super::{
     Inner,
     lease::Lease,
@@ -16,7 +20,6 @@ use super::{
     report::{self, BatchResult},
 };
 use crate::{
-    db::scope,
     error::{Error, Result},
     migration::{
         progress::{Health, Progress, Throughput},
@@ -26,10 +29,6 @@ use crate::{
 
 /// How often a paused executor looks for a resume made on another server.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
-
-/// SQLSTATEs of a batch that waited on the business's locks: lock_not_available
-/// (lock_timeout), deadlock_detected, serialization_failure. Retried smaller.
-const LOCK_WAITS: [&str; 3] = ["55P03", "40P01", "40001"];
 
 pub struct Executor {
     inner: Arc<Inner>,
@@ -43,12 +42,6 @@ pub struct Executor {
     lease: Lease,
     sender: watch::Sender<Progress>,
     wake: Arc<Notify>,
-}
-
-/// A committed batch, with the pace the run's row asked for at that moment.
-struct Committed {
-    result: BatchResult,
-    pacing: Pacing,
 }
 
 impl Executor {
@@ -65,10 +58,7 @@ impl Executor {
             organization_id: run.organization_id,
             phase: run.record.phase,
             dry_run: run.record.parameters.dry_run,
-            total: match run.record.phase {
-                Phase::Execution => run.record.total_candidates.unwrap_or(0),
-                Phase::Rollback => run.record.counters.migrated,
-            },
+            total: run.record.phase.progress_of(&run.record).1,
             pacing: Pacing::of(&run.record.parameters),
             lease,
             sender,
@@ -85,6 +75,8 @@ impl Executor {
             Phase::Execution => tracing::info_span!(parent: None, "migration.execution",
                 organization_id = %organization_id, migration_id = %migration_id, dry_run = self.dry_run),
             Phase::Rollback => tracing::info_span!(parent: None, "migration.rollback",
+                organization_id = %organization_id, migration_id = %migration_id),
+            Phase::Aliasing => tracing::info_span!(parent: None, "migration.aliasing",
                 organization_id = %organization_id, migration_id = %migration_id),
         };
         if let Some(parent) = parent {
@@ -222,6 +214,7 @@ impl Executor {
                     "dry run complete: every batch rolled back, nothing written".to_owned(),
                 ),
                 Phase::Execution => (Health::Healthy, "every candidate processed".to_owned()),
+                Phase::Aliasing => report::aliased(&result.counters),
             };
             self.finish_with(self.phase.completed(), health, &message)
                 .await;
@@ -290,136 +283,10 @@ impl Executor {
         }
     }
 
-    /// One batch of the run's phase in one database transaction, committed
-    /// (or rolled back, for a dry run), inside its `migration.batch` span.
-    async fn batch(&self, batch_size: i32) -> Result<Committed> {
-        let span = tracing::info_span!(
-            "migration.batch",
-            migration.phase = self.phase.as_str(),
-            batch.number = tracing::field::Empty,
-            batch.size = tracing::field::Empty,
-            batch.duration_ms = tracing::field::Empty,
-            batch.transactions_per_second = tracing::field::Empty,
-            batch.balanced = tracing::field::Empty,
-            dry_run = self.dry_run,
-        );
-        let started = Instant::now();
-        let committed =
-            tracing::Instrument::instrument(self.batch_transaction(batch_size), span.clone())
-                .await?;
-        let result = &committed.result;
-        if result.halted.is_none() {
-            let seconds = started.elapsed().as_secs_f64();
-            span.record("batch.number", result.batch_number);
-            span.record("batch.size", result.transactions);
-            span.record("batch.duration_ms", seconds * 1000.0);
-            span.record(
-                "batch.transactions_per_second",
-                result.transactions as f64 / seconds.max(1e-9),
-            );
-            span.record("batch.balanced", result.balanced);
-        }
-        Ok(committed)
-    }
-
-    async fn batch_transaction(&self, batch_size: i32) -> Result<Committed> {
-        let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
-        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-            .bind(format!("{}ms", self.inner.settings.batch_lock_timeout_ms))
-            .execute(&mut *tx)
-            .await?;
-        let sqlx::types::Json(result): sqlx::types::Json<BatchResult> =
-            sqlx::query_scalar(self.phase.batch_sql())
-                .bind(self.id)
-                .bind(batch_size)
-                .fetch_one(&mut *tx)
-                .await?;
-        let after = store::after_batch(&mut tx, self.id).await?;
-        if self.dry_run && result.halted.is_none() {
-            tx.rollback().await?;
-            let mut keep = scope::begin(&self.inner.pool, self.organization_id).await?;
-            store::keep_dry_run_position(&mut keep, self.id, &after).await?;
-            keep.commit().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(Committed {
-            result,
-            pacing: Pacing::of(&after.parameters),
-        })
-    }
-
     /// The run's state and pace as its row holds them now.
     async fn read_pace(&self) -> Result<(RunState, Pacing)> {
         let (state, parameters) =
             store::state_and_parameters(&self.inner.pool, self.organization_id, self.id).await?;
         Ok((state, Pacing::of(&parameters)))
-    }
-
-    /// What a rollback that ends with refused restores says: which, and why.
-    async fn refused_restores(&self) -> String {
-        let refused = match store::get(&self.inner.pool, self.organization_id, self.id).await {
-            Ok(run) => run.record.rollback.unwrap_or_default().refused,
-            Err(_) => Vec::new(),
-        };
-        report::refused_restores(&refused)
-    }
-
-    async fn finish(&self, state: RunState, message: &str) {
-        let health = if state == RunState::Failed {
-            Health::Critical
-        } else {
-            Health::Healthy
-        };
-        self.finish_with(state, health, message).await;
-    }
-
-    async fn finish_with(&self, state: RunState, health: Health, message: &str) {
-        match self.record_end(state, message).await {
-            Ok(None) => report::publish_end(&self.sender, state, health, message),
-            Ok(Some((ended, why))) => {
-                let health = if ended == RunState::Failed {
-                    Health::Critical
-                } else {
-                    Health::Healthy
-                };
-                report::publish_end(&self.sender, ended, health, &why)
-            }
-            Err(error) => {
-                tracing::error!(%error, "recording the end of the run failed");
-                report::publish_end(&self.sender, state, health, message);
-            }
-        }
-    }
-
-    /// Records the end of the run, unless it ended meanwhile (say, cancelled
-    /// just as its last batch committed: a user's control wins); then
-    /// returns how it ended instead.
-    async fn record_end(
-        &self,
-        state: RunState,
-        message: &str,
-    ) -> Result<Option<(RunState, String)>> {
-        let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
-        let active = [RunState::Running, RunState::Paused];
-        let recorded =
-            store::set_state(&mut tx, self.id, state, None, Some(message), &active).await?;
-        let ended = if recorded {
-            None
-        } else {
-            let (ended, why) = store::ended_as(&mut tx, self.id).await?;
-            Some((ended.unwrap_or(state), why))
-        };
-        tx.commit().await?;
-        Ok(ended)
-    }
-}
-
-fn is_lock_wait(error: &Error) -> bool {
-    match error {
-        Error::Database(sqlx::Error::Database(db)) => db
-            .code()
-            .is_some_and(|code| LOCK_WAITS.contains(&code.as_ref())),
-        _ => false,
     }
 }
