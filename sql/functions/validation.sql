@@ -35,91 +35,27 @@ AS $$
                            'status', 'UNASSIGNED', 'is_open', false))
 $$;
 
--- The validation report of run p_run_id:
---   {migration_id, organization_id, state, phase, validated_at, overall,
---    sacred_six_status, rollback_status,
---    checks: [{name, result: PASS|WARN|FAIL, summary, details: {k: "v"}}]}
--- overall: FAIL if any check fails, else WARN if any warns, else PASS.
--- rollback_status: ROLLBACK_COMPLETE / ROLLBACK_INCOMPLETE for a run in
--- phase ROLLBACK or ROLLED_BACK, else null (and no rollback check).
--- Raises no_data_found for an unknown run (under row-level security, one of
--- another organization is unknown too).
-CREATE OR REPLACE FUNCTION hera_migration_validate_v2(p_run_id uuid)
+-- Check zero_tables. What the guide's Sacred Six test is for: the migration
+-- created no table. Judged against the catalog the run recorded when it
+-- was created: a table (ordinary or partitioned, in any schema) that is
+-- there now and was not then is a VIOLATION. Tables the database had
+-- before (HERA production has workflow and approval tables beside the
+-- six) are reported, as information; views are never tables. pg_class
+-- rather than information_schema.tables, which hides tables the current
+-- role has no privilege on.
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_zero_tables_v2(p_snapshot jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
-SET jit = off
 AS $fn$
 DECLARE
-    v_run        record;
-    v_org        uuid;
-    v_meta       jsonb;
-    v_params     jsonb;
-    v_snapshot   jsonb;
-    v_state      text;
-    v_phase      text;
-    v_from       timestamptz;
-    v_to         timestamptz;
-    v_checks     jsonb := '[]';
-    v_result     text;
-    v_n          bigint;
-    v_text       text;
-    v_text2      text;
-    v_six        text;
-    v_rb_status  text;
-    -- gl_balance
-    v_total      bigint;
-    v_balanced   bigint;
-    -- completeness
-    v_c          jsonb;
-    v_still      bigint;
-    v_restored   bigint;
-    v_left       bigint;
-    v_pending    bigint;
-    v_cur_date   timestamptz;
-    v_cur_id     uuid;
-    v_expected   bigint;
-    v_dry        boolean;
-    -- performance
-    v_t0         timestamptz;
-    v_each       numeric;
-    v_max        numeric := 0;
-    v_sum        numeric := 0;
-    v_calls      constant integer := 20;
-    -- rollback
-    v_reposts    bigint;
-    v_reversals  bigint;
-    v_originals  bigint;
-    v_aliases    bigint;
-    v_refused    bigint := 0;
-    v_overall    text;
+    v_snapshot jsonb := p_snapshot;
+    v_n        bigint;
+    v_text     text;
+    v_text2    text;
+    v_six      text;
+    v_result   text;
 BEGIN
-    SELECT id, organization_id, metadata INTO v_run
-      FROM universal_transactions
-     WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
-    v_org      := v_run.organization_id;
-    v_meta     := coalesce(v_run.metadata, '{}');
-    IF v_meta ->> 'phase' = 'ALIASING' THEN
-        RAISE EXCEPTION 'migration_id: % is an application of reporting aliases; validate the migration it aliased',
-              p_run_id USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    v_params   := coalesce(v_meta -> 'parameters', '{}');
-    v_snapshot := v_meta -> 'snapshot';
-    v_state    := coalesce(v_meta ->> 'state', 'RUNNING');
-    v_phase    := coalesce(v_meta ->> 'phase', 'EXECUTION');
-    v_from     := coalesce((v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');
-    v_to       := coalesce(((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity');
-
-    -- 1. zero_tables. What the guide's Sacred Six test is for: the migration
-    -- created no table. Judged against the catalog the run recorded when it
-    -- was created: a table (ordinary or partitioned, in any schema) that is
-    -- there now and was not then is a VIOLATION. Tables the database had
-    -- before (HERA production has workflow and approval tables beside the
-    -- six) are reported, as information; views are never tables. pg_class
-    -- rather than information_schema.tables, which hides tables the current
-    -- role has no privilege on.
     SELECT count(*), string_agg(n.nspname || '.' || c.relname, ', ' ORDER BY n.nspname, c.relname)
       INTO v_n, v_text
       FROM pg_class c
@@ -147,7 +83,7 @@ BEGIN
     v_result := CASE WHEN v_text2 IS NOT NULL THEN 'FAIL'
                      WHEN NOT coalesce(v_snapshot ? 'tables', false) THEN 'WARN'
                      ELSE 'PASS' END;
-    v_checks := v_checks || jsonb_build_object(
+    RETURN jsonb_build_object(
         'name', 'zero_tables', 'result', v_result,
         'summary', CASE WHEN v_result = 'FAIL'
                             THEN format('Sacred Six VIOLATION: table(s) created since the run began: %s', v_text2)
@@ -163,10 +99,23 @@ BEGIN
             'tables_outside_six_list', coalesce(left(v_text, 2000), ''),
             'snapshot', CASE WHEN v_snapshot ? 'tables' THEN 'present' ELSE 'absent' END,
             'snapshot_taken_at', coalesce(v_snapshot ->> 'tables_taken_at', v_snapshot ->> 'taken_at', '')));
+END;
+$fn$;
 
-    -- 2. gl_balance: the guide's query over the run's reversals and reposts
-    -- (DR = CR on GL lines, with execute_batch.sql's tolerance), voided or not:
-    -- a voided copy must still have balanced.
+-- Check gl_balance: the guide's query over the run's reversals and reposts
+-- (DR = CR on GL lines, with execute_batch.sql's tolerance), voided or not:
+-- a voided copy must still have balanced.
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_gl_balance_v2(p_run_id uuid, p_org uuid)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_org      uuid := p_org;
+    v_total    bigint;
+    v_balanced bigint;
+    v_result   text;
+BEGIN
     SELECT count(*), count(*) FILTER (WHERE abs(b.dr - b.cr) < 0.0001)
       INTO v_total, v_balanced
       FROM (SELECT t.id,
@@ -180,7 +129,7 @@ BEGIN
                     OR (t.metadata ->> 'migration_id' = p_run_id::text AND t.metadata ? 'original_transaction_id'))
              GROUP BY t.id) b;
     v_result := CASE WHEN v_total > v_balanced THEN 'FAIL' WHEN v_total = 0 THEN 'WARN' ELSE 'PASS' END;
-    v_checks := v_checks || jsonb_build_object(
+    RETURN jsonb_build_object(
         'name', 'gl_balance', 'result', v_result,
         'summary', CASE WHEN v_total = 0 THEN 'the run wrote no reversal or repost'
                         ELSE format('%s of %s reversals and reposts balance (%s%%)', v_balanced, v_total,
@@ -190,10 +139,24 @@ BEGIN
             'balanced_transactions', v_balanced::text,
             'unbalanced_transactions', (v_total - v_balanced)::text,
             'balance_percentage', CASE WHEN v_total = 0 THEN '' ELSE round(100.0 * v_balanced / v_total, 2)::text END));
+END;
+$fn$;
 
-    -- 3. trial_balance: now versus the run's snapshot, per account (every
-    -- key HERA names one by), currency and fiscal period, exactly (NUMERIC);
-    -- a key absent on one side counts as 0.
+-- Check trial_balance: now versus the run's snapshot, per account (every
+-- key HERA names one by), currency and fiscal period, exactly (NUMERIC);
+-- a key absent on one side counts as 0.
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_trial_balance_v2(p_org uuid, p_snapshot jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_org      uuid := p_org;
+    v_snapshot jsonb := p_snapshot;
+    v_n        bigint;
+    v_text     text;
+    v_result   text;
+BEGIN
     IF v_snapshot ? 'trial_balance' AND NOT EXISTS (
            SELECT 1 FROM jsonb_array_elements(v_snapshot -> 'trial_balance') e WHERE NOT e ? 'account_key') THEN
         SELECT count(*),
@@ -216,7 +179,7 @@ BEGIN
                    AND n.fiscal_period = s.period
                  WHERE coalesce(s.net, 0) <> coalesce(n.net_amount, 0)) d;
         v_result := CASE WHEN v_n = 0 THEN 'PASS' ELSE 'FAIL' END;
-        v_checks := v_checks || jsonb_build_object(
+        RETURN jsonb_build_object(
             'name', 'trial_balance', 'result', v_result,
             'summary', CASE WHEN v_n = 0 THEN 'identical to the trial balance before the run'
                             ELSE format('%s account/currency/period balance(s) differ from before the run', v_n) END,
@@ -226,7 +189,7 @@ BEGIN
                 'difference_list', coalesce(left(v_text, 2000), ''),
                 'snapshot_taken_at', coalesce(v_snapshot ->> 'taken_at', '')));
     ELSE
-        v_checks := v_checks || jsonb_build_object(
+        RETURN jsonb_build_object(
             'name', 'trial_balance', 'result', 'WARN',
             'summary', CASE WHEN v_snapshot ? 'trial_balance'
                             THEN 'the run''s trial balance was recorded by an earlier version, per account code '
@@ -235,16 +198,41 @@ BEGIN
             'details', jsonb_build_object('snapshot', CASE WHEN v_snapshot ? 'trial_balance' THEN 'earlier format'
                                                            ELSE 'absent' END));
     END IF;
+END;
+$fn$;
 
-    -- 4. completeness: the run's candidates are those it looked at
-    -- (counters.processed) plus those after its cursor (pending). Each one
-    -- looked at is migrated, skipped (closed period, unmapped code) or
-    -- quarantined, and the ledger must agree:
-    --   * originals the run migrated = still reversed by it + restored by its
-    --     rollback = counters.migrated;
-    --   * candidates left behind its cursor (still v1, posted) are at most
-    --     its skipped + quarantined + restored ones (fewer if a later run took
-    --     some); more means a candidate nobody accounts for.
+-- Check completeness: the run's candidates are those it looked at
+-- (counters.processed) plus those after its cursor (pending). Each one
+-- looked at is migrated, skipped (closed period, unmapped code) or
+-- quarantined, and the ledger must agree:
+-- * originals the run migrated = still reversed by it + restored by its
+-- rollback = counters.migrated;
+-- * candidates left behind its cursor (still v1, posted) are at most
+-- its skipped + quarantined + restored ones (fewer if a later run took
+-- some); more means a candidate nobody accounts for.
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_completeness_v2(p_run_id uuid, p_org uuid, p_meta jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_org      uuid := p_org;
+    v_meta     jsonb := p_meta;
+    v_params   jsonb := coalesce(p_meta -> 'parameters', '{}');
+    v_state    text := coalesce(p_meta ->> 'state', 'RUNNING');
+    v_from     timestamptz := coalesce((coalesce(p_meta -> 'parameters', '{}') ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');
+    v_to       timestamptz := coalesce(((coalesce(p_meta -> 'parameters', '{}') ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity');
+    v_c        jsonb;
+    v_still    bigint;
+    v_restored bigint;
+    v_left     bigint;
+    v_pending  bigint;
+    v_cur_date timestamptz;
+    v_cur_id   uuid;
+    v_expected bigint;
+    v_dry      boolean;
+    v_result   text;
+BEGIN
     v_c := coalesce(v_meta -> 'counters', '{}');
     v_cur_date := (v_meta #>> '{cursor,transaction_date}')::timestamptz;
     v_cur_id   := (v_meta #>> '{cursor,id}')::uuid;
@@ -281,7 +269,7 @@ BEGIN
         WHEN v_left > v_expected THEN 'FAIL'
         WHEN v_pending > 0 AND v_state = 'SUCCEEDED' THEN 'WARN'
         ELSE 'PASS' END;
-    v_checks := v_checks || jsonb_build_object(
+    RETURN jsonb_build_object(
         'name', 'completeness', 'result', v_result,
         'summary', CASE
             WHEN v_dry AND v_result = 'PASS'
@@ -313,9 +301,25 @@ BEGIN
             'restored_by_rollback', v_restored::text,
             'left_behind_cursor', v_left::text,
             'unaccounted', greatest(v_left - v_expected, 0)::text));
+END;
+$fn$;
 
-    -- 5. performance: hera_validate_fiscal_period_v2_enhanced, timed over
-    -- v_calls calls with clock_timestamp (now() does not move in a transaction).
+-- Check performance: hera_validate_fiscal_period_v2_enhanced, timed over
+-- v_calls calls with clock_timestamp (now() does not move in a transaction).
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_performance_v2(p_org uuid)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_org      uuid := p_org;
+    v_t0       timestamptz;
+    v_each     numeric;
+    v_max      numeric := 0;
+    v_sum      numeric := 0;
+    v_calls    constant integer := 20;
+    v_result   text;
+BEGIN
     FOR i IN 1 .. v_calls LOOP
         v_t0 := clock_timestamp();
         PERFORM hera_validate_fiscal_period_v2_enhanced(current_date - (i * 17) % 365, v_org);
@@ -324,7 +328,7 @@ BEGIN
         v_max := greatest(v_max, v_each);
     END LOOP;
     v_result := CASE WHEN v_sum / v_calls < 10 THEN 'PASS' ELSE 'FAIL' END;
-    v_checks := v_checks || jsonb_build_object(
+    RETURN jsonb_build_object(
         'name', 'performance', 'result', v_result,
         'summary', format('hera_validate_fiscal_period_v2_enhanced: %s ms on average over %s calls (limit 10 ms)',
                           round(v_sum / v_calls, 3), v_calls),
@@ -334,68 +338,133 @@ BEGIN
             'average_ms', round(v_sum / v_calls, 3)::text,
             'max_ms', round(v_max, 3)::text,
             'limit_ms', '10'));
+END;
+$fn$;
 
-    -- 6. rollback, for a run being or having been rolled back.
-    IF v_phase = 'ROLLBACK' OR v_state = 'ROLLED_BACK' THEN
-        SELECT count(*) FILTER (WHERE t.metadata ->> 'migration_id' = p_run_id::text
-                                  AND t.metadata ? 'original_transaction_id'),
-               count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
-                                  AND t.metadata ? 'reversal_of'),
-               count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
-                                  AND NOT t.metadata ? 'reversal_of'
-                                  AND t.transaction_status = 'reversed')
-          INTO v_reposts, v_reversals, v_originals
-          FROM universal_transactions t
-         WHERE t.organization_id = v_org
-           AND coalesce(t.transaction_status, '') <> 'voided'
-           AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION');
-        SELECT count(*) INTO v_aliases
-          FROM universal_transactions t
-         WHERE t.organization_id = v_org
-           AND t.metadata ->> 'alias_migration_id' = p_run_id::text;
-        v_refused := coalesce(jsonb_array_length(v_meta #> '{rollback,refused}'), 0);
-        v_rb_status := CASE WHEN v_reposts + v_reversals + v_originals + v_aliases = 0
-                            THEN 'ROLLBACK_COMPLETE' ELSE 'ROLLBACK_INCOMPLETE' END;
-        v_result := CASE WHEN v_rb_status = 'ROLLBACK_COMPLETE' THEN 'PASS'
-                         WHEN v_state IN ('RUNNING', 'PAUSED') THEN 'WARN' -- still under way
-                         -- the database refused some restores, which the run lists:
-                         -- incomplete, said so, and retried by rolling back again
-                         WHEN v_refused > 0 AND v_originals + v_aliases <= v_refused THEN 'WARN'
-                         ELSE 'FAIL' END;
-        v_checks := v_checks || jsonb_build_object(
-            'name', 'rollback', 'result', v_result,
-            'summary', CASE WHEN v_rb_status = 'ROLLBACK_COMPLETE'
-                                THEN 'ROLLBACK_COMPLETE: no repost, reversal or alias of the run remains in effect'
-                            ELSE format('ROLLBACK_INCOMPLETE: %s repost(s), %s reversal(s) in effect, %s original(s) still reversed, %s alias(es)',
-                                        v_reposts, v_reversals, v_originals, v_aliases)
-                                 || CASE WHEN v_refused > 0
-                                         THEN format('; the database refused to restore %s transaction(s) (listed in the '
-                                                     'run): roll back again once fixed', v_refused)
-                                         ELSE '' END END,
-            'details', jsonb_build_object(
-                'rollback_status', v_rb_status,
-                'reposts_in_effect', v_reposts::text,
-                'reversals_in_effect', v_reversals::text,
-                'originals_still_reversed', v_originals::text,
-                'aliases_remaining', v_aliases::text,
-                'restores_refused', v_refused::text));
+-- Check rollback, for a run being or having been rolled back.
+-- Returns the check: {name, result, summary, details}.
+CREATE OR REPLACE FUNCTION hera_migration_check_rollback_v2(p_run_id uuid, p_org uuid, p_meta jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_org       uuid := p_org;
+    v_meta      jsonb := p_meta;
+    v_state     text := coalesce(p_meta ->> 'state', 'RUNNING');
+    v_reposts   bigint;
+    v_reversals bigint;
+    v_originals bigint;
+    v_aliases   bigint;
+    v_refused   bigint := 0;
+    v_rb_status text;
+    v_result    text;
+BEGIN
+    SELECT count(*) FILTER (WHERE t.metadata ->> 'migration_id' = p_run_id::text
+                              AND t.metadata ? 'original_transaction_id'),
+           count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
+                              AND t.metadata ? 'reversal_of'),
+           count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
+                              AND NOT t.metadata ? 'reversal_of'
+                              AND t.transaction_status = 'reversed')
+      INTO v_reposts, v_reversals, v_originals
+      FROM universal_transactions t
+     WHERE t.organization_id = v_org
+       AND coalesce(t.transaction_status, '') <> 'voided'
+       AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION');
+    SELECT count(*) INTO v_aliases
+      FROM universal_transactions t
+     WHERE t.organization_id = v_org
+       AND t.metadata ->> 'alias_migration_id' = p_run_id::text;
+    v_refused := coalesce(jsonb_array_length(v_meta #> '{rollback,refused}'), 0);
+    v_rb_status := CASE WHEN v_reposts + v_reversals + v_originals + v_aliases = 0
+                        THEN 'ROLLBACK_COMPLETE' ELSE 'ROLLBACK_INCOMPLETE' END;
+    v_result := CASE WHEN v_rb_status = 'ROLLBACK_COMPLETE' THEN 'PASS'
+                     WHEN v_state IN ('RUNNING', 'PAUSED') THEN 'WARN' -- still under way
+                     -- the database refused some restores, which the run lists:
+                     -- incomplete, said so, and retried by rolling back again
+                     WHEN v_refused > 0 AND v_originals + v_aliases <= v_refused THEN 'WARN'
+                     ELSE 'FAIL' END;
+    RETURN jsonb_build_object(
+        'name', 'rollback', 'result', v_result,
+        'summary', CASE WHEN v_rb_status = 'ROLLBACK_COMPLETE'
+                            THEN 'ROLLBACK_COMPLETE: no repost, reversal or alias of the run remains in effect'
+                        ELSE format('ROLLBACK_INCOMPLETE: %s repost(s), %s reversal(s) in effect, %s original(s) still reversed, %s alias(es)',
+                                    v_reposts, v_reversals, v_originals, v_aliases)
+                             || CASE WHEN v_refused > 0
+                                     THEN format('; the database refused to restore %s transaction(s) (listed in the '
+                                                 'run): roll back again once fixed', v_refused)
+                                     ELSE '' END END,
+        'details', jsonb_build_object(
+            'rollback_status', v_rb_status,
+            'reposts_in_effect', v_reposts::text,
+            'reversals_in_effect', v_reversals::text,
+            'originals_still_reversed', v_originals::text,
+            'aliases_remaining', v_aliases::text,
+            'restores_refused', v_refused::text));
+END;
+$fn$;
+
+-- The validation report of run p_run_id:
+--   {migration_id, organization_id, state, phase, validated_at, overall,
+--    sacred_six_status, rollback_status,
+--    checks: [{name, result: PASS|WARN|FAIL, summary, details: {k: "v"}}]}
+-- overall: FAIL if any check fails, else WARN if any warns, else PASS.
+-- rollback_status: ROLLBACK_COMPLETE / ROLLBACK_INCOMPLETE for a run in
+-- phase ROLLBACK or ROLLED_BACK, else null (and no rollback check).
+-- Raises no_data_found for an unknown run (under row-level security, one of
+-- another organization is unknown too).
+-- Each check is a function of its own above (hera_migration_check_<name>_v2,
+-- callable alone from psql): adding a check is a function and a line here.
+CREATE OR REPLACE FUNCTION hera_migration_validate_v2(p_run_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET jit = off
+AS $fn$
+DECLARE
+    v_run      record;
+    v_meta     jsonb;
+    v_state    text;
+    v_phase    text;
+    v_checks   jsonb;
+    v_rollback boolean;
+BEGIN
+    SELECT id, organization_id, metadata INTO v_run
+      FROM universal_transactions
+     WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
+    v_meta := coalesce(v_run.metadata, '{}');
+    IF v_meta ->> 'phase' = 'ALIASING' THEN
+        RAISE EXCEPTION 'migration_id: % is an application of reporting aliases; validate the migration it aliased',
+              p_run_id USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    v_state := coalesce(v_meta ->> 'state', 'RUNNING');
+    v_phase := coalesce(v_meta ->> 'phase', 'EXECUTION');
+    v_rollback := v_phase = 'ROLLBACK' OR v_state = 'ROLLED_BACK';
 
-    SELECT CASE WHEN bool_or(c ->> 'result' = 'FAIL') THEN 'FAIL'
-                WHEN bool_or(c ->> 'result' = 'WARN') THEN 'WARN'
-                ELSE 'PASS' END
-      INTO v_overall
-      FROM jsonb_array_elements(v_checks) c;
+    v_checks := jsonb_build_array(
+        hera_migration_check_zero_tables_v2(v_meta -> 'snapshot'),
+        hera_migration_check_gl_balance_v2(p_run_id, v_run.organization_id),
+        hera_migration_check_trial_balance_v2(v_run.organization_id, v_meta -> 'snapshot'),
+        hera_migration_check_completeness_v2(p_run_id, v_run.organization_id, v_meta),
+        hera_migration_check_performance_v2(v_run.organization_id));
+    IF v_rollback THEN
+        v_checks := v_checks || hera_migration_check_rollback_v2(p_run_id, v_run.organization_id, v_meta);
+    END IF;
 
     RETURN jsonb_build_object(
         'migration_id', p_run_id,
-        'organization_id', v_org,
+        'organization_id', v_run.organization_id,
         'state', v_state,
         'phase', v_phase,
         'validated_at', now(),
-        'overall', v_overall,
-        'sacred_six_status', v_six,
-        'rollback_status', v_rb_status,
+        'overall', (SELECT CASE WHEN bool_or(c ->> 'result' = 'FAIL') THEN 'FAIL'
+                                WHEN bool_or(c ->> 'result' = 'WARN') THEN 'WARN'
+                                ELSE 'PASS' END
+                      FROM jsonb_array_elements(v_checks) c),
+        'sacred_six_status', v_checks #>> '{0,details,sacred_six_status}',
+        'rollback_status', CASE WHEN v_rollback THEN v_checks #>> '{5,details,rollback_status}' END,
         'checks', v_checks);
 END;
 $fn$;

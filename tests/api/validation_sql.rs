@@ -307,3 +307,59 @@ async fn a_run_without_snapshot_warns_and_an_unknown_run_is_not_found() {
         .unwrap_err();
     assert_eq!(sql::sqlstate(error), "P0002");
 }
+
+/// Each check is a function of its own, callable alone: what it answers is
+/// what the report lists under its name.
+#[tokio::test]
+async fn each_check_answers_alone_what_the_report_says() {
+    let scene = sql::scene(120).await;
+    let run = snapshotted_run(&scene).await;
+    let report = validate(&scene.pool, run).await;
+    let (org, meta): (Uuid, Value) = sqlx::query_as(
+        "SELECT organization_id, metadata FROM universal_transactions WHERE id = $1",
+    )
+    .bind(run)
+    .fetch_one(&scene.pool)
+    .await
+    .unwrap();
+    for (name, call) in [
+        (
+            "zero_tables",
+            "SELECT hera_migration_check_zero_tables_v2($3 -> 'snapshot')",
+        ),
+        (
+            "gl_balance",
+            "SELECT hera_migration_check_gl_balance_v2($1, $2)",
+        ),
+        (
+            "trial_balance",
+            "SELECT hera_migration_check_trial_balance_v2($2, $3 -> 'snapshot')",
+        ),
+        (
+            "completeness",
+            "SELECT hera_migration_check_completeness_v2($1, $2, $3)",
+        ),
+    ] {
+        let alone: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(call))
+            .bind(run)
+            .bind(org)
+            .bind(&meta)
+            .fetch_one(&scene.pool)
+            .await
+            .unwrap();
+        assert_eq!(&alone, check(&report, name), "{name}");
+    }
+    // A snapshot that predates a table: the check alone says VIOLATION.
+    sqlx::query("CREATE TABLE created_after_the_run (id int)")
+        .execute(&scene.pool)
+        .await
+        .unwrap();
+    let violation: Value =
+        sqlx::query_scalar("SELECT hera_migration_check_zero_tables_v2($1 -> 'snapshot')")
+            .bind(&meta)
+            .fetch_one(&scene.pool)
+            .await
+            .unwrap();
+    assert_eq!(violation["result"], "FAIL");
+    assert_eq!(violation["details"]["sacred_six_status"], "VIOLATION");
+}
