@@ -77,3 +77,19 @@ fn every_source_file_stays_small_and_the_grpc_adapter_thin() {
         path.display()
     );
 }
+
+#[test]
+fn a_runs_row_is_read_and_written_only_by_the_run_store() {
+    for (path, text) in sources("src") {
+        let in_store = path.components().any(|c| c.as_os_str() == "store");
+        let sql_of_runs = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .any(|line| line.contains("'MIGRATION_RUN'"));
+        assert!(
+            in_store || !sql_of_runs,
+            "{} queries runs' rows itself: that belongs in migration/run/store",
+            path.display()
+        );
+    }
+}

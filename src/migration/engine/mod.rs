@@ -110,10 +110,7 @@ impl Engine {
     /// is free): resumes it from its last committed batch, or leaves it PAUSED
     /// with the reason when so configured. Returns how many it took.
     pub async fn adopt_orphans(&self) -> Result<usize> {
-        let running: Vec<(Uuid, Uuid)> =
-            sqlx::query_as(include_str!("../../../sql/queries/running_runs.sql"))
-                .fetch_all(&self.inner.admin)
-                .await?;
+        let running = store::running_everywhere(&self.inner.admin).await?;
         let mut adopted = 0;
         for (id, organization_id) in running {
             if self.watch(id).is_some() {

@@ -46,6 +46,7 @@ const ENDED_AS: &str =
 const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
            metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined'
       FROM universal_transactions WHERE id = $1";
+const RUNNING_EVERYWHERE: &str = include_str!("../../../../sql/queries/running_runs.sql");
 const ACTIVE: &str = "SELECT id FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
       AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
@@ -329,6 +330,12 @@ pub async fn keep_dry_run_position(
     after: &AfterBatch,
 ) -> Result<()> {
     patch(conn, id, after.position.clone()).await
+}
+
+/// Every run recorded RUNNING, in every organization, as (id, organization):
+/// read through `admin`, the login role, which row security does not scope.
+pub async fn running_everywhere(admin: &PgPool) -> Result<Vec<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as(RUNNING_EVERYWHERE).fetch_all(admin).await?)
 }
 
 /// The organization's active (running or paused) run, other than `except`.
