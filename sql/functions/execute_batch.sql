@@ -1,21 +1,30 @@
 -- Phase 2: one batch of a migration run, as one database transaction's work.
 --
 -- A run is a universal_transactions row (MIGRATION_RUN) whose metadata holds
--- its parameters, state, keyset cursor and counters. A batch:
---   1. locks the run row (two workers never run the same run's batches at once);
---   2. takes the next candidates after the cursor, in (transaction_date, id)
+-- its parameters, state, keyset cursor and counters. A batch
+-- (hera_migration_execute_batch_v2) runs these steps, one function each:
+--   1. locks the run row (two workers never run the same run's batches at
+--      once) and reads its parameters (hera_migration_batch_lock_run_v2);
+--   2. before the run's first write, records its trial balance
+--      (hera_migration_batch_snapshot_v2);
+--   3. takes the next candidates after the cursor, in (transaction_date, id)
 --      order, FOR UPDATE: PostgreSQL re-checks the candidate predicate on each
---      locked row, so a transaction is migrated at most once, ever;
---   3. sets aside what it must not touch: unmapped codes and closed or locked
+--      locked row, so a transaction is migrated at most once, ever
+--      (hera_migration_batch_candidates_v2);
+--   4. sets aside what it must not touch: unmapped codes and closed or locked
 --      periods (policy SKIP) are skipped; originals that do not balance, or
 --      that one of HERA's rules says could not be reversed, reposted and later
---      restored (hera_migration_screen_v2), are quarantined with the rule;
---   4. writes, set-based, a HERA reversal and a v2 repost of each and marks
---      each original reversed (hera_migration_write_copies_v2), verifying what
---      it wrote; whatever the database or the verification refuses is
---      quarantined one transaction at a time with the database's own message
---      (hera_migration_isolate_v2) and the rest is written;
---   5. records a MIGRATION_OPERATION audit row and advances the run.
+--      restored (hera_migration_screen_v2), are quarantined with the rule
+--      (hera_migration_batch_classify_v2);
+--   5. writes, set-based, a HERA reversal and a v2 repost of each and marks
+--      each original reversed (hera_migration_write_copies_v2), proving what
+--      it wrote balances (hera_migration_batch_verify_v2); whatever the
+--      database or the proof refuses is quarantined one transaction at a time
+--      with the database's own message (hera_migration_isolate_v2) and the
+--      rest is written (hera_migration_batch_write_v2);
+--   6. builds its answer and the run's counters (hera_migration_batch_result_v2);
+--   7. records a MIGRATION_OPERATION audit row and advances the run's cursor,
+--      counters and quarantine (hera_migration_batch_advance_v2).
 -- It creates no table, temporary or not: the batch lives in arrays.
 
 -- The columns a migration means to change on an original (marking it
@@ -72,6 +81,59 @@ AS $$
      WHERE x.before IS DISTINCT FROM x.after
 $$;
 
+-- Batch step: the balance proof of what a batch wrote. For each original
+-- p_originals[i], its reversal p_reversals[i] and repost p_reposts[i] as the
+-- database now holds them: every copy's GL lines balance (DR = CR), the pair
+-- nets to zero per account, currency and period fields (so the trial balance
+-- cannot have moved), and, when they do, no original reads otherwise than
+-- intended against p_before ({<original id>: kept image taken before it was
+-- marked reversed}; NULL skips that test). A trigger, a constraint's
+-- side effect or any interference is caught here rather than left in the
+-- ledger. Returns the failures, [{transaction_id, rule, reason}] ([] when the
+-- proof holds); hera_migration_write_copies_v2 raises them as HM001 so that
+-- hera_migration_isolate_v2 sets exactly those originals aside. It writes
+-- nothing, so it can be run from psql over a committed batch, e.g. with the
+-- originals' metadata reversal_id and migrated_to as the copies.
+-- Lookups by key only: planned like the write unit it belongs to.
+CREATE OR REPLACE FUNCTION hera_migration_batch_verify_v2(
+    p_originals uuid[],
+    p_reversals uuid[],
+    p_reposts uuid[],
+    p_before jsonb DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
+DECLARE
+    v_bad jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'transaction_id', x.original, 'rule', 'copies_unbalanced',
+               'reason', 'its reversal and repost, as the database wrote them, do not balance or do not net '
+                         'to zero per account and period (a trigger changed them)')), '[]')
+      INTO v_bad
+      FROM (SELECT c.original
+              FROM unnest(p_reversals || p_reposts, p_originals || p_originals) AS c (copy_id, original)
+              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
+             GROUP BY c.copy_id, c.original
+            HAVING abs(sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
+                                                              WHEN 'CR' THEN -coalesce(l.line_amount, 0)
+                                                              ELSE 0 END)) >= 0.0001
+            UNION
+            SELECT unnest(hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals))) x;
+    IF jsonb_array_length(v_bad) = 0 THEN
+        v_bad := hera_migration_image_changes_v2(p_before, hera_migration_marked_columns_v2(),
+                                                 hera_migration_original_keys_v2(), 'marked reversed');
+    END IF;
+    RETURN v_bad;
+END;
+$fn$;
+
 -- The batch's unit of work (hera_migration_isolate_v2 runs it, and reruns it
 -- on parts of the batch when something is refused): for each original of
 -- p_ids, a reversal (HERA's semantics: its lines negated) and a v2 repost
@@ -92,10 +154,11 @@ $$;
 -- keeps smart_code byte-identical under HERA's smart-code triggers; what the
 -- database changed anyway is caught below.
 --
--- Verification (each raises HM001 naming the originals, which the caller
--- then quarantines): every copy balances, each original's reversal and repost
--- net to zero per account, currency and period fields (so the trial balance
--- cannot move), and no original reads differently than intended.
+-- Verification (hera_migration_batch_verify_v2; it raises HM001 naming the
+-- originals, which the caller then quarantines): every copy balances, each
+-- original's reversal and repost net to zero per account, currency and period
+-- fields (so the trial balance cannot move), and no original reads
+-- differently than intended.
 --
 -- p_args: {run_id, operation_id, actor, reason, smart_code_mappings,
 --          items: {<original id>: {target, move}},
@@ -226,26 +289,9 @@ BEGIN
            JOIN universal_transactions t ON t.id = m.id),
         v_actor);
 
-    -- Verify the copies: each balances, and each original's pair nets to zero
-    -- per account, currency and period fields.
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'transaction_id', x.original, 'rule', 'copies_unbalanced',
-               'reason', 'its reversal and repost, as the database wrote them, do not balance or do not net '
-                         'to zero per account and period (a trigger changed them)')), '[]')
-      INTO v_bad
-      FROM (SELECT c.original
-              FROM unnest(v_revs || v_reps, p_ids || p_ids) AS c (copy_id, original)
-              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
-             GROUP BY c.copy_id, c.original
-            HAVING abs(sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                              WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                              ELSE 0 END)) >= 0.0001
-            UNION
-            SELECT unnest(hera_migration_pairs_off_v2(v_revs || v_reps, p_ids || p_ids))) x;
-    IF jsonb_array_length(v_bad) = 0 THEN
-        v_bad := hera_migration_image_changes_v2(v_before, hera_migration_marked_columns_v2(),
-                                                 hera_migration_original_keys_v2(), 'marked reversed');
-    END IF;
+    -- Verify what it wrote (hera_migration_batch_verify_v2); whatever fails
+    -- is named to the caller, which sets those originals aside.
+    v_bad := hera_migration_batch_verify_v2(p_ids, v_revs, v_reps, v_before);
     IF jsonb_array_length(v_bad) > 0 THEN
         RAISE EXCEPTION 'hera_migration_unverified: % original(s) of batch % failed verification',
               jsonb_array_length(v_bad), v_op
@@ -255,140 +301,209 @@ BEGIN
 END;
 $fn$;
 
--- One batch of run p_run_id, in the caller's transaction. Returns
---   {operation_id, batch_number, phase: 'EXECUTION', transactions, migrated,
---    skipped_closed, skipped_unmapped, quarantined_ids, quarantined: [{transaction_id,
---    rule, reason, ...}], failed_verification_ids, first_transaction_id,
---    last_transaction_id, balanced, done, duration_ms, counters}
--- or, for a run that is not RUNNING in phase EXECUTION, {halted: <state>, ...}.
--- p_batch_size overrides the run's batch_size (the engine's lock backoff).
-CREATE OR REPLACE FUNCTION hera_migration_execute_batch_v2(
+-- The steps of a batch, in the order hera_migration_execute_batch_v2 runs
+-- them. Each runs once per batch, set-based, inside the caller's transaction
+-- (none commits), and each can be called alone from psql to see what it
+-- would do; those that read the tables carry the batch's planner settings
+-- (see hera_migration_execute_batch_v2), so that alone they are planned as
+-- in a batch.
+
+-- Batch step 1: the run, locked, and what its next batch is to do.
+-- The run row is locked FOR UPDATE: two workers never run the same run's
+-- batches at once, and its controls (PauseMigration, CancelMigration,
+-- UpdateMigration) wait on this lock, so they take effect between batches.
+-- A run that is not RUNNING in phase EXECUTION (paused, finished, or being
+-- rolled back, whose executor then stops) does nothing: halted is then the
+-- batch's whole answer,
+--   {halted: <state, or PHASE_<phase>>, done: false, transactions: 0,
+--    duration_ms: 0, counters},
+-- and the parameters are left NULL. Otherwise halted is NULL, and the row
+-- holds the run (organization_id, metadata as locked, parameters) and the
+-- parameters as a batch reads them: the candidate statuses, the batch size
+-- (p_batch_size, the engine's lock backoff, overrides the run's), the date
+-- range as UTC instants [range_start, range_end), the keyset cursor
+-- (after_date, after_id: where the previous batch stopped) and the user who
+-- started the run (every write names them). Raises no_data_found for an
+-- unknown run. From psql (the lock lasts until the transaction ends):
+--   SELECT * FROM hera_migration_batch_lock_run_v2('<run id>');
+CREATE OR REPLACE FUNCTION hera_migration_batch_lock_run_v2(
     p_run_id uuid,
-    p_batch_size integer DEFAULT NULL
+    p_batch_size integer DEFAULT NULL,
+    OUT halted jsonb,
+    OUT organization_id uuid,
+    OUT metadata jsonb,
+    OUT parameters jsonb,
+    OUT statuses text[],
+    OUT batch_size integer,
+    OUT range_start timestamptz,
+    OUT range_end timestamptz,
+    OUT after_date timestamptz,
+    OUT after_id uuid,
+    OUT started_by uuid
 )
-RETURNS jsonb
 LANGUAGE plpgsql
--- The keyset read must walk the (organization_id, transaction_date, id) index
--- in order and stop at the batch size; the candidate filters' selectivity is
--- beyond the planner's statistics, and a bitmap scan plus a sort of every
--- remaining candidate would make a batch's cost grow with what is left.
-SET plan_cache_mode = force_custom_plan
-SET enable_sort = off
-SET enable_bitmapscan = off
--- Every read of a batch is a lookup by key (the run, the locked candidates,
--- their lines by transaction). Stale statistics (after a bulk load, or the
--- rows a migration adds) must never turn one into a scan of the whole table.
-SET enable_seqscan = off
--- Compiling these statements with LLVM costs far more than it saves.
-SET jit = off
 AS $fn$
-DECLARE
-    v_started      timestamptz := clock_timestamp();
-    v_run          record;
-    v_org          uuid;
-    v_params       jsonb;
-    v_statuses     text[];
-    v_batch_size   integer;
-    v_from         timestamptz;
-    v_to           timestamptz;
-    v_after_date   timestamptz;
-    v_after_id     uuid;
-    v_policy       text;
-    v_sign_rule    boolean := hera_migration_enforces_total_sign_v2();
-    v_batch_no     bigint;
-    v_operation_id uuid := gen_random_uuid();
-    v_locked       uuid[];
-    v_last_date    timestamptz;
-    v_last_id      uuid;
-    v_migrate      uuid[];
-    v_items        jsonb;
-    v_open         jsonb;
-    v_closed       uuid[];
-    v_unmapped     uuid[];
-    v_set_aside    jsonb;  -- [{transaction_id, rule, reason}]: unbalanced or screened
-    v_written      jsonb;
-    v_refused      jsonb;  -- what the database or the verification refused
-    v_quarantined  jsonb;
-    v_quarantined_ids jsonb;
-    v_counters     jsonb;
-    v_result       jsonb;
 BEGIN
-    SELECT id, organization_id, metadata INTO v_run
-      FROM universal_transactions
-     WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN'
+    SELECT t.organization_id, t.metadata INTO organization_id, metadata
+      FROM universal_transactions t
+     WHERE t.id = p_run_id AND t.transaction_type = 'MIGRATION_RUN'
        FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
     END IF;
-    -- A paused or finished run does nothing: its controls (PauseMigration,
-    -- CancelMigration) wait on this row lock, so they take effect between batches.
-    -- A run being rolled back is not executed either (its executor stops).
-    IF coalesce(v_run.metadata ->> 'state', 'RUNNING') <> 'RUNNING'
-       OR coalesce(v_run.metadata ->> 'phase', 'EXECUTION') <> 'EXECUTION' THEN
-        RETURN jsonb_build_object('halted', CASE WHEN coalesce(v_run.metadata ->> 'phase', 'EXECUTION') = 'EXECUTION'
-                                                 THEN v_run.metadata ->> 'state'
-                                                 ELSE 'PHASE_' || (v_run.metadata ->> 'phase') END,
-                                  'done', false,
-                                  'transactions', 0, 'duration_ms', 0,
-                                  'counters', coalesce(v_run.metadata -> 'counters', '{}'));
+    IF coalesce(metadata ->> 'state', 'RUNNING') <> 'RUNNING'
+       OR coalesce(metadata ->> 'phase', 'EXECUTION') <> 'EXECUTION' THEN
+        halted := jsonb_build_object('halted', CASE WHEN coalesce(metadata ->> 'phase', 'EXECUTION') = 'EXECUTION'
+                                                    THEN metadata ->> 'state'
+                                                    ELSE 'PHASE_' || (metadata ->> 'phase') END,
+                                     'done', false,
+                                     'transactions', 0, 'duration_ms', 0,
+                                     'counters', coalesce(metadata -> 'counters', '{}'));
+        RETURN;
     END IF;
-    v_org        := v_run.organization_id;
-    v_params     := v_run.metadata -> 'parameters';
-    v_statuses   := hera_migration_candidate_statuses_v2(v_params);
-    v_batch_size := coalesce(p_batch_size, (v_params ->> 'batch_size')::int, 1000);
-    v_from       := (v_params ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
-    v_to         := ((v_params ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
-    v_after_date := coalesce((v_run.metadata #>> '{cursor,transaction_date}')::timestamptz, '-infinity');
-    v_after_id   := coalesce((v_run.metadata #>> '{cursor,id}')::uuid, '00000000-0000-0000-0000-000000000000');
-    v_policy     := coalesce(v_params ->> 'closed_period_policy', 'SKIP');
-    v_batch_no   := coalesce((v_run.metadata #>> '{counters,batches}')::bigint, 0) + 1;
+    parameters  := metadata -> 'parameters';
+    statuses    := hera_migration_candidate_statuses_v2(parameters);
+    batch_size  := coalesce(p_batch_size, (parameters ->> 'batch_size')::int, 1000);
+    range_start := (parameters ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC';
+    range_end   := ((parameters ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC';
+    after_date  := coalesce((metadata #>> '{cursor,transaction_date}')::timestamptz, '-infinity');
+    after_id    := coalesce((metadata #>> '{cursor,id}')::uuid, '00000000-0000-0000-0000-000000000000');
+    started_by  := (metadata ->> 'started_by')::uuid;
+END;
+$fn$;
 
-    -- 1. Before the first write: the trial balance (ValidateMigration compares
-    -- against it; the run recorded the catalog when it was created). A dry
-    -- run writes nothing.
-    IF NOT coalesce(v_run.metadata -> 'snapshot' ? 'trial_balance', false)
-       AND NOT coalesce((v_params ->> 'dry_run')::boolean, false) THEN
-        PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('snapshot',
-                    coalesce(v_run.metadata -> 'snapshot', '{}') || hera_migration_ledger_snapshot_v2(v_org)));
+-- Batch step 2: before a run's first write, the trial balance. The run
+-- recorded the catalog when it was created; ValidateMigration compares the
+-- ledger against this snapshot, so it must be taken before anything moves,
+-- and once: a run whose snapshot already holds a trial balance, or a dry run
+-- (which writes nothing), is left as it is. p_metadata is the run's metadata
+-- as its lock read it (hera_migration_batch_lock_run_v2). Returns whether it
+-- took the snapshot. A read of the whole ledger (seconds for a million
+-- transactions), paid by a run's first batch alone.
+CREATE OR REPLACE FUNCTION hera_migration_batch_snapshot_v2(
+    p_run_id uuid,
+    p_organization_id uuid,
+    p_metadata jsonb
+)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    IF coalesce(p_metadata -> 'snapshot' ? 'trial_balance', false)
+       OR coalesce((p_metadata #>> '{parameters,dry_run}')::boolean, false) THEN
+        RETURN false;
     END IF;
+    PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('snapshot',
+                coalesce(p_metadata -> 'snapshot', '{}') || hera_migration_ledger_snapshot_v2(p_organization_id)));
+    RETURN true;
+END;
+$fn$;
 
-    -- 2. The next candidates, locked. The keyset cursor keeps a batch's cost
-    -- flat however far the run has come.
+-- Batch step 3: the next candidates after the cursor, locked. At most
+-- p_limit candidates (hera_migration_is_candidate_v2 over p_statuses) of
+-- the organization dated in [p_range_start, p_range_end), after (p_after_date,
+-- p_after_id), in (transaction_date, id) order, FOR UPDATE: PostgreSQL
+-- re-checks the candidate rule on each row it locks, so a transaction a
+-- concurrent batch (or HERA) changed meanwhile is passed over, and a
+-- transaction is migrated at most once, ever. Returns their ids in order and
+-- the last one's (date, id), the next cursor (NULL when none is left).
+-- The keyset read walks the (organization_id, transaction_date, id) index in
+-- order and stops at the limit, so a batch costs the same at the start of a
+-- run and at its end: hence the planner settings (as the batch's).
+CREATE OR REPLACE FUNCTION hera_migration_batch_candidates_v2(
+    p_organization_id uuid,
+    p_statuses text[],
+    p_range_start timestamptz,
+    p_range_end timestamptz,
+    p_after_date timestamptz,
+    p_after_id uuid,
+    p_limit integer,
+    OUT ids uuid[],
+    OUT last_date timestamptz,
+    OUT last_id uuid
+)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
+BEGIN
     SELECT coalesce(array_agg(c.id ORDER BY c.transaction_date, c.id), '{}'),
            (array_agg(c.transaction_date ORDER BY c.transaction_date DESC, c.id DESC))[1],
            (array_agg(c.id ORDER BY c.transaction_date DESC, c.id DESC))[1]
-      INTO v_locked, v_last_date, v_last_id
+      INTO ids, last_date, last_id
       FROM (SELECT t.id, t.transaction_date
               FROM universal_transactions t
-             WHERE t.organization_id = v_org
-               AND (t.transaction_date, t.id) > (v_after_date, v_after_id)
-               AND t.transaction_date >= v_from
-               AND t.transaction_date < v_to
-               AND hera_migration_is_candidate_v2(t.transaction_status, t.smart_code, t.metadata, v_statuses)
+             WHERE t.organization_id = p_organization_id
+               AND (t.transaction_date, t.id) > (p_after_date, p_after_id)
+               AND t.transaction_date >= p_range_start
+               AND t.transaction_date < p_range_end
+               AND hera_migration_is_candidate_v2(t.transaction_status, t.smart_code, t.metadata, p_statuses)
              ORDER BY t.transaction_date, t.id
-             LIMIT v_batch_size
+             LIMIT p_limit
                FOR UPDATE) c;
+END;
+$fn$;
 
-    -- 3. Classify: migrate, skip (unmapped / closed period) or quarantine.
-    SELECT to_jsonb(p) INTO v_open
+-- Batch step 4: what becomes of each candidate p_ids, decided before
+-- anything is written, by the run's p_parameters (smart_code_mappings,
+-- closed_period_policy):
+--   skipped:     unmapped (no v2 target for its smart code), or closed (its
+--                fiscal period CLOSED or LOCKED, under policy SKIP or with no
+--                open period to post to);
+--   quarantined: its GL lines do not balance, or one of HERA's rules says it
+--                could not be reversed, reposted and later restored
+--                (hera_migration_screen_v2): set aside with the rule, untouched;
+--   migrated:    the rest, each with its v2 target and whether it moves to
+--                the open period (POST_TO_OPEN_PERIOD).
+-- The preview predicts the same decisions. Returns migrate (in (date, id)
+-- order), items ({<id>: {target, move}}, what the write unit needs), closed,
+-- unmapped, set_aside ([{transaction_id, rule, reason}]) and open_period
+-- ({id, date, code, year, number} of the earliest open period, or NULL).
+-- It writes nothing. Lookups by key only: the batch's planner settings.
+CREATE OR REPLACE FUNCTION hera_migration_batch_classify_v2(
+    p_organization_id uuid,
+    p_ids uuid[],
+    p_parameters jsonb,
+    OUT migrate uuid[],
+    OUT items jsonb,
+    OUT closed uuid[],
+    OUT unmapped uuid[],
+    OUT set_aside jsonb,
+    OUT open_period jsonb
+)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
+DECLARE
+    v_policy    text := coalesce(p_parameters ->> 'closed_period_policy', 'SKIP');
+    v_sign_rule boolean := hera_migration_enforces_total_sign_v2();
+BEGIN
+    SELECT to_jsonb(p) INTO open_period
       FROM (SELECT id, start_date::timestamp AT TIME ZONE 'UTC' AS date, period_code AS code,
                    fiscal_year AS year, period_number AS number
-              FROM hera_migration_fiscal_periods_v2(v_org)
+              FROM hera_migration_fiscal_periods_v2(p_organization_id)
              WHERE status = 'OPEN' AND start_date IS NOT NULL
              ORDER BY start_date LIMIT 1) p;
     WITH candidates AS (
         SELECT t, t.id, t.transaction_date, t.smart_code, t.fiscal_period_entity_id,
                (t.transaction_date AT TIME ZONE 'UTC')::date AS day
           FROM universal_transactions t
-         WHERE t.id = ANY (v_locked)
+         WHERE t.id = ANY (p_ids)
     ),
     periods AS (
-        SELECT * FROM hera_migration_fiscal_periods_v2(v_org)
+        SELECT * FROM hera_migration_fiscal_periods_v2(p_organization_id)
     ),
     mappings AS (
         SELECT hera_smart_code_normalize(m ->> 'source_smart_code') AS source,
                nullif(btrim(m ->> 'target_smart_code'), '') AS target
-          FROM jsonb_array_elements(coalesce(v_params -> 'smart_code_mappings', '[]')) m
+          FROM jsonb_array_elements(coalesce(p_parameters -> 'smart_code_mappings', '[]')) m
     ),
     -- MATERIALIZED: computed once per row; inlined, the smart-code functions
     -- would run again inside each of the aggregates' filters below.
@@ -407,7 +522,7 @@ BEGIN
                                                      WHEN 'CR' THEN -coalesce(l.line_amount, 0)
                                                      ELSE 0 END) AS net
           FROM universal_transaction_lines l
-         WHERE l.transaction_id = ANY (v_locked)
+         WHERE l.transaction_id = ANY (p_ids)
            AND l.smart_code LIKE '%.GL.%'
          GROUP BY l.transaction_id
     ),
@@ -416,7 +531,7 @@ BEGIN
                CASE WHEN cm.target IS NULL THEN 'unmapped'
                     WHEN abs(coalesce(b.net, 0)) >= 0.0001 THEN 'unbalanced'
                     WHEN pp.status IN ('CLOSED', 'LOCKED')
-                         AND (v_policy <> 'POST_TO_OPEN_PERIOD' OR v_open IS NULL) THEN 'closed'
+                         AND (v_policy <> 'POST_TO_OPEN_PERIOD' OR open_period IS NULL) THEN 'closed'
                     WHEN hera_migration_screen_v2(c.t, cm.target, v_sign_rule) IS NOT NULL THEN 'screened'
                     ELSE 'migrate'
                END AS decision,
@@ -447,68 +562,212 @@ BEGIN
                         ELSE jsonb_build_object('transaction_id', id) || screen END
                         ORDER BY transaction_date, id)
                     FILTER (WHERE decision IN ('unbalanced', 'screened')), '[]')
-      INTO v_migrate, v_items, v_closed, v_unmapped, v_set_aside
+      INTO migrate, items, closed, unmapped, set_aside
       FROM decided;
+END;
+$fn$;
 
-    -- 4. The writes, each transaction's refusal set aside with its reason.
-    v_written := hera_migration_isolate_v2('hera_migration_write_copies_v2', v_migrate, jsonb_build_object(
-        'run_id', p_run_id, 'operation_id', v_operation_id,
-        'actor', v_run.metadata ->> 'started_by', 'reason', 'Finance DNA v2 Migration',
-        'smart_code_mappings', coalesce(v_params -> 'smart_code_mappings', '[]'),
-        'items', v_items, 'open_period', v_open));
-    v_migrate := ARRAY(SELECT jsonb_array_elements_text(v_written -> 'done')::uuid);
-    v_refused := v_written -> 'refused';
-    v_quarantined := v_set_aside || v_refused;
-    v_quarantined_ids := coalesce((SELECT jsonb_agg(e -> 'transaction_id') FROM jsonb_array_elements(v_quarantined) e), '[]');
+-- Batch step 5: the writes. Runs the write unit, hera_migration_write_copies_v2
+-- (for each of p_ids: its reversal and v2 repost, the original marked
+-- reversed, the balance proof), through hera_migration_isolate_v2: whatever
+-- the database or the proof refuses is set aside one transaction at a time
+-- with the database's own message, and the rest is written, so one bad
+-- transaction never fails a batch. p_items and p_open_period are
+-- hera_migration_batch_classify_v2's; the copies name p_operation_id (the
+-- batch's audit row) and p_actor. Returns migrated (the ids written, in
+-- order) and refused ([{transaction_id, rule, reason, sqlstate, ...}]).
+-- It writes: from psql, only inside a transaction that is rolled back.
+CREATE OR REPLACE FUNCTION hera_migration_batch_write_v2(
+    p_run_id uuid,
+    p_operation_id uuid,
+    p_actor uuid,
+    p_parameters jsonb,
+    p_ids uuid[],
+    p_items jsonb,
+    p_open_period jsonb,
+    OUT migrated uuid[],
+    OUT refused jsonb
+)
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_written jsonb;
+BEGIN
+    v_written := hera_migration_isolate_v2('hera_migration_write_copies_v2', p_ids, jsonb_build_object(
+        'run_id', p_run_id, 'operation_id', p_operation_id,
+        'actor', p_actor, 'reason', 'Finance DNA v2 Migration',
+        'smart_code_mappings', coalesce(p_parameters -> 'smart_code_mappings', '[]'),
+        'items', p_items, 'open_period', p_open_period));
+    migrated := ARRAY(SELECT jsonb_array_elements_text(v_written -> 'done')::uuid);
+    refused := v_written -> 'refused';
+END;
+$fn$;
 
-    -- 5. Record the batch and advance the run.
-    v_counters := coalesce(v_run.metadata -> 'counters', '{}');
+-- Batch step 6: the batch's answer (see hera_migration_execute_batch_v2),
+-- and the run's counters after it: p_counters (the run's, before the batch)
+-- plus what this batch did. The batch is counters.batches + 1; p_locked are
+-- the candidates it took (in order, p_last_id the last), p_migrated those
+-- written, p_closed and p_unmapped those skipped; what it quarantined is
+-- p_set_aside (before writing) then p_refused (while writing), and
+-- failed_verification_ids are p_refused's. duration_ms runs from p_started.
+-- Writes nothing and reads no table: the answer's one definition.
+CREATE OR REPLACE FUNCTION hera_migration_batch_result_v2(
+    p_operation_id uuid,
+    p_counters jsonb,
+    p_locked uuid[],
+    p_last_id uuid,
+    p_migrated uuid[],
+    p_closed uuid[],
+    p_unmapped uuid[],
+    p_set_aside jsonb,
+    p_refused jsonb,
+    p_started timestamptz
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_counters    jsonb := coalesce(p_counters, '{}');
+    v_batch_no    bigint := coalesce((v_counters ->> 'batches')::bigint, 0) + 1;
+    v_quarantined jsonb := p_set_aside || p_refused;
+BEGIN
     v_counters := v_counters || jsonb_build_object(
         'batches', v_batch_no,
-        'processed', coalesce((v_counters ->> 'processed')::bigint, 0) + cardinality(v_locked),
-        'migrated', coalesce((v_counters ->> 'migrated')::bigint, 0) + cardinality(v_migrate),
-        'skipped_closed', coalesce((v_counters ->> 'skipped_closed')::bigint, 0) + cardinality(v_closed),
-        'skipped_unmapped', coalesce((v_counters ->> 'skipped_unmapped')::bigint, 0) + cardinality(v_unmapped),
+        'processed', coalesce((v_counters ->> 'processed')::bigint, 0) + cardinality(p_locked),
+        'migrated', coalesce((v_counters ->> 'migrated')::bigint, 0) + cardinality(p_migrated),
+        'skipped_closed', coalesce((v_counters ->> 'skipped_closed')::bigint, 0) + cardinality(p_closed),
+        'skipped_unmapped', coalesce((v_counters ->> 'skipped_unmapped')::bigint, 0) + cardinality(p_unmapped),
         'quarantined', coalesce((v_counters ->> 'quarantined')::bigint, 0) + jsonb_array_length(v_quarantined));
-    v_result := jsonb_build_object(
-        'operation_id', v_operation_id,
+    RETURN jsonb_build_object(
+        'operation_id', p_operation_id,
         'batch_number', v_batch_no,
         'phase', 'EXECUTION',
-        'transactions', cardinality(v_locked),
-        'migrated', cardinality(v_migrate),
-        'skipped_closed', cardinality(v_closed),
-        'skipped_unmapped', cardinality(v_unmapped),
-        'quarantined_ids', v_quarantined_ids,
+        'transactions', cardinality(p_locked),
+        'migrated', cardinality(p_migrated),
+        'skipped_closed', cardinality(p_closed),
+        'skipped_unmapped', cardinality(p_unmapped),
+        'quarantined_ids', coalesce((SELECT jsonb_agg(e -> 'transaction_id')
+                                       FROM jsonb_array_elements(v_quarantined) e), '[]'),
         'quarantined', v_quarantined,
         'failed_verification_ids', coalesce((SELECT jsonb_agg(e -> 'transaction_id')
-                                               FROM jsonb_array_elements(v_refused) e), '[]'),
-        'first_transaction_id', v_locked[1],
-        'last_transaction_id', v_last_id,
+                                               FROM jsonb_array_elements(p_refused) e), '[]'),
+        'first_transaction_id', p_locked[1],
+        'last_transaction_id', p_last_id,
         'balanced', true,
-        'done', cardinality(v_locked) = 0,
-        'duration_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 3),
+        'done', cardinality(p_locked) = 0,
+        'duration_ms', round(extract(epoch FROM clock_timestamp() - p_started) * 1000, 3),
         'counters', v_counters);
+END;
+$fn$;
 
+-- Batch step 7: the batch recorded and the run advanced, last, so that both
+-- commit with the writes or not at all. The MIGRATION_OPERATION audit row
+-- holds p_result (hera_migration_batch_result_v2's) and migrated_ids
+-- (p_migrated: what a rollback of this batch restores); the run takes the
+-- result's counters, the cursor (p_last_date, p_last_id; unchanged when the
+-- batch took nothing) and its quarantined entries, appended to the lists in
+-- p_metadata (the run's metadata as locked). Both name the run's starter.
+CREATE OR REPLACE FUNCTION hera_migration_batch_advance_v2(
+    p_run_id uuid,
+    p_organization_id uuid,
+    p_metadata jsonb,
+    p_result jsonb,
+    p_migrated uuid[],
+    p_last_date timestamptz,
+    p_last_id uuid
+)
+RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_actor uuid := (p_metadata ->> 'started_by')::uuid;
+BEGIN
     INSERT INTO universal_transactions (
         id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
         transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (v_operation_id, v_org, 'MIGRATION_OPERATION', 'MIGOP-' || v_operation_id, now(), 0,
+    VALUES ((p_result ->> 'operation_id')::uuid, p_organization_id, 'MIGRATION_OPERATION',
+            'MIGOP-' || (p_result ->> 'operation_id'), now(), 0,
             'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            -- migrated_ids: what a rollback of this batch restores.
-            v_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST',
-                                           'migrated_ids', to_jsonb(v_migrate)),
-            (v_run.metadata ->> 'started_by')::uuid, (v_run.metadata ->> 'started_by')::uuid);
+            p_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST',
+                                           'migrated_ids', to_jsonb(p_migrated)),
+            v_actor, v_actor);
 
     PERFORM hera_migration_update_run_v2(p_run_id,
-        jsonb_build_object('counters', v_counters)
-        || CASE WHEN v_last_id IS NULL THEN '{}'::jsonb
+        jsonb_build_object('counters', p_result -> 'counters')
+        || CASE WHEN p_last_id IS NULL THEN '{}'::jsonb
                 ELSE jsonb_build_object('cursor', jsonb_build_object(
-                         'transaction_date', v_last_date, 'id', v_last_id)) END
-        || CASE WHEN jsonb_array_length(v_quarantined) = 0 THEN '{}'::jsonb
+                         'transaction_date', p_last_date, 'id', p_last_id)) END
+        || CASE WHEN jsonb_array_length(p_result -> 'quarantined') = 0 THEN '{}'::jsonb
                 ELSE jsonb_build_object(
-                         'quarantined_ids', coalesce(v_run.metadata -> 'quarantined_ids', '[]') || v_quarantined_ids,
-                         'quarantined', coalesce(v_run.metadata -> 'quarantined', '[]') || v_quarantined) END);
+                         'quarantined_ids', coalesce(p_metadata -> 'quarantined_ids', '[]')
+                                            || (p_result -> 'quarantined_ids'),
+                         'quarantined', coalesce(p_metadata -> 'quarantined', '[]')
+                                        || (p_result -> 'quarantined')) END);
+END;
+$fn$;
 
+-- One batch of run p_run_id, in the caller's transaction: the steps above,
+-- in order, as one unit that commits whole or not at all. Returns
+--   {operation_id, batch_number, phase: 'EXECUTION', transactions, migrated,
+--    skipped_closed, skipped_unmapped, quarantined_ids, quarantined: [{transaction_id,
+--    rule, reason, ...}], failed_verification_ids, first_transaction_id,
+--    last_transaction_id, balanced, done, duration_ms, counters}
+-- or, for a run that is not RUNNING in phase EXECUTION, {halted: <state>, ...}.
+-- p_batch_size overrides the run's batch_size (the engine's lock backoff).
+CREATE OR REPLACE FUNCTION hera_migration_execute_batch_v2(
+    p_run_id uuid,
+    p_batch_size integer DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+-- The keyset read must walk the (organization_id, transaction_date, id) index
+-- in order and stop at the batch size; the candidate filters' selectivity is
+-- beyond the planner's statistics, and a bitmap scan plus a sort of every
+-- remaining candidate would make a batch's cost grow with what is left.
+-- The steps inherit these settings (those that read the tables repeat them,
+-- for a call from psql).
+SET plan_cache_mode = force_custom_plan
+SET enable_sort = off
+SET enable_bitmapscan = off
+-- Every read of a batch is a lookup by key (the run, the locked candidates,
+-- their lines by transaction). Stale statistics (after a bulk load, or the
+-- rows a migration adds) must never turn one into a scan of the whole table.
+SET enable_seqscan = off
+-- Compiling these statements with LLVM costs far more than it saves.
+SET jit = off
+AS $fn$
+DECLARE
+    v_started   timestamptz := clock_timestamp();
+    v_operation uuid := gen_random_uuid();
+    v_run       record;  -- hera_migration_batch_lock_run_v2
+    v_next      record;  -- hera_migration_batch_candidates_v2
+    v_plan      record;  -- hera_migration_batch_classify_v2
+    v_written   record;  -- hera_migration_batch_write_v2
+    v_result    jsonb;
+BEGIN
+    -- 1. The run, locked; a paused or finished run does nothing.
+    v_run := hera_migration_batch_lock_run_v2(p_run_id, p_batch_size);
+    IF v_run.halted IS NOT NULL THEN
+        RETURN v_run.halted;
+    END IF;
+    -- 2. Before the first write: the trial balance.
+    PERFORM hera_migration_batch_snapshot_v2(p_run_id, v_run.organization_id, v_run.metadata);
+    -- 3. The next candidates after the cursor, locked.
+    v_next := hera_migration_batch_candidates_v2(v_run.organization_id, v_run.statuses, v_run.range_start,
+                                                 v_run.range_end, v_run.after_date, v_run.after_id,
+                                                 v_run.batch_size);
+    -- 4. Migrate, skip (unmapped, closed period) or quarantine each.
+    v_plan := hera_migration_batch_classify_v2(v_run.organization_id, v_next.ids, v_run.parameters);
+    -- 5. The writes, each transaction's refusal set aside with its reason.
+    v_written := hera_migration_batch_write_v2(p_run_id, v_operation, v_run.started_by, v_run.parameters,
+                                               v_plan.migrate, v_plan.items, v_plan.open_period);
+    -- 6. The answer and the run's counters.
+    v_result := hera_migration_batch_result_v2(v_operation, v_run.metadata -> 'counters', v_next.ids,
+                                               v_next.last_id, v_written.migrated, v_plan.closed,
+                                               v_plan.unmapped, v_plan.set_aside, v_written.refused, v_started);
+    -- 7. The audit row, and the run's cursor, counters and quarantine.
+    PERFORM hera_migration_batch_advance_v2(p_run_id, v_run.organization_id, v_run.metadata, v_result,
+                                            v_written.migrated, v_next.last_date, v_next.last_id);
     RETURN v_result;
 END;
 $fn$;

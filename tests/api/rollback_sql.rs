@@ -285,3 +285,161 @@ async fn an_interrupted_rollback_resumes_from_its_cursor_under_row_level_securit
     assert_eq!(sql::candidates(&pool, org).await, candidates_before);
     assert_eq!(copies_in_effect(&pool, org, run).await, (0, 0));
 }
+
+/// The rollback's steps called alone, as from psql: the lock step reads the
+/// rollback, the next step walks the run's audit trail (or a retry's list)
+/// from the cursor, the lock step for originals keeps those still migrated,
+/// and the balance proof holds for their copies until one is changed; none
+/// of them writes. A paused rollback's answer is the lock step's.
+#[tokio::test]
+async fn the_rollback_steps_called_alone_walk_the_trail_lock_and_prove_without_writing() {
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = sql::scene(150).await;
+    let (run, migrated) = sql::migrate(&pool, org, actor, 64).await;
+    sql::set_state(&pool, run, "RUNNING", Some("ROLLBACK")).await;
+    // What the run migrated, in the order its audit trail lists it.
+    let trail: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT m.id::uuid FROM universal_transactions op
+          CROSS JOIN LATERAL jsonb_array_elements_text(op.metadata -> 'migrated_ids') WITH ORDINALITY AS m (id, n)
+          WHERE op.metadata ->> 'migration_id' = $1::text AND op.metadata ->> 'operation_type' = 'REVERSE_REPOST'
+          ORDER BY op.transaction_date, op.id, m.n",
+    )
+    .bind(run)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(trail.len() as i64 == migrated && migrated > 20);
+
+    let mut tx = pool.begin().await.unwrap();
+    let (halted, read_actor, batch_size, total): (Option<serde_json::Value>, Uuid, i32, i64) =
+        sqlx::query_as(
+            "SELECT halted, actor, batch_size, total FROM hera_migration_rollback_lock_run_v2($1)",
+        )
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        (halted, read_actor, batch_size, total),
+        (None, actor, 64, migrated)
+    );
+    const NEXT: &str = "SELECT n.ids, n.next_cursor, n.exhausted
+                          FROM hera_migration_rollback_lock_run_v2($1) r,
+                               hera_migration_rollback_next_v2($1, r.organization_id, r.run_date,
+                                                               r.rollback_state, $2) n";
+    let (ids, cursor, exhausted): (Vec<Uuid>, serde_json::Value, bool) = sqlx::query_as(NEXT)
+        .bind(run)
+        .bind(10)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!((ids.as_slice(), exhausted), (&trail[..10], false));
+    assert_eq!(cursor["offset"], 10, "{cursor}");
+    let (all, _, exhausted): (Vec<Uuid>, serde_json::Value, bool) = sqlx::query_as(NEXT)
+        .bind(run)
+        .bind(migrated as i32 + 1)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!((all, exhausted), (trail.clone(), true));
+    let (retry, retrying, left): (Vec<Uuid>, bool, serde_json::Value) = sqlx::query_as(
+        "SELECT ids, retrying, retry_left FROM hera_migration_rollback_next_v2($1, $2, now(), $3, 2)",
+    )
+    .bind(run)
+    .bind(org)
+    .bind(json!({"retry_ids": [trail[5], trail[6], trail[7]]}))
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        (retry, retrying, left),
+        (trail[5..7].to_vec(), true, json!([trail[7]]))
+    );
+
+    const LOCK: &str = "SELECT hera_migration_rollback_lock_originals_v2($1, $2, $3)";
+    let locked: Vec<Uuid> = sqlx::query_scalar(LOCK)
+        .bind(run)
+        .bind(org)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(locked, sorted, "all ten are still migrated by the run");
+    const PROOF: &str = "SELECT hera_migration_rollback_verify_v2(array_agg(id),
+                                    array_agg((metadata ->> 'reversal_id')::uuid),
+                                    array_agg((metadata ->> 'migrated_to')::uuid))
+                           FROM universal_transactions WHERE id = ANY ($1)";
+    let proof: serde_json::Value = sqlx::query_scalar(PROOF)
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(proof, json!([]));
+    tx.commit().await.unwrap();
+    assert_eq!(
+        copies_in_effect(&pool, org, run).await,
+        (migrated, migrated),
+        "nothing was written"
+    );
+
+    // A batch restores the first ten: locked alone again, they are left out,
+    // and the walk goes on after them.
+    let batch: serde_json::Value =
+        sqlx::query_scalar("SELECT hera_migration_rollback_batch_v2($1, 10)")
+            .bind(run)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(batch["restored"], 10);
+    let locked: Vec<Uuid> = sqlx::query_scalar(LOCK)
+        .bind(run)
+        .bind(org)
+        .bind(&ids)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(locked.is_empty(), "already restored: {locked:?}");
+    let (next, _, _): (Vec<Uuid>, serde_json::Value, bool) = sqlx::query_as(NEXT)
+        .bind(run)
+        .bind(10)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(next, trail[10..20]);
+
+    // A repost changed since the migration: the proof names its original.
+    sqlx::query(
+        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
+          WHERE id = (SELECT l.id FROM universal_transaction_lines l
+                        JOIN universal_transactions o ON (o.metadata ->> 'migrated_to')::uuid = l.transaction_id
+                       WHERE o.id = $1 AND l.smart_code LIKE '%.GL.%' ORDER BY l.line_number LIMIT 1)",
+    )
+    .bind(trail[20])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let proof: serde_json::Value = sqlx::query_scalar(PROOF)
+        .bind(&trail[20..22])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(proof.as_array().map(Vec::len), Some(1), "{proof}");
+    assert_eq!(proof[0]["transaction_id"], json!(trail[20]));
+    assert_eq!(proof[0]["rule"], "copies_changed");
+
+    sql::set_state(&pool, run, "PAUSED", None).await;
+    let halted: serde_json::Value =
+        sqlx::query_scalar("SELECT halted FROM hera_migration_rollback_lock_run_v2($1)")
+            .bind(run)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(halted["halted"], "PAUSED");
+    assert_eq!(sql::call(&pool, ROLLBACK_BATCH, run).await, halted);
+}
