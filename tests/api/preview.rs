@@ -603,3 +603,384 @@ async fn the_estimate_uses_recorded_batch_timings_once_there_are_any() {
     );
     app.stop().await;
 }
+
+/// One piece of the preview called alone, as from psql, with the organization
+/// as $1 (the pieces are `hera_migration_preview_<what>_v2`, in preview.sql).
+async fn piece(pool: &PgPool, sql: &'static str, organization: Uuid) -> serde_json::Value {
+    sqlx::query_scalar(sql)
+        .bind(organization)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+#[tokio::test]
+async fn the_pieces_called_alone_agree_with_sql_truth_and_make_up_the_preview() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, report) = seeded(&db, 1, 300).await;
+    let (org, _) = member(&report, 0);
+    sqlx::query(
+        "UPDATE universal_transactions SET transaction_status = 'draft'
+          WHERE id IN (SELECT id FROM universal_transactions WHERE organization_id = $1
+                        ORDER BY transaction_date DESC, id LIMIT 4)",
+    )
+    .bind(org)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let truth = truth(&pool, org).await;
+
+    // The one pass: every v1 transaction of the range, grouped; candidates
+    // have no status, the others keep theirs.
+    let groups = piece(
+        &pool,
+        "SELECT hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31')",
+        org,
+    )
+    .await;
+    let count = |status: Option<&str>| -> i64 {
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["status"].as_str() == status)
+            .map(|g| g["transactions"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(count(None), truth.iter().map(|row| row.3).sum::<i64>());
+    assert_eq!((count(None), count(Some("draft"))), (296, 4));
+    let non_candidates = piece(
+        &pool,
+        "SELECT hera_migration_preview_non_candidates_v2(
+                    hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'))",
+        org,
+    )
+    .await;
+    assert_eq!(
+        non_candidates,
+        serde_json::json!([{"status": "draft", "transaction_count": 4}])
+    );
+
+    // Mapped, the groups give the breakdown by smart code of the SQL truth.
+    let breakdown = piece(
+        &pool,
+        "SELECT hera_migration_preview_breakdown_v2(hera_migration_preview_mapped_v2(
+                    hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'), '[]'))",
+        org,
+    )
+    .await;
+    let mut by_code: BTreeMap<String, (i64, rust_decimal::Decimal)> = BTreeMap::new();
+    for (source, _, _, transactions, amount) in &truth {
+        let entry = by_code.entry(source.clone()).or_default();
+        entry.0 += transactions;
+        entry.1 += amount.parse::<rust_decimal::Decimal>().unwrap();
+    }
+    let from_piece: BTreeMap<String, (i64, rust_decimal::Decimal)> = breakdown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["source_smart_code"].as_str().unwrap().to_owned(),
+                (
+                    b["transaction_count"].as_i64().unwrap(),
+                    b["total_amount"].as_str().unwrap().parse().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(from_piece, by_code);
+
+    // The whole preview is made of the same pieces.
+    let whole = piece(
+        &pool,
+        "SELECT hera_migration_preview_candidates_v2($1, '2024-01-01', '2024-12-31', 1000, '[]',
+                                                     ARRAY['posted'], 'SKIP', '{}')",
+        org,
+    )
+    .await;
+    assert_eq!(whole["smart_code_breakdown"], breakdown);
+    assert_eq!(whole["non_candidates"], non_candidates);
+    let totals = piece(
+        &pool,
+        "SELECT hera_migration_preview_totals_v2($1, hera_migration_preview_mapped_v2(
+                    hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'), '[]'))",
+        org,
+    )
+    .await;
+    assert_eq!(totals["candidates"], whole["total_candidates"]);
+    assert_eq!(totals["candidates"], 296);
+    let fingerprint = piece(
+        &pool,
+        "SELECT to_jsonb(hera_migration_preview_fingerprint_v2($1, '2024-01-01', '2024-12-31',
+                    ARRAY['posted'], 'SKIP', hera_migration_preview_mapped_v2(
+                        hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'), '[]')))",
+        org,
+    )
+    .await;
+    assert_eq!(fingerprint, whole["plan_fingerprint"]);
+    let sample = piece(
+        &pool,
+        "SELECT hera_migration_preview_sample_ids_v2($1, '2024-01-01', '2024-12-31', ARRAY['posted'],
+                    ARRAY(SELECT DISTINCT smart_code FROM universal_transactions WHERE organization_id = $1), 5)",
+        org,
+    )
+    .await;
+    assert_eq!(
+        sample.as_array().unwrap()[..],
+        whole["candidate_ids"].as_array().unwrap()[..5],
+        "the first five candidates by date, as the preview lists them"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_balance_screen_and_the_unbalanced_called_alone() {
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
+    let sale = "HERA.SALON.POS.TXN.SALE.v1";
+    let none = serde_json::json!({});
+    transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2024-03-01",
+        none.clone(),
+        ("10.00", "10.00"),
+    )
+    .await;
+    let screen = "SELECT to_jsonb(s) FROM hera_migration_preview_balance_screen_v2($1) s";
+    let balanced = piece(&pool, screen, org.id).await;
+    assert_eq!(balanced["suspect"], false, "{balanced}");
+    assert!(balanced["gl_read_ms"].as_f64().unwrap() >= 0.0);
+
+    let unbalanced = transaction(
+        &pool,
+        &org,
+        sale,
+        "posted",
+        "2024-03-02",
+        none,
+        ("10.00", "9.00"),
+    )
+    .await;
+    assert_eq!(piece(&pool, screen, org.id).await["suspect"], true);
+    let found = piece(
+        &pool,
+        "SELECT hera_migration_preview_unbalanced_v2($1, '2024-01-01', '2024-12-31', ARRAY['posted'],
+                                                     ARRAY['HERA.SALON.POS.TXN.SALE.v1'])",
+        org.id,
+    )
+    .await;
+    assert_eq!(found["count"], 1);
+    assert_eq!(found["transaction_ids"], serde_json::json!([unbalanced]));
+    assert_eq!(found["quarantine_ids"], serde_json::json!([unbalanced]));
+    assert_eq!(
+        found["groups"],
+        serde_json::json!([{"smart_code": sale, "period_id": null, "keys": false, "fx": false,
+                            "transactions": 1, "positive": 1, "negative": 0}])
+    );
+    let unmigratable = piece(
+        &pool,
+        "SELECT hera_migration_preview_unbalanced_v2($1, '2024-01-01', '2024-12-31', ARRAY['posted'], '{}')",
+        org.id,
+    )
+    .await;
+    assert_eq!(
+        (&unmigratable["count"], &unmigratable["quarantine_ids"]),
+        (&serde_json::json!(1), &serde_json::json!([])),
+        "a code without a target is reported, never quarantined"
+    );
+    let not_suspect = piece(
+        &pool,
+        "SELECT hera_migration_preview_unbalanced_v2($1, '2024-01-01', '2024-12-31', ARRAY['posted'],
+                                                     ARRAY['HERA.SALON.POS.TXN.SALE.v1'], false)",
+        org.id,
+    )
+    .await;
+    assert_eq!(
+        not_suspect["count"], 0,
+        "when the screen finds no imbalance, nothing is read"
+    );
+    app.stop().await;
+}
+
+/// The first posted candidate in a fiscal period of `status`, by date.
+async fn candidate_in(pool: &PgPool, organization: Uuid, status: &str) -> Uuid {
+    sqlx::query_scalar(
+        "SELECT t.id FROM universal_transactions t
+           JOIN hera_migration_fiscal_periods_v2($1) p
+             ON (t.transaction_date AT TIME ZONE 'UTC')::date BETWEEN p.start_date AND p.end_date
+            AND (t.fiscal_period_entity_id IS NULL OR t.fiscal_period_entity_id = p.id)
+          WHERE t.organization_id = $1 AND t.transaction_status = 'posted' AND p.status = $2
+          ORDER BY t.transaction_date, t.id LIMIT 1",
+    )
+    .bind(organization)
+    .bind(status)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_closed_period_and_quarantine_predictions_called_alone() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let (pool, report) = seeded(&db, 1, 200).await;
+    let (org, _) = member(&report, 0);
+
+    let skips: serde_json::Value = sqlx::query_scalar(
+        "SELECT jsonb_build_array(
+                    hera_migration_preview_skips_closed_v2(true, 'SKIP', true),
+                    hera_migration_preview_skips_closed_v2(false, 'SKIP', true),
+                    hera_migration_preview_skips_closed_v2(true, 'POST_TO_OPEN_PERIOD', true),
+                    hera_migration_preview_skips_closed_v2(true, 'POST_TO_OPEN_PERIOD', false))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(skips, serde_json::json!([true, false, false, true]));
+
+    // A candidate's period: its fiscal period entity, else the one holding its date.
+    let placed = piece(
+        &pool,
+        "WITH p AS (SELECT * FROM hera_migration_preview_periods_v2($1)),
+              month AS (SELECT start_date, id FROM hera_migration_fiscal_periods_v2($1))
+         SELECT jsonb_build_array(
+                    hera_migration_preview_period_of_v2(NULL, '2024-03-15', p.period_ids, p.starts,
+                                                        p.start_ids, p.ends)
+                        = (SELECT id FROM month WHERE start_date = '2024-03-01'),
+                    hera_migration_preview_period_of_v2((SELECT id FROM month WHERE start_date = '2024-08-01'),
+                                                        '2024-03-15', p.period_ids, p.starts, p.start_ids, p.ends)
+                        = (SELECT id FROM month WHERE start_date = '2024-08-01'),
+                    hera_migration_preview_period_of_v2(NULL, '2031-01-01', p.period_ids, p.starts,
+                                                        p.start_ids, p.ends) IS NULL)
+           FROM p",
+        org,
+    )
+    .await;
+    assert_eq!(placed, serde_json::json!([true, true, true]));
+
+    const IDS: &str = "SELECT hera_migration_preview_quarantine_ids_v2($1, '2024-01-01', '2024-12-31', ARRAY['posted'],
+                           '[]', $2, false, hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'))";
+    const OUTCOMES: &str = "SELECT hera_migration_preview_outcomes_v2($1, hera_migration_preview_mapped_v2(
+                                hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'), '[]'),
+                                '{}', $2, false)";
+    let call = async |sql: &'static str, policy: &str| -> serde_json::Value {
+        sqlx::query_scalar(sql)
+            .bind(org)
+            .bind(policy)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        call(IDS, "SKIP").await,
+        serde_json::json!({}),
+        "no group shows a rule that applies: nothing is screened"
+    );
+
+    let (open, closed) = (
+        candidate_in(&pool, org, "OPEN").await,
+        candidate_in(&pool, org, "CLOSED").await,
+    );
+    sqlx::query(
+        "UPDATE universal_transactions SET metadata = coalesce(metadata, '{}') || '{\"migrated_to\": \"elsewhere\"}'
+          WHERE id = ANY ($1)",
+    )
+    .bind(&[open, closed][..])
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        call(IDS, "SKIP").await,
+        serde_json::json!({"metadata_keys": [open]}),
+        "a candidate the policy skips is not quarantined"
+    );
+    assert_eq!(
+        call(IDS, "POST_TO_OPEN_PERIOD").await,
+        serde_json::json!({"metadata_keys": [closed, open]}),
+        "posted to the open period, both are screened (closed ones come first: earlier dates)"
+    );
+
+    let candidates = piece(
+        &pool,
+        "SELECT hera_migration_preview_totals_v2($1, hera_migration_preview_mapped_v2(
+                    hera_migration_preview_groups_v2($1, '2024-01-01', '2024-12-31'), '[]'))",
+        org,
+    )
+    .await["candidates"]
+        .as_i64()
+        .unwrap();
+    for (policy, keys) in [("SKIP", 1), ("POST_TO_OPEN_PERIOD", 2)] {
+        let outcomes = call(OUTCOMES, policy).await;
+        assert_eq!(
+            outcomes["by_rule"]["metadata_keys"], keys,
+            "{policy}: {outcomes}"
+        );
+        assert_eq!(outcomes["quarantined"], keys, "{policy}: {outcomes}");
+        let decided: i64 = [
+            "migrated",
+            "skipped_closed",
+            "skipped_unmapped",
+            "quarantined",
+        ]
+        .iter()
+        .map(|k| outcomes[k].as_i64().unwrap())
+        .sum();
+        assert_eq!(
+            decided, candidates,
+            "{policy}: every candidate has one outcome"
+        );
+    }
+    assert_eq!(
+        call(OUTCOMES, "POST_TO_OPEN_PERIOD").await["skipped_closed"],
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_time_estimate_called_alone() {
+    let World {
+        db: _db,
+        app,
+        pool,
+        org,
+    } = World::new().await;
+    // No batch timings recorded: the calibration's sample batch speaks; 400
+    // of 1,000 to be written at 0.5 ms each, 600 only read at a tenth of
+    // that, plus three times the 10 ms the GL lines took to read.
+    let calibrated = piece(
+        &pool,
+        "SELECT hera_migration_preview_estimate_v2($1, 1000, 400, 10,
+                    '{\"transactions\": 500, \"written\": 250, \"batch_ms\": 125}')",
+        org.id,
+    )
+    .await;
+    assert_eq!(calibrated["ms"], 260, "{calibrated}");
+    assert!(
+        calibrated["basis"]
+            .as_str()
+            .unwrap()
+            .starts_with("calibration"),
+        "{calibrated}"
+    );
+    let nothing = piece(
+        &pool,
+        "SELECT hera_migration_preview_estimate_v2($1, 0, 0, 10, NULL)",
+        org.id,
+    )
+    .await;
+    assert_eq!(
+        nothing,
+        serde_json::json!({"ms": 0, "basis": "no candidates"})
+    );
+    app.stop().await;
+}
