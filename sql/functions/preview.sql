@@ -630,9 +630,10 @@ predicted AS (
            m.transactions - coalesce(ug.transactions, 0) AS n,
            m.positive - coalesce(ug.positive, 0) AS pos,
            m.negative - coalesce(ug.negative, 0) AS neg,
-           hera_migration_preview_skips_closed_v2(
+           -- A candidate in no period is not in a closed one: a batch migrates it.
+           coalesce(hera_migration_preview_skips_closed_v2(
                p.status IN ('CLOSED', 'LOCKED'), p_policy,
-               (SELECT o.has_open FROM hera_migration_preview_periods_v2(p_organization_id) o)) AS skipped
+               (SELECT o.has_open FROM hera_migration_preview_periods_v2(p_organization_id) o)), false) AS skipped
       FROM migratable m
       LEFT JOIN periods p ON p.id = m.period_id
       LEFT JOIN unbalanced_groups ug

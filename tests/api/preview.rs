@@ -984,3 +984,67 @@ async fn the_time_estimate_called_alone() {
     );
     app.stop().await;
 }
+
+/// A candidate in no fiscal period lies in no closed one: a batch migrates
+/// it, and the prediction says so (it used to count it nowhere).
+#[tokio::test]
+async fn candidates_in_no_period_are_predicted_as_the_batches_migrate_them() {
+    let scene = crate::support::sql::scene(150).await;
+    // December has no period any more, and its transactions name none.
+    sqlx::query(
+        "UPDATE core_entities SET entity_type = 'not_a_period'
+          WHERE organization_id = $1 AND (metadata ->> 'start_date')::date >= '2024-12-01'
+            AND entity_type IN ('period', 'FISCAL_PERIOD')",
+    )
+    .bind(scene.org)
+    .execute(&scene.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE universal_transactions SET fiscal_period_entity_id = NULL
+          WHERE organization_id = $1 AND transaction_date >= '2024-12-01'",
+    )
+    .bind(scene.org)
+    .execute(&scene.pool)
+    .await
+    .unwrap();
+    let preview: serde_json::Value = sqlx::query_scalar(
+        "SELECT hera_migration_preview_candidates_v2($1, '2024-01-01', '2024-12-31')",
+    )
+    .bind(scene.org)
+    .fetch_one(&scene.pool)
+    .await
+    .unwrap();
+    let unassigned: i64 = preview["fiscal_period_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "UNASSIGNED")
+        .map(|p| p["affected_transactions"].as_i64().unwrap())
+        .sum();
+    assert!(
+        unassigned > 0,
+        "December's candidates are in no period: {preview:#}"
+    );
+    let prediction = &preview["prediction"];
+    let (_, migrated) = crate::support::sql::migrate(&scene.pool, scene.org, scene.actor, 40).await;
+    assert_eq!(
+        prediction["migrated"].as_i64().unwrap(),
+        migrated,
+        "{prediction:#}"
+    );
+    let accounted = [
+        "migrated",
+        "skipped_closed",
+        "skipped_unmapped",
+        "quarantined",
+    ]
+    .iter()
+    .map(|k| prediction[*k].as_i64().unwrap())
+    .sum::<i64>();
+    assert_eq!(
+        accounted,
+        preview["total_candidates"].as_i64().unwrap(),
+        "every candidate predicted somewhere: {prediction:#}"
+    );
+}
