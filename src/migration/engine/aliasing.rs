@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{Engine, lease::Lease};
+use super::Engine;
 use crate::{
     auth::Access,
     db::scope,
@@ -112,18 +112,7 @@ impl Engine {
             Some(id) => Some(self.aliasable(organization_id, id).await?),
             None => None,
         };
-        if let Some(active) = store::active(&mut tx, organization_id, None).await? {
-            return Err(Error::Aborted(format!(
-                "organization {organization_id} has an active migration {active}; aliases wait for it to end"
-            )));
-        }
-        let lease = Lease::try_acquire(&self.inner.admin, organization_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Aborted(format!(
-                    "organization {organization_id}'s previous run is still ending on another server; try again"
-                ))
-            })?;
+        let lease = self.claim(&mut tx, organization_id).await?;
         let parameters = Parameters {
             batch_size: request.batch_size,
             smart_code_mappings: request.mappings.clone(),

@@ -40,7 +40,8 @@ use super::{
 };
 use crate::{
     config::{EngineSettings, OnInterrupted},
-    error::Result,
+    db::scope,
+    error::{Error, Result},
 };
 
 /// A run executing here: its progress, and a bell that wakes its executor
@@ -182,6 +183,25 @@ impl Engine {
             },
             span,
         ));
+    }
+
+    /// The organization's lease for a new run (taken before the run exists,
+    /// so that no other server adopts it meanwhile), under the start lock of
+    /// `tx`. ABORTED while another run of the organization is active (it
+    /// holds the organization and locks its rows), or still ending elsewhere.
+    async fn claim(&self, tx: &mut scope::OrgTransaction, organization_id: Uuid) -> Result<Lease> {
+        if let Some(active) = store::active(tx, organization_id, None).await? {
+            return Err(Error::Aborted(format!(
+                "organization {organization_id} already has an active migration {active}; a new run waits for it to end"
+            )));
+        }
+        Lease::try_acquire(&self.inner.admin, organization_id)
+            .await?
+            .ok_or_else(|| {
+                Error::Aborted(format!(
+                    "organization {organization_id}'s previous run is still ending on another server; try again"
+                ))
+            })
     }
 
     /// The bell of a run executing here.

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Engine, lease::Lease};
+use super::Engine;
 use crate::{
     auth::Access,
     db::scope,
@@ -84,19 +84,7 @@ impl Engine {
         if let Some(id) = find_by_request(&mut tx, organization_id, request, &requested).await? {
             return Ok(id);
         }
-        if let Some(active) = store::active(&mut tx, organization_id, None).await? {
-            return Err(Error::Aborted(format!(
-                "organization {organization_id} already has an active migration {active}"
-            )));
-        }
-        // Taken before the run exists, so that no other server adopts it.
-        let lease = Lease::try_acquire(&self.inner.admin, organization_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Aborted(format!(
-                    "organization {organization_id}'s previous migration is still ending on another server; try again"
-                ))
-            })?;
+        let lease = self.claim(&mut tx, organization_id).await?;
         let plan = checked_plan(&mut tx, organization_id, request).await?;
         let parameters = Parameters {
             plan_fingerprint: plan.plan_fingerprint.clone(),
