@@ -121,6 +121,12 @@ impl Application {
         &self.database
     }
 
+    /// The service the gRPC adapter calls, for a front end without a port
+    /// (the CLI, tests).
+    pub fn service(&self) -> &MigrationService {
+        &self.service
+    }
+
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,

@@ -93,3 +93,41 @@ fn a_runs_row_is_read_and_written_only_by_the_run_store() {
         );
     }
 }
+
+/// The service answers in domain types without a port: what the adapter
+/// decodes, the service takes; what it answers, the adapter encodes.
+#[tokio::test]
+async fn the_service_is_called_without_a_port() {
+    use hera_migrate::{
+        auth::Caller, error::Error, migration::preview::PreviewQuery, startup::Application,
+    };
+
+    let db = crate::support::TestDatabase::create().await;
+    let app = Application::build(crate::support::app::test_settings(db.options()))
+        .await
+        .expect("built, not serving");
+    let report = crate::support::fixtures::seed_2024(&db.pool().await, 1, 30, 3).await;
+    let org = &report.organizations[0];
+    let owner = Caller {
+        user_id: org.users[0].id,
+    };
+    let query = PreviewQuery::parse("2024-01-01", "2024-12-31", 0, Vec::new(), &[], false)
+        .expect("a checked query");
+    let preview = app
+        .service()
+        .preview(owner.clone(), org.id, &query)
+        .await
+        .expect("a preview");
+    assert_eq!(preview.organization_id, org.id);
+    assert!(preview.total_candidates > 0);
+    let stranger = Caller {
+        user_id: uuid::Uuid::new_v4(),
+    };
+    let refused = app.service().preview(stranger, org.id, &query).await;
+    assert!(
+        matches!(refused, Err(Error::PermissionDenied(_))),
+        "{refused:?}"
+    );
+    let unknown = app.service().get(owner, org.id, uuid::Uuid::new_v4()).await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+}
