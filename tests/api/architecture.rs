@@ -115,7 +115,7 @@ async fn the_service_is_called_without_a_port() {
         .expect("a checked query");
     let preview = app
         .service()
-        .preview(owner.clone(), org.id, &query)
+        .preview(owner, org.id, &query)
         .await
         .expect("a preview");
     assert_eq!(preview.organization_id, org.id);
