@@ -13,20 +13,10 @@ use crate::support::{
     as_user,
     process::{client_of, server_on},
     runs::{
-        Client, Seeded, control, get, installed, seeded, start, started, trial_balance, watch,
-        watched,
+        aliases, control, get, installed, migrate, seeded, start, trial_balance, watch, watched,
     },
-    wait,
+    sql, wait,
 };
-
-fn aliases(org: Uuid, migration_id: &str, request_id: &str) -> ApplyReportingAliasesRequest {
-    ApplyReportingAliasesRequest {
-        organization_id: org.to_string(),
-        migration_id: migration_id.to_owned(),
-        request_id: request_id.into(),
-        ..Default::default()
-    }
-}
 
 /// The aliasing run's row: its state, phase and metadata.
 async fn aliasing_row(pool: &PgPool, org: Uuid) -> Option<(Uuid, String, String, Value)> {
@@ -137,27 +127,11 @@ async fn an_application_of_aliases_whose_server_is_killed_is_finished_by_the_nex
     assert_eq!(trial_balance(&pool, org).await, before, "metadata only");
 }
 
-/// Migrates the scene's organization (closed periods skipped); the run's id.
-async fn migrated(s: &Seeded, client: &mut Client) -> String {
-    let events = started(
-        client,
-        StartMigrationRequest {
-            closed_period_policy: ClosedPeriodPolicy::Skip.into(),
-            ..start(s.org)
-        },
-        s.owner,
-    )
-    .await;
-    let last = events.last().unwrap();
-    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
-    last.migration_id.clone()
-}
-
 #[tokio::test]
 async fn an_application_of_aliases_is_a_run_listed_watched_and_refused_what_it_is_not() {
     let s = seeded(200).await;
     let mut client = s.app.client().await;
-    let id = migrated(&s, &mut client).await;
+    let id = migrate(&s, &mut client, 40).await;
     let applied = client
         .apply_reporting_aliases(as_user(
             ApplyReportingAliasesRequest {
@@ -352,19 +326,8 @@ async fn the_aliasing_phase_runs_from_psql_batch_by_batch() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    let mut batches = Vec::new();
-    loop {
-        let batch: Value = sqlx::query_scalar("SELECT hera_migration_alias_batch_v2($1, 9)")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let done = batch["done"].as_bool().unwrap();
-        batches.push(batch);
-        if done {
-            break;
-        }
-    }
+    const BATCH: &str = "SELECT hera_migration_alias_batch_v2($1, 9)";
+    let batches = sql::to_end_sql(&pool, BATCH, id).await;
     let (_, state, phase, metadata) = aliasing_row(&pool, org).await.unwrap();
     assert_eq!(
         (state.as_str(), phase.as_str()),
@@ -376,11 +339,7 @@ async fn the_aliasing_phase_runs_from_psql_batch_by_batch() {
     let alias_batch_id = metadata["aliasing"]["alias_batch_id"].as_str().unwrap();
     assert_eq!(carrying_alias(&pool, alias_batch_id).await, total);
     assert_eq!(audit_rows(&pool, alias_batch_id).await, 1);
-    let after: Value = sqlx::query_scalar("SELECT hera_migration_alias_batch_v2($1, 9)")
-        .bind(id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let after = sql::call_sql(&pool, BATCH, id).await;
     assert_eq!(
         (after["done"].as_bool(), after["transactions"].as_i64()),
         (Some(true), Some(0))

@@ -9,6 +9,7 @@ use crate::support::{
     TestApp, TestDatabase, World, as_user, authorized,
     fixtures::{self, row_counts, security_validations},
     rpcs,
+    runs::preview_2024,
 };
 
 /// An HS256 token with `exp` in the past.
@@ -37,15 +38,6 @@ fn jsonwebtoken_encode<T: serde::Serialize>(claims: &T) -> String {
 
 fn start_of(organization: Uuid) -> StartMigrationRequest {
     StartMigrationRequest {
-        organization_id: organization.to_string(),
-        from_date: "2024-01-01".into(),
-        to_date: "2024-12-31".into(),
-        ..Default::default()
-    }
-}
-
-fn preview_of(organization: Uuid) -> PreviewCandidatesRequest {
-    PreviewCandidatesRequest {
         organization_id: organization.to_string(),
         from_date: "2024-01-01".into(),
         to_date: "2024-12-31".into(),
@@ -107,7 +99,7 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
     let mut client = app.client().await;
 
     let preview = client
-        .preview_candidates(as_user(preview_of(b.id), a.owner))
+        .preview_candidates(as_user(preview_2024(b.id), a.owner))
         .await
         .expect_err("denied");
     assert_eq!(preview.code(), Code::PermissionDenied, "{preview:?}");
@@ -150,7 +142,7 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
     let start = |user| as_user(start_of(org.id), user);
 
     let preview = client
-        .preview_candidates(as_user(preview_of(org.id), org.staff))
+        .preview_candidates(as_user(preview_2024(org.id), org.staff))
         .await
         .expect("staff may preview")
         .into_inner();

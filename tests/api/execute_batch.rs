@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::sql::{Scene, call, create_run, scene, to_end, trial_balance};
+use crate::support::sql::{Scene, call, create_run, scene, to_end, trial_balance, year_2024};
 
 const BATCH: &str = "hera_migration_execute_batch_v2";
 
@@ -281,13 +281,7 @@ async fn the_batch_steps_called_alone_read_lock_and_decide_without_writing() {
         org,
         actor,
     } = scene(120).await;
-    let run = create_run(
-        &pool,
-        org,
-        actor,
-        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 10}),
-    )
-    .await;
+    let run = create_run(&pool, org, actor, year_2024(10)).await;
     let expected = first_candidates(&pool, org, 10).await;
 
     let mut tx = pool.begin().await.unwrap();

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::hera::{self, Tenant};
+use crate::support::{
+    hera::{self, Tenant},
+    ledger,
+};
 
 const POS_V1: &str = "HERA.SALON.FINANCE.TXN.JOURNAL.POSSALE.v1";
 const POS_UPPER_V1: &str = "HERA.SALON.FINANCE.TXN.JOURNAL.POSSALE.V1";
@@ -17,19 +20,6 @@ async fn scene(transactions: i32) -> (crate::support::TestDatabase, PgPool, Tena
     let (db, pool) = hera::hera_production().await;
     let tenant = hera::tenant(&pool, "acme", transactions).await;
     (db, pool, tenant)
-}
-
-/// The ids of a tenant's transactions of one fixture case, in id order.
-async fn case_ids(pool: &PgPool, tenant: &Tenant, case: &str) -> Vec<Uuid> {
-    sqlx::query_scalar(
-        "SELECT id FROM universal_transactions
-          WHERE organization_id = $1 AND metadata ->> 'fixture_case' = $2 ORDER BY id",
-    )
-    .bind(tenant.id)
-    .bind(case)
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 async fn smart_code(pool: &PgPool, id: Uuid) -> String {
@@ -180,7 +170,7 @@ async fn two_tenants_never_collide_and_small_ones_keep_the_minimum_cases() {
 #[tokio::test]
 async fn an_update_not_naming_smart_code_stores_upper_v1_and_one_naming_it_keeps_v1() {
     let (_db, pool, tenant) = scene(20).await;
-    let journals = case_ids(&pool, &tenant, "fin_journal").await;
+    let journals = ledger::case(&pool, tenant.id, "fin_journal").await;
     let (quiet, named) = (journals[0], journals[1]);
     assert_eq!(smart_code(&pool, quiet).await, "HERA.FIN.GL.TXN.JOURNAL.v1");
 
@@ -202,7 +192,7 @@ async fn an_update_not_naming_smart_code_stores_upper_v1_and_one_naming_it_keeps
     assert_eq!(smart_code(&pool, named).await, "HERA.FIN.GL.TXN.JOURNAL.v1");
 
     // Stored .V1 codes (here the fixture's legacy_upper case) stay .V1 ...
-    let legacy = case_ids(&pool, &tenant, "legacy_upper").await[0];
+    let legacy = ledger::case(&pool, tenant.id, "legacy_upper").await[0];
     assert_eq!(smart_code(&pool, legacy).await, POS_UPPER_V1);
     sqlx::query(not_naming)
         .bind(tenant.users.admin)
@@ -238,7 +228,7 @@ async fn a_refund_code_with_a_positive_total_breaks_chk_txn_total_sign() {
         .expect("a negative refund is fine");
 
     // The legacy row predates the constraint (NOT VALID) but no update of it passes.
-    let legacy = case_ids(&pool, &tenant, "legacy_sign_violation").await[0];
+    let legacy = ledger::case(&pool, tenant.id, "legacy_sign_violation").await[0];
     let (_, constraint) = refused(
         &pool,
         "UPDATE universal_transactions SET updated_by = $1 WHERE id = $2",
@@ -259,7 +249,7 @@ async fn an_fx_incomplete_financial_transaction_cannot_go_from_reversed_back_to_
 
     // Inserted straight as posted without a rate (HERA checks only updates);
     // leaving 'posted' is allowed, coming back is not.
-    let incomplete = case_ids(&pool, &tenant, "fx_incomplete").await[0];
+    let incomplete = ledger::case(&pool, tenant.id, "fx_incomplete").await[0];
     sqlx::query(reverse)
         .bind(tenant.users.owner)
         .bind(incomplete)
@@ -270,7 +260,7 @@ async fn an_fx_incomplete_financial_transaction_cannot_go_from_reversed_back_to_
     assert_eq!(message, FX_REFUSED);
 
     // With the rate, its date and its type it may.
-    let complete = case_ids(&pool, &tenant, "fx_complete").await[0];
+    let complete = ledger::case(&pool, tenant.id, "fx_complete").await[0];
     for sql in [reverse, post] {
         sqlx::query(sql)
             .bind(tenant.users.owner)
@@ -284,7 +274,7 @@ async fn an_fx_incomplete_financial_transaction_cannot_go_from_reversed_back_to_
 #[tokio::test]
 async fn fx_fields_of_a_posted_financial_transaction_are_frozen() {
     let (_db, pool, tenant) = scene(20).await;
-    let complete = case_ids(&pool, &tenant, "fx_complete").await[0];
+    let complete = ledger::case(&pool, tenant.id, "fx_complete").await[0];
     let (message, _) = refused(
         &pool,
         "UPDATE universal_transactions SET exchange_rate = 3.67, updated_by = $1 WHERE id = $2",
@@ -314,7 +304,7 @@ async fn a_write_without_an_actor_is_refused() {
         Some("created_by cannot be NULL (actor required)")
     );
 
-    let journal = case_ids(&pool, &tenant, "fin_journal").await[0];
+    let journal = ledger::case(&pool, tenant.id, "fin_journal").await[0];
     let (message, _) = refused(
         &pool,
         "UPDATE universal_transactions SET updated_by = NULL, metadata = metadata || jsonb_build_object('tried_by', $1::uuid)

@@ -15,7 +15,7 @@ use crate::support::{
     TestApp, TestDatabase, as_user, catalog,
     hera::{self, Tenant},
     ledger,
-    runs::{Client, collect, started},
+    runs::{self, Client, aliases, get, preview_2024, rollback, rolled_back, started, validate},
 };
 
 const POS_V1: &str = "HERA.SALON.FINANCE.TXN.JOURNAL.POSSALE.v1";
@@ -36,30 +36,18 @@ async fn hera_production(transactions: i32) -> Hera {
     Hera { db, pool, a, b }
 }
 
-fn year(org: Uuid) -> PreviewCandidatesRequest {
-    PreviewCandidatesRequest {
-        organization_id: org.to_string(),
-        from_date: "2024-01-01".into(),
-        to_date: "2024-12-31".into(),
-        ..Default::default()
-    }
-}
-
 fn start(org: Uuid, fingerprint: &str) -> StartMigrationRequest {
     StartMigrationRequest {
-        organization_id: org.to_string(),
-        from_date: "2024-01-01".into(),
-        to_date: "2024-12-31".into(),
         batch_size: 50,
         closed_period_policy: ClosedPeriodPolicy::Skip.into(),
         expected_plan_fingerprint: fingerprint.into(),
-        ..Default::default()
+        ..runs::start(org)
     }
 }
 
 async fn preview(client: &mut Client, org: Uuid, user: Uuid) -> PreviewCandidatesResponse {
     client
-        .preview_candidates(as_user(year(org), user))
+        .preview_candidates(as_user(preview_2024(org), user))
         .await
         .unwrap()
         .into_inner()
@@ -77,48 +65,8 @@ async fn migrate(client: &mut Client, tenant: &Tenant) -> (Migration, Vec<Migrat
     .await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
-    let run =
-        crate::support::runs::get(client, tenant.id, tenant.users.owner, &last.migration_id).await;
+    let run = get(client, tenant.id, tenant.users.owner, &last.migration_id).await;
     (run, events)
-}
-
-async fn validate(client: &mut Client, tenant: &Tenant, id: &str) -> ValidationReport {
-    client
-        .validate_migration(as_user(
-            ValidateMigrationRequest {
-                organization_id: tenant.id.to_string(),
-                migration_id: id.to_owned(),
-            },
-            tenant.users.owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn roll_back(
-    client: &mut Client,
-    tenant: &Tenant,
-    id: &str,
-    request_id: &str,
-) -> Vec<MigrationProgress> {
-    collect(
-        client
-            .rollback_migration(as_user(
-                RollbackMigrationRequest {
-                    organization_id: tenant.id.to_string(),
-                    migration_id: id.to_owned(),
-                    reason: "wrong mapping".into(),
-                    request_id: request_id.into(),
-                    force: false,
-                },
-                tenant.users.owner,
-            ))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await
 }
 
 fn check<'a>(report: &'a ValidationReport, name: &str) -> &'a ValidationCheck {
@@ -378,16 +326,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
 
     // Aliases for what it skipped, then validation.
     let aliased = client
-        .apply_reporting_aliases(as_user(
-            ApplyReportingAliasesRequest {
-                organization_id: a.id.to_string(),
-                migration_id: id.clone(),
-                smart_code_mappings: Vec::new(),
-                request_id: "aliases-1".into(),
-                ..Default::default()
-            },
-            a.users.owner,
-        ))
+        .apply_reporting_aliases(as_user(aliases(a.id, &id, "aliases-1"), a.users.owner))
         .await
         .unwrap()
         .into_inner();
@@ -400,7 +339,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
         codes_before,
         "aliases keep smart codes"
     );
-    let report = validate(&mut client, &a, &id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &id).await;
     assert_ne!(report.overall(), CheckResult::Fail, "{report:#?}");
     assert_eq!(
         check(&report, "zero_tables").result(),
@@ -415,7 +354,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     );
 
     // Roll back: every original as it was, HERA's read RPC finds them by code.
-    let events = roll_back(&mut client, &a, &id, "rb-1").await;
+    let events = rolled_back(&mut client, rollback(a.id, &id, "rb-1"), a.users.owner).await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::RolledBack, "{last:?}");
     assert_eq!(last.health_status(), HealthStatus::Healthy, "{last:?}");
@@ -431,7 +370,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
         read_upper
     );
     assert_eq!(ledger::hera_trial_balance(&pool, a.id).await, tb_a);
-    let report = validate(&mut client, &a, &id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     assert_eq!(check(&report, "trial_balance").result(), CheckResult::Pass);
     let ours: Vec<String> = sqlx::query_scalar(
@@ -469,7 +408,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     .execute(&pool)
     .await
     .unwrap();
-    let report = validate(&mut client, &a, &again.migration_id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &again.migration_id).await;
     assert_eq!(
         check(&report, "trial_balance").result(),
         CheckResult::Fail,
@@ -501,7 +440,7 @@ async fn an_amount_moved_to_another_period_fails_the_trial_balance() {
     .execute(&pool)
     .await
     .unwrap();
-    let report = validate(&mut client, &a, &run.migration_id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &run.migration_id).await;
     let tb = check(&report, "trial_balance");
     assert_eq!(tb.result(), CheckResult::Fail, "{report:#?}");
     assert!(tb.details["difference_list"].contains("2024-04"), "{tb:?}");
@@ -526,7 +465,7 @@ async fn validation_of_an_untouched_hera_database_is_not_fail() {
     )
     .await;
     let id = events.last().unwrap().migration_id.clone();
-    let report = validate(&mut client, &a, &id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &id).await;
     assert_ne!(report.overall(), CheckResult::Fail, "{report:#?}");
     let zero = check(&report, "zero_tables");
     assert_eq!(zero.result(), CheckResult::Pass, "{zero:?}");
@@ -553,7 +492,7 @@ async fn completed_sales_migrate_when_asked_and_come_back_completed() {
         .preview_candidates(as_user(
             PreviewCandidatesRequest {
                 candidate_statuses: both.clone(),
-                ..year(a.id)
+                ..preview_2024(a.id)
             },
             a.users.owner,
         ))
@@ -590,7 +529,7 @@ async fn completed_sales_migrate_when_asked_and_come_back_completed() {
         "{sales:?}"
     );
     let before_rollback = ledger::hera_trial_balance(&pool, a.id).await;
-    let events = roll_back(&mut client, &a, &id, "rb").await;
+    let events = rolled_back(&mut client, rollback(a.id, &id, "rb"), a.users.owner).await;
     assert_eq!(events.last().unwrap().state(), MigrationState::RolledBack);
     let statuses: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT transaction_status FROM universal_transactions
@@ -611,7 +550,7 @@ async fn completed_sales_migrate_when_asked_and_come_back_completed() {
         .preview_candidates(as_user(
             PreviewCandidatesRequest {
                 candidate_statuses: vec!["posted".into(), "draft".into()],
-                ..year(a.id)
+                ..preview_2024(a.id)
             },
             a.users.owner,
         ))
@@ -663,7 +602,7 @@ async fn roles_and_memberships_are_read_as_hera_has_them() {
         .expect_err("an employee may not start");
     assert_eq!(denied.code(), Code::PermissionDenied);
     let outsider = client
-        .preview_candidates(as_user(year(a.id), users.outsider))
+        .preview_candidates(as_user(preview_2024(a.id), users.outsider))
         .await
         .expect_err("not a member");
     assert_eq!(outsider.code(), Code::PermissionDenied);
@@ -759,7 +698,12 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
     .await
     .unwrap();
 
-    let events = roll_back(&mut client, &a, &run.migration_id, "rb-1").await;
+    let events = rolled_back(
+        &mut client,
+        rollback(a.id, &run.migration_id, "rb-1"),
+        a.users.owner,
+    )
+    .await;
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::RolledBack, "{last:?}");
     assert_eq!(last.health_status(), HealthStatus::Warning, "{last:?}");
@@ -768,8 +712,7 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
         "{}",
         last.message
     );
-    let rolled =
-        crate::support::runs::get(&mut client, a.id, a.users.owner, &run.migration_id).await;
+    let rolled = get(&mut client, a.id, a.users.owner, &run.migration_id).await;
     assert_eq!(rolled.rollback_refused.len(), 1);
     assert_eq!(rolled.rollback_refused[0].rule, "hold_one_reversed");
     assert_eq!(
@@ -777,7 +720,7 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
         tb,
         "the ledger is whole meanwhile"
     );
-    let report = validate(&mut client, &a, &run.migration_id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &run.migration_id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_INCOMPLETE");
     assert_eq!(
         check(&report, "rollback").result(),
@@ -789,7 +732,12 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
         .execute(&pool)
         .await
         .unwrap();
-    let events = roll_back(&mut client, &a, &run.migration_id, "rb-2").await;
+    let events = rolled_back(
+        &mut client,
+        rollback(a.id, &run.migration_id, "rb-2"),
+        a.users.owner,
+    )
+    .await;
     let last = events.last().unwrap();
     assert_eq!(
         (last.state(), last.health_status()),
@@ -797,7 +745,7 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
         "{last:?}"
     );
     assert_eq!(ledger::originals(&pool, a.id).await, before);
-    let report = validate(&mut client, &a, &run.migration_id).await;
+    let report = validate(&mut client, a.id, a.users.owner, &run.migration_id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     app.stop().await;
 }
@@ -859,14 +807,7 @@ async fn an_alias_the_database_refuses_is_listed_and_the_rest_applied() {
     let app = TestApp::spawn(db.options()).await;
     let mut client = app.client().await;
     let applied = client
-        .apply_reporting_aliases(as_user(
-            ApplyReportingAliasesRequest {
-                organization_id: a.id.to_string(),
-                request_id: "all".into(),
-                ..Default::default()
-            },
-            a.users.owner,
-        ))
+        .apply_reporting_aliases(as_user(aliases(a.id, "", "all"), a.users.owner))
         .await
         .unwrap()
         .into_inner();

@@ -7,19 +7,12 @@ use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::support::{TestApp, TestDatabase, World, as_user, fixtures, fixtures::row_counts};
+use crate::support::{
+    TestApp, TestDatabase, World, as_user, fixtures, fixtures::row_counts, runs::preview_2024,
+};
 
 const FROM: &str = "2024-01-01";
 const TO: &str = "2024-12-31";
-
-fn request(organization: Uuid) -> PreviewCandidatesRequest {
-    PreviewCandidatesRequest {
-        organization_id: organization.to_string(),
-        from_date: FROM.into(),
-        to_date: TO.into(),
-        ..Default::default()
-    }
-}
 
 async fn seeded(
     db: &TestDatabase,
@@ -99,7 +92,7 @@ async fn totals_breakdown_and_periods_equal_sql_truth_and_nothing_changes() {
     let preview = app
         .client()
         .await
-        .preview_candidates(as_user(request(org), user))
+        .preview_candidates(as_user(preview_2024(org), user))
         .await
         .expect("preview")
         .into_inner();
@@ -308,7 +301,7 @@ async fn reversals_v2_upper_case_other_organizations_and_unbalanced_are_handled(
     let preview = app
         .client()
         .await
-        .preview_candidates(as_user(request(org.id), org.staff))
+        .preview_candidates(as_user(preview_2024(org.id), org.staff))
         .await
         .unwrap()
         .into_inner();
@@ -348,7 +341,7 @@ async fn reversals_v2_upper_case_other_organizations_and_unbalanced_are_handled(
     );
 
     // An explicit mapping to nothing reports the code as not migratable.
-    let mut excluded = request(org.id);
+    let mut excluded = preview_2024(org.id);
     excluded.smart_code_mappings = vec![SmartCodeMapping {
         source_smart_code: sale.into(),
         target_smart_code: String::new(),
@@ -375,7 +368,7 @@ async fn the_fingerprint_is_stable_and_changes_when_a_candidate_changes() {
     let mut client = app.client().await;
     let mut fingerprint = async || {
         client
-            .preview_candidates(as_user(request(org), user))
+            .preview_candidates(as_user(preview_2024(org), user))
             .await
             .unwrap()
             .into_inner()
@@ -410,7 +403,7 @@ async fn the_sql_function_in_psql_and_the_rpc_agree() {
     let rpc = app
         .client()
         .await
-        .preview_candidates(as_user(request(org), user))
+        .preview_candidates(as_user(preview_2024(org), user))
         .await
         .unwrap()
         .into_inner();
@@ -485,7 +478,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         (
             PreviewCandidatesRequest {
                 organization_id: "nope".into(),
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "organization_id",
@@ -494,7 +487,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
             PreviewCandidatesRequest {
                 from_date: "2024-12-31".into(),
                 to_date: "2024-01-01".into(),
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "from_date",
@@ -502,7 +495,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         (
             PreviewCandidatesRequest {
                 to_date: "yesterday".into(),
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "to_date",
@@ -510,7 +503,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         (
             PreviewCandidatesRequest {
                 batch_limit: -1,
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "batch_limit",
@@ -518,7 +511,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         (
             PreviewCandidatesRequest {
                 batch_limit: 5001,
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "batch_limit",
@@ -526,7 +519,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         (
             PreviewCandidatesRequest {
                 smart_code_mappings: vec![mapping("HERA.SALON.POS.TXN.SALE.v1", "SALE-V2")],
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "smart_code_mappings[0].target_smart_code",
@@ -537,12 +530,16 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
                     mapping("HERA.SALON.POS.TXN.SALE.v1", ""),
                     mapping("HERA.SALON.POS.TXN.SALE.V1", ""),
                 ],
-                ..request(org.id)
+                ..preview_2024(org.id)
             },
             Code::InvalidArgument,
             "smart_code_mappings[1].source_smart_code",
         ),
-        (request(Uuid::new_v4()), Code::NotFound, "organization_id"),
+        (
+            preview_2024(Uuid::new_v4()),
+            Code::NotFound,
+            "organization_id",
+        ),
     ];
     for (bad, code, field) in cases {
         let status = client
@@ -582,7 +579,7 @@ async fn the_estimate_uses_recorded_batch_timings_once_there_are_any() {
     let preview = app
         .client()
         .await
-        .preview_candidates(as_user(request(org), user))
+        .preview_candidates(as_user(preview_2024(org), user))
         .await
         .unwrap()
         .into_inner();
@@ -617,7 +614,9 @@ async fn piece(pool: &PgPool, sql: &'static str, organization: Uuid) -> serde_js
 #[tokio::test]
 async fn the_pieces_called_alone_agree_with_sql_truth_and_make_up_the_preview() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    hera_migrate::db::schema::install(&db.pool().await)
+        .await
+        .expect("install the schema");
     let (pool, report) = seeded(&db, 1, 300).await;
     let (org, _) = member(&report, 0);
     sqlx::query(
@@ -732,7 +731,6 @@ async fn the_pieces_called_alone_agree_with_sql_truth_and_make_up_the_preview() 
         whole["candidate_ids"].as_array().unwrap()[..5],
         "the first five candidates by date, as the preview lists them"
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -831,7 +829,9 @@ async fn candidate_in(pool: &PgPool, organization: Uuid, status: &str) -> Uuid {
 #[tokio::test]
 async fn the_closed_period_and_quarantine_predictions_called_alone() {
     let db = TestDatabase::create().await;
-    let app = TestApp::spawn(db.options()).await;
+    hera_migrate::db::schema::install(&db.pool().await)
+        .await
+        .expect("install the schema");
     let (pool, report) = seeded(&db, 1, 200).await;
     let (org, _) = member(&report, 0);
 
@@ -943,7 +943,6 @@ async fn the_closed_period_and_quarantine_predictions_called_alone() {
         call(OUTCOMES, "POST_TO_OPEN_PERIOD").await["skipped_closed"],
         0
     );
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -1008,13 +1007,12 @@ async fn candidates_in_no_period_are_predicted_as_the_batches_migrate_them() {
     .execute(&scene.pool)
     .await
     .unwrap();
-    let preview: serde_json::Value = sqlx::query_scalar(
+    let preview = piece(
+        &scene.pool,
         "SELECT hera_migration_preview_candidates_v2($1, '2024-01-01', '2024-12-31')",
+        scene.org,
     )
-    .bind(scene.org)
-    .fetch_one(&scene.pool)
-    .await
-    .unwrap();
+    .await;
     let unassigned: i64 = preview["fiscal_period_status"]
         .as_array()
         .unwrap()

@@ -14,88 +14,10 @@ use crate::support::{
     fixtures::{self, row_counts},
     process::{client_of, server_on},
     runs::{
-        Client, Seeded, collect, installed, seeded, start, started, trial_balance, watch, watched,
+        aliases, collect, installed, migrate, migrate_paced, rollback, rolled_back, seeded, start,
+        started, trial_balance, validate, watch, watched,
     },
 };
-
-/// Migrates the scene's organization to the end (closed periods skipped) and
-/// returns the run's id.
-async fn migrate(s: &Seeded, client: &mut Client, batch_size: i32) -> String {
-    migrate_paced(s, client, batch_size, None).await
-}
-
-/// `migrate`, at most `rate` transactions a second (its rollback too).
-async fn migrate_paced(
-    s: &Seeded,
-    client: &mut Client,
-    batch_size: i32,
-    rate: Option<f64>,
-) -> String {
-    let events = started(
-        client,
-        StartMigrationRequest {
-            batch_size,
-            closed_period_policy: ClosedPeriodPolicy::Skip.into(),
-            max_transactions_per_second: rate,
-            ..start(s.org)
-        },
-        s.owner,
-    )
-    .await;
-    let last = events.last().unwrap();
-    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
-    last.migration_id.clone()
-}
-
-/// Rolls a run back and reads the stream to its end.
-async fn rolled_back(
-    client: &mut Client,
-    request: RollbackMigrationRequest,
-    user: Uuid,
-) -> Vec<MigrationProgress> {
-    collect(
-        client
-            .rollback_migration(as_user(request, user))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await
-}
-
-fn rollback(org: Uuid, id: &str, request_id: &str) -> RollbackMigrationRequest {
-    RollbackMigrationRequest {
-        organization_id: org.to_string(),
-        migration_id: id.to_owned(),
-        reason: "wrong mapping".into(),
-        request_id: request_id.into(),
-        force: false,
-    }
-}
-
-async fn validate(client: &mut Client, s: &Seeded, id: &str) -> ValidationReport {
-    client
-        .validate_migration(as_user(
-            ValidateMigrationRequest {
-                organization_id: s.org.to_string(),
-                migration_id: id.to_owned(),
-            },
-            s.owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn aliases(org: Uuid, id: &str, request_id: &str) -> ApplyReportingAliasesRequest {
-    ApplyReportingAliasesRequest {
-        organization_id: org.to_string(),
-        migration_id: id.to_owned(),
-        smart_code_mappings: Vec::new(),
-        request_id: request_id.into(),
-        ..Default::default()
-    }
-}
 
 async fn aliased_by(pool: &PgPool, id: &str) -> i64 {
     sqlx::query_scalar(
@@ -171,7 +93,7 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     );
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
 
-    let report = validate(&mut client, &s, &id).await;
+    let report = validate(&mut client, s.org, s.owner, &id).await;
     assert_eq!(
         report.overall(),
         CheckResult::Pass,
@@ -237,7 +159,7 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     assert_eq!(aliased_by(&s.pool, &id).await, 0, "its aliases are gone");
 
-    let report = validate(&mut client, &s, &id).await;
+    let report = validate(&mut client, s.org, s.owner, &id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     assert_eq!(
         report.overall(),
@@ -387,7 +309,7 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
     let ended = collect(running).await;
     assert_eq!(ended.last().unwrap().state(), MigrationState::Cancelled);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
-    let report = validate(&mut client, &s, &id).await;
+    let report = validate(&mut client, s.org, s.owner, &id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
     let in_effect: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM universal_transactions
@@ -555,7 +477,7 @@ async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
         .fetch_one(&by_psql.pool)
         .await
         .unwrap();
-    let rpc_report = validate(&mut client, &by_rpc, &rpc_run).await;
+    let rpc_report = validate(&mut client, by_rpc.org, by_rpc.owner, &rpc_run).await;
     let psql_checks = |report: &Value| {
         results(
             report["checks"]
@@ -619,7 +541,7 @@ async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
         .fetch_one(&by_psql.pool)
         .await
         .unwrap();
-    let rpc_report = validate(&mut client, &by_rpc, &rpc_run).await;
+    let rpc_report = validate(&mut client, by_rpc.org, by_rpc.owner, &rpc_run).await;
     assert_eq!(psql_report["rollback_status"], "ROLLBACK_COMPLETE");
     assert_eq!(rpc_report.rollback_status, "ROLLBACK_COMPLETE");
     assert_eq!(
@@ -669,7 +591,7 @@ async fn a_rollback_pauses_and_resumes_between_batches() {
     let done = crate::support::runs::until_state(&mut events, MigrationState::RolledBack).await;
     assert!(done.sequence > paused.sequence);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
-    let report = validate(&mut client, &s, &id).await;
+    let report = validate(&mut client, s.org, s.owner, &id).await;
     assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE");
     s.app.stop().await;
 }

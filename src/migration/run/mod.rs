@@ -62,7 +62,8 @@ impl RunState {
 
 /// The phases a run executes in batches, each with its batch function in
 /// `sql/functions/` (readable, testable and runnable from psql). Adding a
-/// phase is a variant here and its SQL function.
+/// phase is a variant here and its SQL function, and its span in the
+/// executor (tracing wants span names as literals).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
@@ -100,15 +101,6 @@ impl Phase {
             Self::Execution => RunState::Succeeded,
             Self::Rollback => RunState::RolledBack,
             Self::Aliasing => RunState::Succeeded,
-        }
-    }
-
-    /// The span of the phase as a whole.
-    pub fn span_name(self) -> &'static str {
-        match self {
-            Self::Execution => "migration.execution",
-            Self::Rollback => "migration.rollback",
-            Self::Aliasing => "migration.aliasing",
         }
     }
 

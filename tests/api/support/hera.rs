@@ -63,12 +63,7 @@ pub struct Tenant {
 impl Tenant {
     /// An id from the answer, by JSON pointer (e.g. "/accounts/1100").
     pub fn id_at(&self, pointer: &str) -> Uuid {
-        let text = self
-            .raw
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{pointer} in {}", self.raw));
-        text.parse().expect("a uuid")
+        uuid_at(&self.raw, pointer)
     }
 }
 

@@ -203,3 +203,95 @@ pub async fn installed(transactions: u64) -> (TestDatabase, PgPool, Uuid, Uuid) 
     let org = &report.organizations[0];
     (db, pool, org.id, org.users[0].id)
 }
+
+/// A preview of the organization's 2024.
+pub fn preview_2024(org: Uuid) -> PreviewCandidatesRequest {
+    PreviewCandidatesRequest {
+        organization_id: org.to_string(),
+        from_date: "2024-01-01".into(),
+        to_date: "2024-12-31".into(),
+        ..Default::default()
+    }
+}
+
+/// Reporting aliases for what run `migration_id` skipped (organization-wide
+/// when empty), every v1 code to its `.v2` form.
+pub fn aliases(org: Uuid, migration_id: &str, request_id: &str) -> ApplyReportingAliasesRequest {
+    ApplyReportingAliasesRequest {
+        organization_id: org.to_string(),
+        migration_id: migration_id.to_owned(),
+        request_id: request_id.into(),
+        ..Default::default()
+    }
+}
+
+/// A rollback of run `id`, not forced.
+pub fn rollback(org: Uuid, id: &str, request_id: &str) -> RollbackMigrationRequest {
+    RollbackMigrationRequest {
+        organization_id: org.to_string(),
+        migration_id: id.to_owned(),
+        reason: "wrong mapping".into(),
+        request_id: request_id.into(),
+        force: false,
+    }
+}
+
+/// Rolls a run back and reads the stream to its end.
+pub async fn rolled_back(
+    client: &mut Client,
+    request: RollbackMigrationRequest,
+    user: Uuid,
+) -> Vec<MigrationProgress> {
+    collect(
+        client
+            .rollback_migration(as_user(request, user))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+}
+
+/// ValidateMigration's report on run `id`.
+pub async fn validate(client: &mut Client, org: Uuid, user: Uuid, id: &str) -> ValidationReport {
+    client
+        .validate_migration(as_user(
+            ValidateMigrationRequest {
+                organization_id: org.to_string(),
+                migration_id: id.to_owned(),
+            },
+            user,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Migrates the scene's organization to the end (closed periods skipped) and
+/// returns the run's id.
+pub async fn migrate(s: &Seeded, client: &mut Client, batch_size: i32) -> String {
+    migrate_paced(s, client, batch_size, None).await
+}
+
+/// `migrate`, at most `rate` transactions a second (its rollback too).
+pub async fn migrate_paced(
+    s: &Seeded,
+    client: &mut Client,
+    batch_size: i32,
+    rate: Option<f64>,
+) -> String {
+    let events = started(
+        client,
+        StartMigrationRequest {
+            batch_size,
+            closed_period_policy: ClosedPeriodPolicy::Skip.into(),
+            max_transactions_per_second: rate,
+            ..start(s.org)
+        },
+        s.owner,
+    )
+    .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    last.migration_id.clone()
+}

@@ -48,7 +48,12 @@ pub async fn create_run(pool: &PgPool, org: Uuid, actor: Uuid, parameters: Value
 }
 
 pub async fn call(pool: &PgPool, function: &str, run: Uuid) -> Value {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {function}($1)")))
+    call_sql(pool, &format!("SELECT {function}($1)"), run).await
+}
+
+/// Runs `statement` with `$1` the run: one batch's answer.
+pub async fn call_sql(pool: &PgPool, statement: &str, run: Uuid) -> Value {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(statement.to_owned()))
         .bind(run)
         .fetch_one(pool)
         .await
@@ -57,9 +62,15 @@ pub async fn call(pool: &PgPool, function: &str, run: Uuid) -> Value {
 
 /// Calls a batch function until it answers done; returns every answer.
 pub async fn to_end(pool: &PgPool, function: &str, run: Uuid) -> Vec<Value> {
+    to_end_sql(pool, &format!("SELECT {function}($1)"), run).await
+}
+
+/// `to_end` for a batch `statement` with `$1` the run (and its other
+/// arguments written in, say the batch size).
+pub async fn to_end_sql(pool: &PgPool, statement: &str, run: Uuid) -> Vec<Value> {
     let mut results = Vec::new();
     for _ in 0..10_000 {
-        let result = call(pool, function, run).await;
+        let result = call_sql(pool, statement, run).await;
         assert!(result.get("halted").is_none(), "halted: {result}");
         let done = result["done"] == true;
         results.push(result);
@@ -67,7 +78,7 @@ pub async fn to_end(pool: &PgPool, function: &str, run: Uuid) -> Vec<Value> {
             return results;
         }
     }
-    panic!("{function} never finished");
+    panic!("{statement} never finished");
 }
 
 pub fn sum(results: &[Value], field: &str) -> i64 {

@@ -38,8 +38,8 @@ impl PageToken {
     }
 }
 
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
 
 /// Runs of an organization, newest first, optionally only in `states`.
 pub async fn list(

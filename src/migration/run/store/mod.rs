@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 mod list;
 
-pub use list::{DEFAULT_PAGE, MAX_PAGE, PageToken, list, page_size};
+pub use list::{PageToken, list, page_size};
 
 use super::{Parameters, Run, RunState};
 use crate::{
