@@ -86,13 +86,8 @@ DECLARE
     v_refused  jsonb;
     v_done     boolean;
 BEGIN
-    SELECT organization_id, metadata INTO v_org, v_meta
-      FROM universal_transactions
-     WHERE id = p_run_id AND transaction_type = 'MIGRATION_RUN'
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
+    SELECT r.organization_id, r.metadata INTO v_org, v_meta
+      FROM hera_migration_lock_run_v2(p_run_id) r;
     IF v_meta ->> 'phase' IS DISTINCT FROM 'ALIASING' THEN
         RAISE EXCEPTION 'migration_id: migration % is no application of reporting aliases', p_run_id
               USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -8,6 +8,18 @@
 -- A plain SQL expression, so PostgreSQL inlines it into each query that uses
 -- it (the preview, each batch's keyset read under FOR UPDATE, validation):
 -- the planner sees the conditions themselves, exactly as if written there.
+-- Everything but the status: a v1 transaction of the business's own (the
+-- preview also counts those of other statuses, as non-candidates).
+CREATE OR REPLACE FUNCTION hera_migration_is_v1_business_row_v2(p_smart_code text, p_metadata jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT hera_smart_code_is_v1(p_smart_code)
+       AND p_smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
+       AND NOT coalesce(p_metadata ? 'reversal_of', false)
+       AND NOT coalesce(p_metadata ? 'migration_id', false)
+$$;
+
 CREATE OR REPLACE FUNCTION hera_migration_is_candidate_v2(
     p_status text,
     p_smart_code text,
@@ -18,10 +30,7 @@ RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT p_status = ANY (p_statuses)
-       AND hera_smart_code_is_v1(p_smart_code)
-       AND p_smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-       AND NOT coalesce(p_metadata ? 'reversal_of', false)
-       AND NOT coalesce(p_metadata ? 'migration_id', false)
+       AND hera_migration_is_v1_business_row_v2(p_smart_code, p_metadata)
 $$;
 
 -- The statuses a run migrates, from its parameters (candidate_statuses;

@@ -110,6 +110,9 @@ SET enable_seqscan = off
 SET jit = off
 AS $fn$
 DECLARE
+    -- Computed once: called inside the query, the planner would also run it
+    -- while planning (its argument is a constant under force_custom_plan).
+    v_off uuid[] := hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals);
     v_bad jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -121,11 +124,9 @@ BEGIN
               FROM unnest(p_reversals || p_reposts, p_originals || p_originals) AS c (copy_id, original)
               JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
              GROUP BY c.copy_id, c.original
-            HAVING abs(sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                              WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                              ELSE 0 END)) >= 0.0001
+            HAVING abs(sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount))) >= 0.0001
             UNION
-            SELECT unnest(hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals))) x;
+            SELECT unnest(v_off)) x;
     IF jsonb_array_length(v_bad) = 0 THEN
         v_bad := hera_migration_image_changes_v2(p_before, hera_migration_marked_columns_v2(),
                                                  hera_migration_original_keys_v2(), 'marked reversed');
@@ -344,13 +345,8 @@ CREATE OR REPLACE FUNCTION hera_migration_batch_lock_run_v2(
 LANGUAGE plpgsql
 AS $fn$
 BEGIN
-    SELECT t.organization_id, t.metadata INTO organization_id, metadata
-      FROM universal_transactions t
-     WHERE t.id = p_run_id AND t.transaction_type = 'MIGRATION_RUN'
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
+    SELECT r.organization_id, r.metadata INTO organization_id, metadata
+      FROM hera_migration_lock_run_v2(p_run_id) r;
     IF coalesce(metadata ->> 'state', 'RUNNING') <> 'RUNNING'
        OR coalesce(metadata ->> 'phase', 'EXECUTION') <> 'EXECUTION' THEN
         halted := jsonb_build_object('halted', CASE WHEN coalesce(metadata ->> 'phase', 'EXECUTION') = 'EXECUTION'
@@ -518,9 +514,7 @@ BEGIN
     ),
     balances AS ( -- DR minus CR over each candidate's GL lines (HERA's hera_line_side)
         SELECT l.transaction_id,
-               sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                     WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                     ELSE 0 END) AS net
+               sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) AS net
           FROM universal_transaction_lines l
          WHERE l.transaction_id = ANY (p_ids)
            AND l.smart_code LIKE '%.GL.%'
@@ -532,13 +526,17 @@ BEGIN
                     WHEN abs(coalesce(b.net, 0)) >= 0.0001 THEN 'unbalanced'
                     WHEN pp.status IN ('CLOSED', 'LOCKED')
                          AND (v_policy <> 'POST_TO_OPEN_PERIOD' OR open_period IS NULL) THEN 'closed'
-                    WHEN hera_migration_screen_v2(c.t, cm.target, v_sign_rule) IS NOT NULL THEN 'screened'
+                    WHEN sc.screen IS NOT NULL THEN 'screened'
                     ELSE 'migrate'
                END AS decision,
-               hera_migration_screen_v2(c.t, cm.target, v_sign_rule) AS screen,
+               sc.screen,
                b.net
           FROM candidates c
           JOIN code_map cm USING (smart_code)
+          -- Once per candidate (OFFSET 0 keeps the planner from flattening
+          -- it into a call per use).
+          CROSS JOIN LATERAL (SELECT hera_migration_screen_v2(c.t, cm.target, v_sign_rule) AS screen
+                              OFFSET 0) sc
           LEFT JOIN balances b ON b.transaction_id = c.id
           LEFT JOIN LATERAL ( -- its fiscal period entity, else the period containing its date
               SELECT p.status FROM periods p
@@ -682,15 +680,10 @@ AS $fn$
 DECLARE
     v_actor uuid := (p_metadata ->> 'started_by')::uuid;
 BEGIN
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES ((p_result ->> 'operation_id')::uuid, p_organization_id, 'MIGRATION_OPERATION',
-            'MIGOP-' || (p_result ->> 'operation_id'), now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            p_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST',
-                                           'migrated_ids', to_jsonb(p_migrated)),
-            v_actor, v_actor);
+    PERFORM hera_migration_record_operation_v2((p_result ->> 'operation_id')::uuid, p_organization_id,
+        p_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'REVERSE_REPOST',
+                                       'migrated_ids', to_jsonb(p_migrated)),
+        v_actor);
 
     PERFORM hera_migration_update_run_v2(p_run_id,
         jsonb_build_object('counters', p_result -> 'counters')

@@ -49,7 +49,10 @@ BEGIN
        OR EXISTS (SELECT 1 FROM universal_transactions
                    WHERE organization_id = p_organization_id
                      AND transaction_type = 'MIGRATION_OPERATION'
-                     AND metadata ->> 'phase' = 'EXECUTION') THEN
+                     AND metadata ->> 'phase' = 'EXECUTION'
+                     -- the estimate's own test of recorded timings: an empty
+                     -- batch measured nothing
+                     AND (metadata ->> 'transactions')::numeric > 0) THEN
         RETURN NULL;
     END IF;
     BEGIN
@@ -157,8 +160,7 @@ DECLARE
     v_started timestamptz;
 BEGIN
     v_started := clock_timestamp();
-    SELECT coalesce(sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                          WHEN 'CR' THEN -coalesce(l.line_amount, 0) ELSE 0 END
+    SELECT coalesce(sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)
                         * (uuid_hash_extended(l.transaction_id, 20241231) % 1000000007)), 0) <> 0
       INTO suspect
       FROM universal_transaction_lines l
@@ -291,9 +293,8 @@ BEGIN
                            (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
                            CASE WHEN t.transaction_status = ANY (p_statuses) THEN NULL
                                 ELSE coalesce(t.transaction_status, '') END AS status,
-                           coalesce(t.metadata ?| hera_migration_original_keys_v2(), false) AS keys,
-                           upper(coalesce(t.transaction_status, '')) = 'POSTED'
-                               AND coalesce(hera_migration_fx_incomplete_v2(t), false) AS fx,
+                           hera_migration_has_original_keys_v2(t.metadata) AS keys,
+                           hera_migration_fx_blocked_v2(t) AS fx,
                            uuid_hash_extended(t.id, coalesce(t.version, 0))
                              # timestamp_hash_extended(t.updated_at AT TIME ZONE 'UTC', 1)
                              # hash_numeric_extended(t.total_amount, 2)
@@ -302,10 +303,7 @@ BEGIN
                      WHERE t.organization_id = p_organization_id
                        AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
                        AND t.transaction_date < ((p_to_date + 1)::timestamp AT TIME ZONE 'UTC')
-                       AND hera_smart_code_is_v1(t.smart_code)
-                       AND t.smart_code NOT LIKE 'HERA.ACCOUNTING.MIGRATION.%'
-                       AND NOT coalesce(t.metadata ? 'reversal_of', false)
-                       AND NOT coalesce(t.metadata ? 'migration_id', false)
+                       AND hera_migration_is_v1_business_row_v2(t.smart_code, t.metadata)
                    ) c
              GROUP BY 1, 2, 3, 4, 5) g;
     RETURN v_groups;
@@ -454,9 +452,8 @@ BEGIN
     candidates AS NOT MATERIALIZED (
         SELECT t.id, t.smart_code, t.transaction_date, t.total_amount, t.fiscal_period_entity_id,
                (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
-               coalesce(t.metadata ?| hera_migration_original_keys_v2(), false) AS keys,
-               upper(coalesce(t.transaction_status, '')) = 'POSTED'
-                   AND coalesce(hera_migration_fx_incomplete_v2(t), false) AS fx
+               hera_migration_has_original_keys_v2(t.metadata) AS keys,
+               hera_migration_fx_blocked_v2(t) AS fx
           FROM universal_transactions t
          WHERE t.organization_id = p_organization_id
            AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
@@ -465,8 +462,7 @@ BEGIN
     ),
     balances AS ( -- GL lines of the candidates, per transaction
         SELECT l.transaction_id,
-               sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                     WHEN 'CR' THEN -coalesce(l.line_amount, 0) ELSE 0 END) AS net
+               sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) AS net
           FROM universal_transaction_lines l
          WHERE l.organization_id = p_organization_id
            AND l.transaction_id IN (SELECT id FROM candidates)
@@ -569,7 +565,9 @@ BEGIN
                row_number() OVER (PARTITION BY sc.s ->> 'rule' ORDER BY t.transaction_date, t.id) AS nth
           FROM universal_transactions t
           JOIN code_map cm ON cm.smart_code = t.smart_code AND cm.target IS NOT NULL
-         CROSS JOIN LATERAL (SELECT hera_migration_screen_v2(t, cm.target, p_sign_rule) AS s) sc
+         -- Once per row (OFFSET 0 keeps the planner from flattening it into
+         -- a call per use).
+         CROSS JOIN LATERAL (SELECT hera_migration_screen_v2(t, cm.target, p_sign_rule) AS s OFFSET 0) sc
          WHERE t.organization_id = p_organization_id
            AND t.transaction_date >= (p_from_date::timestamp AT TIME ZONE 'UTC')
            AND t.transaction_date < ((p_to_date + 1)::timestamp AT TIME ZONE 'UTC')

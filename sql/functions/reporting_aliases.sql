@@ -349,15 +349,11 @@ BEGIN
         'mappings', v_mappings,
         'refused', coalesce(p_refused, '[]'));
 
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (p_alias_batch_id, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || p_alias_batch_id, now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            v_result || jsonb_build_object('operation_type', 'ALIAS', 'phase', 'ALIASES',
-                                           'smart_code_mappings', p_smart_code_mappings,
-                                           'request_id', p_request_id),
-            p_actor, p_actor);
+    PERFORM hera_migration_record_operation_v2(p_alias_batch_id, p_organization_id,
+        v_result || jsonb_build_object('operation_type', 'ALIAS', 'phase', 'ALIASES',
+                                       'smart_code_mappings', p_smart_code_mappings,
+                                       'request_id', p_request_id),
+        p_actor);
     RETURN v_result || jsonb_build_object('operation_id', p_alias_batch_id);
 END;
 $fn$;

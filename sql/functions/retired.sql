@@ -8,6 +8,9 @@ DROP FUNCTION IF EXISTS hera_migration_preview_candidates_v2(uuid, date, date, i
 DROP FUNCTION IF EXISTS hera_migration_calibrate_v2(uuid, uuid[]);
 DROP FUNCTION IF EXISTS hera_migration_remove_reporting_aliases_v2(uuid, uuid, integer, jsonb);
 DROP FUNCTION IF EXISTS hera_migration_record_aliases_v2(uuid, uuid, uuid, jsonb, jsonb, integer, uuid, text);
+-- No longer called: a run takes its catalog half when created, its ledger
+-- half in its first batch.
+DROP FUNCTION IF EXISTS hera_migration_run_snapshot_v2(uuid);
 -- The trial balance's columns changed (account_key, fiscal_period): its
 -- argument list did not, so only the old shape is dropped.
 DO $$

@@ -80,6 +80,9 @@ SET enable_bitmapscan = off
 SET jit = off
 AS $fn$
 DECLARE
+    -- Computed once: called inside the query, the planner would also run it
+    -- while planning (its argument is a constant under force_custom_plan).
+    v_off uuid[] := hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals);
     v_bad jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -87,7 +90,7 @@ BEGIN
                'reason', 'its reversal and repost no longer net to zero per account and period (they were '
                          'changed after the migration): voiding them would move the trial balance')), '[]')
       INTO v_bad
-      FROM unnest(hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals)) o;
+      FROM unnest(v_off) o;
     IF jsonb_array_length(v_bad) = 0 THEN
         v_bad := hera_migration_image_changes_v2(p_before, hera_migration_marked_columns_v2(),
                                                  hera_migration_restored_keys_v2(), 'restored');
@@ -220,13 +223,8 @@ AS $fn$
 DECLARE
     v_meta jsonb;
 BEGIN
-    SELECT t.organization_id, t.transaction_date, t.metadata INTO organization_id, run_date, v_meta
-      FROM universal_transactions t
-     WHERE t.id = p_run_id AND t.transaction_type = 'MIGRATION_RUN'
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
+    SELECT r.organization_id, r.run_date, r.metadata INTO organization_id, run_date, v_meta
+      FROM hera_migration_lock_run_v2(p_run_id) r;
     rollback_state := coalesce(v_meta -> 'rollback', '{}');
     IF coalesce(v_meta ->> 'state', '') <> 'RUNNING'
        OR coalesce(v_meta ->> 'phase', '') <> 'ROLLBACK' THEN
@@ -519,16 +517,10 @@ RETURNS void
 LANGUAGE plpgsql
 AS $fn$
 BEGIN
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES ((p_result ->> 'operation_id')::uuid, p_organization_id, 'MIGRATION_OPERATION',
-            'MIGOP-' || (p_result ->> 'operation_id'), now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2',
-            p_result || jsonb_build_object(
-                'migration_id', p_run_id, 'operation_type', 'ROLLBACK', 'reason', p_reason,
-                'restored_ids', to_jsonb(p_restored)),
-            p_actor, p_actor);
+    PERFORM hera_migration_record_operation_v2((p_result ->> 'operation_id')::uuid, p_organization_id,
+        p_result || jsonb_build_object('migration_id', p_run_id, 'operation_type', 'ROLLBACK',
+                                       'reason', p_reason, 'restored_ids', to_jsonb(p_restored)),
+        p_actor);
 
     PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('rollback',
         p_rollback || jsonb_build_object('counters', p_result -> 'counters', 'aliases_done', p_aliases_done,
@@ -741,7 +733,6 @@ BEGIN
              THEN format('rolled back, except %s transaction(s) whose restore the database refused',
                          jsonb_array_length(v_meta #> '{rollback,refused}'))
              ELSE 'rolled back' END);
-    SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;
 
     RETURN jsonb_build_object('migration_id', v_run_id, 'organization_id', p_organization_id,
                               'state', 'ROLLED_BACK', 'already_rolled_back', false,

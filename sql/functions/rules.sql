@@ -77,18 +77,37 @@ AS $$
                  'status_before_migration']
 $$;
 
+-- Whether an original already holds a key a migration writes.
+CREATE OR REPLACE FUNCTION hera_migration_has_original_keys_v2(p_metadata jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(p_metadata ?| hera_migration_original_keys_v2(), false)
+$$;
+
+-- Whether HERA's FX posting gate would refuse to set t back to posted after
+-- a migration: posted now, and its FX fields incomplete.
+CREATE OR REPLACE FUNCTION hera_migration_fx_blocked_v2(t universal_transactions)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT upper(coalesce(t.transaction_status, '')) = 'POSTED'
+       AND coalesce(hera_migration_fx_incomplete_v2(t), false)
+$$;
+
 -- Why candidate t, to be reposted under p_target, cannot be migrated and
 -- later restored: {rule, reason}, or NULL when nothing stands in the way.
 -- p_sign_rule: whether the database enforces chk_txn_total_sign. A reversal
 -- carries its original's smart code and header total, a repost the target
 -- code and the same total, so each must satisfy the sign rule.
--- Inlined into the preview's and the batch's queries.
+-- Not inlined (its ARRAY subquery prevents it): callers compute it once per
+-- row, in a LATERAL subquery with OFFSET 0.
 CREATE OR REPLACE FUNCTION hera_migration_screen_v2(t universal_transactions, p_target text, p_sign_rule boolean)
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN coalesce(t.metadata ?| hera_migration_original_keys_v2(), false) THEN
+        WHEN hera_migration_has_original_keys_v2(t.metadata) THEN
             jsonb_build_object('rule', 'metadata_keys', 'reason',
                 'its metadata already holds keys a migration writes (' ||
                 array_to_string(ARRAY(SELECT k FROM unnest(hera_migration_original_keys_v2()) k
@@ -106,7 +125,7 @@ AS $$
                        t.total_amount, p_target,
                        CASE WHEN hera_migration_is_negative_type_v2(p_target) THEN 'a negative type needs <= 0'
                             ELSE 'a positive type needs >= 0' END))
-        WHEN upper(coalesce(t.transaction_status, '')) = 'POSTED' AND hera_migration_fx_incomplete_v2(t) THEN
+        WHEN hera_migration_fx_blocked_v2(t) THEN
             jsonb_build_object('rule', 'fx_posting', 'reason',
                 'a financial transaction in a foreign currency without exchange_rate, exchange_rate_date and '
                 'exchange_rate_type: HERA refuses to set it back to posted (trg_txn_fx_on_post), so a rollback '

@@ -83,6 +83,50 @@ AS $$
      WHERE id = p_run_id
 $$;
 
+-- Run p_run_id's row, locked until the caller's transaction ends (a batch of
+-- any phase holds it, so controls wait for the batch in flight and two
+-- servers never run one run's batches at once): its organization, date and
+-- metadata. NOT_FOUND (no_data_found) when it is no run (or, under row-level
+-- security, not one of the caller's organization).
+CREATE OR REPLACE FUNCTION hera_migration_lock_run_v2(
+    p_run_id uuid,
+    OUT organization_id uuid,
+    OUT run_date timestamptz,
+    OUT metadata jsonb
+)
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    SELECT t.organization_id, t.transaction_date, coalesce(t.metadata, '{}')
+      INTO organization_id, run_date, metadata
+      FROM universal_transactions t
+     WHERE t.id = p_run_id AND t.transaction_type = 'MIGRATION_RUN'
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
+    END IF;
+END;
+$fn$;
+
+-- A MIGRATION_OPERATION audit row of a run's work (a batch of reverse and
+-- repost, of rollback, an application of aliases): completed, zero total,
+-- its metadata p_metadata, by p_actor. Every such row is written here.
+CREATE OR REPLACE FUNCTION hera_migration_record_operation_v2(
+    p_id uuid,
+    p_organization_id uuid,
+    p_metadata jsonb,
+    p_actor uuid
+)
+RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO universal_transactions (
+        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
+        transaction_status, smart_code, metadata, created_by, updated_by)
+    VALUES (p_id, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || p_id, now(), 0,
+            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2', p_metadata, p_actor, p_actor)
+$$;
+
 -- The catalog half of a run's snapshot: {tables_taken_at, tables:
 -- ["schema.table", ...]}, every ordinary and partitioned table outside the
 -- system schemas (pg_catalog, information_schema, pg_toast*, and pg_temp*:
@@ -126,14 +170,6 @@ AS $$
                                                  'net_amount', tb.net_amount::text)
                               ORDER BY tb.account_key, tb.currency_code, tb.fiscal_period)
                FROM hera_migration_trial_balance_v2(p_organization_id) tb), '[]'))
-$$;
-
--- Both halves, as a run records them.
-CREATE OR REPLACE FUNCTION hera_migration_run_snapshot_v2(p_organization_id uuid)
-RETURNS jsonb
-LANGUAGE sql STABLE
-AS $$
-    SELECT hera_migration_catalog_snapshot_v2() || hera_migration_ledger_snapshot_v2(p_organization_id)
 $$;
 
 -- The run records the tables that exist when it is created (the catalog

@@ -1,3 +1,14 @@
+-- A GL line's signed amount, HERA's way (hera_line_side): a debit counts as
+-- it is, a credit negated, any other side 0. Plain SQL, inlined where used.
+CREATE OR REPLACE FUNCTION hera_migration_line_net_v2(p_side text, p_amount numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE upper(p_side) WHEN 'DR' THEN coalesce(p_amount, 0)
+                              WHEN 'CR' THEN -coalesce(p_amount, 0)
+                              ELSE 0 END
+$$;
+
 -- The ledger invariant, computed HERA's way (like its view
 -- v_universal_transaction_lines_drcr): per account, currency and fiscal
 -- period, debits minus credits over the GL lines of the organization's
@@ -43,10 +54,7 @@ AS $$
                coalesce(t.transaction_currency_code, '')::text AS currency_code,
                t.fiscal_period_entity_id,
                (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
-               sum(CASE upper(l.line_data ->> 'side')
-                       WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                       WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                       ELSE 0 END) AS net_amount
+               sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) AS net_amount
           FROM universal_transaction_lines l
           JOIN universal_transactions t ON t.id = l.transaction_id
          WHERE t.organization_id = p_organization_id

@@ -77,7 +77,5 @@ AS $$
              GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
                       l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
                       t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
-            HAVING sum(CASE upper(l.line_data ->> 'side') WHEN 'DR' THEN coalesce(l.line_amount, 0)
-                                                         WHEN 'CR' THEN -coalesce(l.line_amount, 0)
-                                                         ELSE 0 END) <> 0) x
+            HAVING sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) <> 0) x
 $$;
