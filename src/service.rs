@@ -2,7 +2,6 @@
 //! takes the verified caller and checked domain requests, admits the caller
 //! through the guard, and answers in domain types. The gRPC adapter
 //! (`server::grpc`), the tests and any other front end call it the same way.
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
@@ -10,10 +9,10 @@ use crate::{
     error::{Error, Result},
     migration::{
         engine::{
-            AliasRequest, Applied, Control, Engine, RollbackRequest, StartRequest, UpdateRequest,
+            AliasRequest, Applied, Control, Engine, Events, RollbackRequest, StartRequest,
+            UpdateRequest,
         },
         preview::{self, Preview, PreviewQuery},
-        progress::Progress,
         run::{PageToken, Run, RunState, store},
         validation::{self, Report},
     },
@@ -58,28 +57,26 @@ impl MigrationService {
         preview::preview(&self.pool, org, access.user_id, query).await
     }
 
-    /// Starts a run; its progress from its first event.
-    pub async fn start(
-        &self,
-        caller: Caller,
-        org: Uuid,
-        request: &StartRequest,
-    ) -> Result<watch::Receiver<Progress>> {
+    /// Starts a run (or finds the one its request_id started); its events
+    /// from its first.
+    pub async fn start(&self, caller: Caller, org: Uuid, request: &StartRequest) -> Result<Events> {
         let operation = Operation::StartMigration;
         let access = self.admit(caller, org, operation).await?;
         let id = self.engine.start(&access, request).await?;
-        self.progress_of(&access, operation, id).await
+        self.events_of(&access, operation, id, 0).await
     }
 
+    /// A run's events after `after_sequence` (0: all), then live until it ends.
     pub async fn watch(
         &self,
         caller: Caller,
         org: Uuid,
         id: Uuid,
-    ) -> Result<watch::Receiver<Progress>> {
+        after_sequence: u64,
+    ) -> Result<Events> {
         let operation = Operation::WatchMigration;
         let access = self.admit(caller, org, operation).await?;
-        self.progress_of(&access, operation, id).await
+        self.events_of(&access, operation, id, after_sequence).await
     }
 
     pub async fn get(&self, caller: Caller, org: Uuid, id: Uuid) -> Result<Run> {
@@ -152,19 +149,21 @@ impl MigrationService {
         self.found(&access, operation, id, outcome).await
     }
 
-    /// Begins (or attaches to) a run's rollback; its progress from its first event.
+    /// Begins (or attaches to) a run's rollback; its events from the
+    /// rollback's first.
     pub async fn rollback(
         &self,
         caller: Caller,
         org: Uuid,
         id: Uuid,
         request: &RollbackRequest,
-    ) -> Result<watch::Receiver<Progress>> {
+    ) -> Result<Events> {
         let operation = Operation::RollbackMigration;
         let access = self.admit(caller, org, operation).await?;
         let outcome = self.engine.rollback(&access, id, request).await;
         self.found(&access, operation, id, outcome).await?;
-        self.progress_of(&access, operation, id).await
+        let began_after = store::rollback_began_after(&self.pool, org, id).await?;
+        self.events_of(&access, operation, id, began_after).await
     }
 
     /// Whether the caller may perform `asked` (always recorded).
@@ -214,24 +213,17 @@ impl MigrationService {
         outcome
     }
 
-    /// The progress of a run of the caller's organization: live when it
-    /// executes here, else followed through its row (another server executes
-    /// it, or it has ended).
-    async fn progress_of(
+    /// The events of a run of the caller's organization after `after`
+    /// (NOT_FOUND, recorded, for another organization's).
+    async fn events_of(
         &self,
         access: &Access,
         operation: Operation,
         id: Uuid,
-    ) -> Result<watch::Receiver<Progress>> {
-        match self.engine.watch(id) {
-            Some(updates) if updates.borrow().organization_id == access.organization_id => {
-                Ok(updates)
-            }
-            _ => {
-                let outcome = store::get(&self.pool, access.organization_id, id).await;
-                let run = self.found(access, operation, id, outcome).await?;
-                Ok(self.engine.follow(&run))
-            }
-        }
+        after: u64,
+    ) -> Result<Events> {
+        let outcome = store::get(&self.pool, access.organization_id, id).await;
+        self.found(access, operation, id, outcome).await?;
+        Ok(self.engine.events(access.organization_id, id, after))
     }
 }

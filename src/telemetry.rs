@@ -228,3 +228,18 @@ pub fn request_span(request: &tonic::codegen::http::Request<()>) -> tracing::Spa
     let _ = span.set_parent(parent);
     span
 }
+
+/// The trace id of the current span ("" outside any trace), for log lines
+/// that an operator matches to spans.
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}

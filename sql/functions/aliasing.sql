@@ -36,7 +36,6 @@ BEGIN
     v_id := hera_migration_create_run_v2(p_organization_id, p_actor, p_parameters, p_request_id);
     PERFORM hera_migration_update_run_v2(v_id, jsonb_build_object(
         'phase', 'ALIASING',
-        'state_changes', 1,
         'total_candidates', v_eligible,
         'aliasing', jsonb_build_object(
             'alias_batch_id', gen_random_uuid(),
@@ -45,6 +44,12 @@ BEGIN
             'cursor', NULL,
             'per_mapping', '[]'::jsonb,
             'refused', '[]'::jsonb)));
+    PERFORM hera_migration_append_event_v2(v_id, jsonb_build_object(
+        'kind', 'STARTED',
+        'message', format('applying reporting aliases to %s eligible transaction(s)%s', v_eligible,
+                          CASE WHEN p_migration_id IS NULL THEN ''
+                               ELSE ' skipped by migration ' || p_migration_id END),
+        'actor', p_actor), p_actor);
     RETURN v_id;
 END;
 $fn$;
@@ -133,6 +138,7 @@ BEGIN
         jsonb_build_object('aliasing', v_aliasing, 'counters', v_counters));
     RETURN jsonb_build_object(
         'transactions', (v_batch ->> 'transactions')::bigint,
+        'aliased', (v_batch ->> 'transactions_aliased')::bigint,
         'done', v_done,
         'duration_ms', extract(epoch FROM clock_timestamp() - v_started) * 1000,
         'batch_number', (v_counters ->> 'batches')::bigint,

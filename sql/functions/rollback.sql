@@ -319,7 +319,12 @@ BEGIN
     IF v_l_id IS NOT NULL THEN
         next_cursor := jsonb_build_object('transaction_date', v_l_date, 'id', v_l_id, 'offset', v_l_off);
     END IF;
-    exhausted := cardinality(ids) < p_limit;
+    -- Exhausted when the scan ran short, or once it has reached every
+    -- original the run counts migrated (no empty batch to find that out).
+    exhausted := cardinality(ids) < p_limit
+                 OR coalesce((p_rollback #>> '{counters,processed}')::bigint, 0) + cardinality(ids)
+                    >= (SELECT coalesce((t.metadata #>> '{counters,migrated}')::bigint, 0)
+                          FROM universal_transactions t WHERE t.id = p_run_id);
 END;
 $fn$;
 
@@ -420,7 +425,9 @@ BEGIN
     done         := coalesce((p_rollback ->> 'aliases_done')::boolean, false);
     alias_cursor := p_rollback -> 'alias_cursor';
     refused      := '[]';
-    IF p_exhausted AND NOT done THEN
+    IF p_exhausted AND NOT done AND NOT hera_migration_was_aliased_v2(p_organization_id, p_run_id) THEN
+        done := true; -- nothing ever aliased what it skipped: no scan, no empty batches
+    ELSIF p_exhausted AND NOT done THEN
         v_alias := hera_migration_remove_reporting_aliases_v2(
             p_organization_id, p_run_id, greatest(p_budget_left, 1) * 50, alias_cursor, p_actor);
         removed      := (v_alias ->> 'removed')::bigint;
@@ -431,6 +438,23 @@ BEGIN
     END IF;
 END;
 $fn$;
+
+-- Whether reporting aliases were ever applied to what run p_run_id skipped:
+-- an ALIASING run of it (created before it writes any alias), or an ALIAS
+-- audit row naming it (psql's application, written with its aliases).
+CREATE OR REPLACE FUNCTION hera_migration_was_aliased_v2(p_organization_id uuid, p_run_id uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM universal_transactions t
+         WHERE t.organization_id = p_organization_id
+           AND ((t.transaction_type = 'MIGRATION_RUN'
+                 AND t.metadata #>> '{aliasing,migration_id}' = p_run_id::text)
+             OR (t.transaction_type = 'MIGRATION_OPERATION'
+                 AND t.metadata ->> 'operation_type' = 'ALIAS'
+                 AND t.metadata ->> 'migration_id' = p_run_id::text)))
+$$;
 
 -- Rollback step 6: the batch's answer (see hera_migration_rollback_batch_v2)
 -- and the rollback's counters after it: p_rollback.counters (before the
@@ -630,7 +654,6 @@ AS $$
                'state', 'RUNNING',
                'phase', 'ROLLBACK',
                'message', 'rolling back',
-               'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1,
                'rollback', coalesce(metadata -> 'rollback', '{}') || jsonb_strip_nulls(jsonb_build_object(
                    'reason', coalesce(nullif(btrim(p_reason), ''),
                                       metadata #>> '{rollback,reason}', 'Finance DNA v2 migration rollback'),
@@ -652,7 +675,12 @@ AS $$
            updated_by = coalesce(p_actor, updated_by),
            version = coalesce(version, 1) + 1,
            smart_code = smart_code
-     WHERE id = p_run_id
+     WHERE id = p_run_id;
+    SELECT hera_migration_append_event_v2(p_run_id, jsonb_build_object(
+        'kind', 'ROLLBACK_STARTED',
+        'message', 'rolling back: ' || (metadata #>> '{rollback,reason}'),
+        'actor', p_actor), p_actor)
+      FROM universal_transactions WHERE id = p_run_id;
 $$;
 
 -- The guide's psql entry point: roll back run p_migration_batch_id (the
@@ -722,7 +750,17 @@ BEGIN
 
     LOOP
         v_batch := hera_migration_rollback_batch_v2(v_run_id);
-        EXIT WHEN (v_batch ->> 'done')::boolean OR v_batch ? 'halted';
+        EXIT WHEN v_batch ? 'halted';
+        IF (v_batch ->> 'transactions')::bigint > 0 THEN
+            PERFORM hera_migration_append_event_v2(v_run_id, jsonb_build_object(
+                'kind', 'BATCH',
+                'message', format('batch %s committed (from psql): %s transaction(s), %s restored',
+                                  v_batch ->> 'batch_number', v_batch ->> 'transactions', v_batch ->> 'restored'),
+                'health', CASE WHEN jsonb_array_length(v_batch -> 'refused') > 0 THEN 'WARNING' ELSE 'HEALTHY' END,
+                'batch_transactions', (v_batch ->> 'transactions')::bigint,
+                'current_batch_ms', (v_batch ->> 'duration_ms')::numeric));
+        END IF;
+        EXIT WHEN (v_batch ->> 'done')::boolean;
     END LOOP;
 
     SELECT metadata INTO v_meta FROM universal_transactions WHERE id = v_run_id;

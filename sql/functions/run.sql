@@ -31,11 +31,12 @@ AS $$
 $$;
 
 -- A run's state change, the one way its state moves: the new state (and
--- transaction_status), its count of state changes up by one (a run's event
--- sequence counts them), finished_at when it ends, the message when given,
--- the author when given. p_from: only when the run is in one of these states
--- (a user's control wins over an executor's end, say); NULL: any. Returns
--- whether the state changed.
+-- transaction_status), finished_at when it ends, the message when given,
+-- the author when given, and its event in the run's history (PAUSED,
+-- RESUMED, CANCELLED, or ENDED; see events.sql) in the same transaction.
+-- p_from: only when the run is in one of these states (a user's control
+-- wins over an executor's end, say); NULL: any. Returns whether the state
+-- changed.
 CREATE OR REPLACE FUNCTION hera_migration_set_state_v2(
     p_run_id uuid,
     p_state text,
@@ -44,34 +45,52 @@ CREATE OR REPLACE FUNCTION hera_migration_set_state_v2(
     p_from text[] DEFAULT NULL
 )
 RETURNS boolean
-LANGUAGE sql
-AS $$
-    WITH changed AS (
-        UPDATE universal_transactions
-           SET metadata = metadata
-                   || jsonb_build_object('state', p_state,
-                                         'state_changes', coalesce((metadata ->> 'state_changes')::int, 0) + 1)
-                   || CASE WHEN p_state IN ('RUNNING', 'PAUSED') THEN '{}'::jsonb
-                           ELSE jsonb_build_object('finished_at', now()) END
-                   || CASE WHEN p_message IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('message', p_message) END,
-               transaction_status = lower(p_state),
-               updated_by = coalesce(p_actor, updated_by),
-               updated_at = now(),
-               version = coalesce(version, 1) + 1,
-               smart_code = smart_code
-         WHERE id = p_run_id
-           AND (p_from IS NULL OR coalesce(metadata ->> 'state', 'RUNNING') = ANY (p_from))
-        RETURNING 1)
-    SELECT EXISTS (SELECT 1 FROM changed)
-$$;
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_before text;
+BEGIN
+    SELECT coalesce(metadata ->> 'state', 'RUNNING') INTO v_before
+      FROM universal_transactions WHERE id = p_run_id FOR UPDATE;
+    IF NOT FOUND OR (p_from IS NOT NULL AND NOT v_before = ANY (p_from)) THEN
+        RETURN false;
+    END IF;
+    UPDATE universal_transactions
+       SET metadata = metadata
+               || jsonb_build_object('state', p_state)
+               || CASE WHEN p_state IN ('RUNNING', 'PAUSED') THEN '{}'::jsonb
+                       ELSE jsonb_build_object('finished_at', now()) END
+               || CASE WHEN p_message IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('message', p_message) END,
+           transaction_status = lower(p_state),
+           updated_by = coalesce(p_actor, updated_by),
+           updated_at = now(),
+           version = coalesce(version, 1) + 1,
+           smart_code = smart_code
+     WHERE id = p_run_id;
+    PERFORM hera_migration_append_event_v2(p_run_id, jsonb_build_object(
+        'kind', CASE p_state WHEN 'PAUSED' THEN 'PAUSED'
+                             WHEN 'RUNNING' THEN 'RESUMED'
+                             WHEN 'CANCELLED' THEN 'CANCELLED'
+                             ELSE 'ENDED' END,
+        'message', coalesce(p_message, lower(p_state)),
+        'actor', p_actor), p_actor);
+    RETURN true;
+END;
+$fn$;
 
 -- UpdateMigration: p_changes merged into the run's parameters, the change
--- recorded (when, by whom, what) under last_update.
+-- recorded (when, by whom, what) under last_update, and as an UPDATED event
+-- naming each old and new value.
 CREATE OR REPLACE FUNCTION hera_migration_set_parameters_v2(p_run_id uuid, p_changes jsonb, p_actor uuid)
 RETURNS void
-LANGUAGE sql
-AS $$
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_before jsonb;
+BEGIN
+    SELECT coalesce(metadata -> 'parameters', '{}') INTO v_before
+      FROM universal_transactions WHERE id = p_run_id FOR UPDATE;
     UPDATE universal_transactions
        SET metadata = metadata || jsonb_build_object(
                'parameters', (metadata -> 'parameters') || p_changes,
@@ -80,8 +99,17 @@ AS $$
            updated_at = now(),
            version = coalesce(version, 1) + 1,
            smart_code = smart_code
-     WHERE id = p_run_id
-$$;
+     WHERE id = p_run_id;
+    PERFORM hera_migration_append_event_v2(p_run_id, jsonb_build_object(
+        'kind', 'UPDATED',
+        'message', 'updated by ' || coalesce(p_actor::text, 'psql') || ': ' ||
+            (SELECT string_agg(format('%s %s -> %s', c.key,
+                                      coalesce(v_before ->> c.key, 'none'),
+                                      coalesce(c.value #>> '{}', 'none')), ', ' ORDER BY c.key)
+               FROM jsonb_each(p_changes) c),
+        'actor', p_actor), p_actor);
+END;
+$fn$;
 
 -- Run p_run_id's row, locked until the caller's transaction ends (a batch of
 -- any phase holds it, so controls wait for the batch in flight and two

@@ -121,7 +121,7 @@ fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
 
 /// A run as the API shows it, its latest state as a progress event.
 pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
-    let progress = progress(&crate::migration::engine::snapshot(&run));
+    let progress = progress(&run.latest);
     let record = &run.record;
     let (state, phase) = (progress.state, progress.phase);
     let parameters = &record.parameters;
@@ -184,7 +184,7 @@ fn date(date: chrono::NaiveDate) -> String {
     }
 }
 
-/// A progress snapshot as the API streams it.
+/// An event of a run as the API streams it.
 pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationProgress {
     use crate::migration::progress::Health;
     let health = match p.health {
@@ -196,6 +196,13 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         migration_id: p.migration_id.to_string(),
         organization_id: p.organization_id.to_string(),
         sequence: p.sequence,
+        kind: enum_value(
+            proto::MigrationEventKind::from_str_name(&format!(
+                "MIGRATION_EVENT_KIND_{}",
+                p.kind.as_str()
+            )),
+            proto::MigrationEventKind::Unspecified,
+        ),
         phase: enum_value(
             proto::MigrationPhase::from_str_name(p.phase.as_str()),
             proto::MigrationPhase::Unspecified,
@@ -207,6 +214,12 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         progress_percentage: p.percentage(),
         transactions_processed: p.processed,
         transactions_remaining: p.remaining,
+        transactions_migrated: p.migrated,
+        transactions_skipped: p.skipped(),
+        transactions_skipped_closed_period: p.skipped_closed,
+        transactions_skipped_unmapped: p.skipped_unmapped,
+        transactions_quarantined: p.quarantined,
+        transactions_refused: p.refused,
         estimated_completion: p.estimated_completion.map(timestamp),
         performance_metrics: Some(proto::PerformanceMetrics {
             current_batch_time_ms: p.current_batch_ms,
@@ -217,11 +230,29 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         error_count: p.errors,
         warning_count: p.warnings,
         batch_number: p.batch_number,
+        batch_transactions: p.batch_transactions,
         message: p.message.clone(),
-        transactions_skipped: p.skipped,
-        transactions_quarantined: p.quarantined,
         dry_run: p.dry_run,
         emitted_at: Some(timestamp(p.emitted_at)),
+        pacing: Some(pacing(&p.pacing)),
+        actor_id: p.actor.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
+fn pacing(p: &crate::migration::progress::PacingState) -> proto::PacingState {
+    use crate::migration::progress::ThrottleReason;
+    let reason = match p.reason {
+        ThrottleReason::None => proto::ThrottleReason::None,
+        ThrottleReason::OperatorRateLimit => proto::ThrottleReason::OperatorRateLimit,
+        ThrottleReason::OperatorBatchDelay => proto::ThrottleReason::OperatorBatchDelay,
+        ThrottleReason::LockBackoff => proto::ThrottleReason::LockBackoff,
+    };
+    proto::PacingState {
+        throttled: p.throttled,
+        reason: reason.into(),
+        operator_chosen: p.operator_chosen,
+        detail: p.detail.clone(),
+        throttled_ms: p.throttled_ms,
     }
 }
 

@@ -142,7 +142,13 @@ pub fn rollback(
         organization_id,
         request: (
             id,
-            engine::rollback_request(&message.reason, &message.request_id, message.force)?,
+            engine::rollback_request(engine::RollbackFields {
+                reason: &message.reason,
+                request_id: &message.request_id,
+                force: message.force,
+                max_transactions_per_second: message.max_transactions_per_second,
+                batch_delay_ms: message.batch_delay_ms,
+            })?,
         ),
     })
 }

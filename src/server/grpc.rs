@@ -88,8 +88,8 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             request: start,
         } = decode::start(request.get_ref())?;
         let caller = authn::caller(&request)?;
-        let updates = self.service.start(caller, organization_id, &start).await?;
-        Ok(Response::new(progress_stream(updates, 0)))
+        let events = self.service.start(caller, organization_id, &start).await?;
+        Ok(Response::new(progress_stream(events)))
     }
 
     async fn watch_migration(
@@ -99,11 +99,12 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         let message = request.get_ref();
         let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
         let caller = authn::caller(&request)?;
-        let updates = self.service.watch(caller, organization_id, id).await?;
-        Ok(Response::new(progress_stream(
-            updates,
-            message.after_sequence,
-        )))
+        let after = message.after_sequence;
+        let events = self
+            .service
+            .watch(caller, organization_id, id, after)
+            .await?;
+        Ok(Response::new(progress_stream(events)))
     }
 
     async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
@@ -210,11 +211,11 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             request: (id, rollback),
         } = decode::rollback(request.get_ref())?;
         let caller = authn::caller(&request)?;
-        let updates = self
+        let events = self
             .service
             .rollback(caller, organization_id, id, &rollback)
             .await?;
-        Ok(Response::new(progress_stream(updates, 0)))
+        Ok(Response::new(progress_stream(events)))
     }
 
     async fn check_security(

@@ -26,6 +26,10 @@ async fn a_dry_run_reports_real_counts_and_leaves_the_ledger_as_it_was() {
     )
     .await;
     assert!(events.iter().all(|e| e.dry_run), "every event says dry run");
+    for event in &events {
+        assert!(event.message.starts_with("dry run"), "{}", event.message);
+        assert!(!event.message.contains("committed"), "{}", event.message);
+    }
     let last = events.last().unwrap();
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
     assert_eq!(

@@ -11,6 +11,7 @@ mod binary;
 mod config;
 mod dry_run;
 mod engine;
+mod events;
 mod execute_batch;
 mod grpcurl;
 mod health;

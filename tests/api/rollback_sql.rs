@@ -78,10 +78,13 @@ async fn rollback_restores_the_ledger_and_the_candidates_exactly_once_and_allows
     assert_eq!(last["counters"]["batches"], results.len());
     assert_eq!(last["remaining"], 0);
 
-    // Exactly once: another batch finds nothing; and with the cursor rewound,
-    // every original is seen again but skipped under its lock.
+    // Exactly once: another batch finds nothing; and with the cursor (and
+    // the count of originals seen) rewound, every original is seen again but
+    // skipped under its lock.
     assert_eq!(sql::call(&pool, ROLLBACK_BATCH, run).await["restored"], 0);
-    sqlx::query("UPDATE universal_transactions SET metadata = metadata #- '{rollback,cursor}' WHERE id = $1")
+    sqlx::query("UPDATE universal_transactions
+                    SET metadata = metadata #- '{rollback,cursor}' #- '{rollback,counters,processed}'
+                  WHERE id = $1")
         .bind(run)
         .execute(&pool)
         .await

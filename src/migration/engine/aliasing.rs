@@ -128,7 +128,10 @@ impl Engine {
             request_id,
         )
         .await?;
+        let started = store::latest_event(&mut tx, id).await?;
         tx.commit().await?;
+        super::log_event(&started);
+        self.ring();
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(id)
@@ -171,10 +174,13 @@ impl Engine {
                      with the same request_id"
                 )));
             }
-            let mut progress = self.watch(id).unwrap_or_else(|| self.follow(&run));
-            // Ends when it stops running here, or its executor does (the row
-            // says what happened next).
-            let _ = progress.wait_for(|p| p.state != RunState::Running).await;
+            // Until an event says it no longer runs (the row then says how).
+            let mut events = self.events(organization_id, id, run.latest.sequence);
+            while let Some(Ok(event)) = events.recv().await {
+                if event.state != RunState::Running {
+                    break;
+                }
+            }
         }
     }
 }

@@ -60,8 +60,8 @@ pub fn update_request(
     }
     if changes.is_empty() {
         return Err(Error::invalid(
-            "batch_size",
-            "nothing to change: set batch_size, max_transactions_per_second or batch_delay_ms",
+            "batch_size, max_transactions_per_second, batch_delay_ms",
+            "nothing to change: set at least one of them",
         ));
     }
     Ok(UpdateRequest { changes })
@@ -89,11 +89,20 @@ impl Engine {
             (Control::Resume, _) => Some(RunState::Running),
             (Control::Cancel, _) => Some(RunState::Cancelled),
         };
-        if let Some(next) = next {
-            let message = (next == RunState::Cancelled).then_some("cancelled");
-            store::set_state(&mut tx, id, next, Some(access.user_id), message, &[]).await?;
-        }
+        let event = match next {
+            Some(next) => {
+                let message = control_message(next, access.user_id);
+                store::set_state(&mut tx, id, next, Some(access.user_id), Some(&message), &[])
+                    .await?;
+                Some(store::latest_event(&mut tx, id).await?)
+            }
+            None => None,
+        };
         tx.commit().await?;
+        if let Some(event) = event {
+            super::log_event(&event);
+            self.ring();
+        }
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         match (self.wake(id), lease) {
             (Some(wake), _) => wake.notify_one(),
@@ -113,11 +122,28 @@ impl Engine {
         locked_state(&mut tx, organization_id, id).await?;
         let changes = Value::Object(update.changes.clone());
         store::set_parameters(&mut tx, id, changes, access.user_id).await?;
+        let event = store::latest_event(&mut tx, id).await?;
         tx.commit().await?;
+        super::log_event(&event);
+        self.ring();
         if let Some(wake) = self.wake(id) {
             wake.notify_one(); // an executor waiting between batches re-reads its pace
         }
         store::get(&self.inner.pool, organization_id, id).await
+    }
+}
+
+/// What a control's event says, naming who acted.
+fn control_message(next: RunState, actor: Uuid) -> String {
+    match next {
+        RunState::Paused => {
+            format!("paused by {actor} after the batch in flight; resume it to go on")
+        }
+        RunState::Running => format!("resumed by {actor}"),
+        _ => format!(
+            "cancelled by {actor} after the batch in flight; what it migrated stays (roll it \
+             back to undo it)"
+        ),
     }
 }
 
@@ -143,7 +169,7 @@ pub async fn pause_interrupted(pool: &PgPool, run: &Run) -> Result<()> {
     let mut tx = scope::begin(pool, run.organization_id).await?;
     let message = "paused: the server executing it stopped; resume it when ready \
                    (HERA_ON_INTERRUPTED=pause)";
-    store::set_state(
+    let paused = store::set_state(
         &mut tx,
         run.id,
         RunState::Paused,
@@ -152,6 +178,10 @@ pub async fn pause_interrupted(pool: &PgPool, run: &Run) -> Result<()> {
         &[RunState::Running],
     )
     .await?;
+    let event = store::latest_event(&mut tx, run.id).await?;
     tx.commit().await?;
+    if paused {
+        super::log_event(&event);
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! runs whose lease is free, so a run outlives the server executing it.
 mod aliasing;
 mod control;
+mod events;
 mod executor;
 mod lease;
 mod pacing;
@@ -29,13 +30,17 @@ use uuid::Uuid;
 
 pub use aliasing::{AliasCount, AliasRequest, Applied, alias_request};
 pub use control::{Control, UpdateRequest, update_request};
-pub use report::snapshot;
-pub use rollback::{RollbackRequest, rollback_request};
+pub use events::Events;
+pub use rollback::{RollbackFields, RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};
 
-use self::{executor::Executor, lease::Lease};
+use self::{
+    events::{log_event, record_event},
+    executor::Executor,
+    lease::Lease,
+};
 use super::{
-    progress::Progress,
+    progress::EventKind,
     run::{Run, RunState, store},
 };
 use crate::{
@@ -44,10 +49,9 @@ use crate::{
     error::{Error, Result},
 };
 
-/// A run executing here: its progress, and a bell that wakes its executor
-/// (a paused one, or one waiting between batches).
+/// A run executing here: the bell that wakes its executor (a paused one, or
+/// one waiting between batches).
 struct Active {
-    progress: watch::Receiver<Progress>,
     wake: Arc<Notify>,
 }
 
@@ -67,6 +71,9 @@ struct Inner {
     /// Cancelled at shutdown: executors stop after the batch in flight.
     shutdown: CancellationToken,
     executors: TaskTracker,
+    /// Rung whenever this process appends an event to any run's history:
+    /// watchers read the history again at once instead of at their next poll.
+    events: watch::Sender<u64>,
 }
 
 impl Engine {
@@ -84,6 +91,7 @@ impl Engine {
                 active: Mutex::new(HashMap::new()),
                 shutdown,
                 executors: TaskTracker::new(),
+                events: watch::Sender::new(0),
             }),
         }
     }
@@ -95,18 +103,6 @@ impl Engine {
         self.inner.executors.wait().await;
     }
 
-    /// Progress of a run executing in this process.
-    pub fn watch(&self, id: Uuid) -> Option<watch::Receiver<Progress>> {
-        let active = self.inner.active.lock().expect("registry");
-        active.get(&id).map(|run| run.progress.clone())
-    }
-
-    /// Progress of a run executing elsewhere (another replica), read from its
-    /// row until it ends or nobody watches any more.
-    pub fn follow(&self, run: &Run) -> watch::Receiver<Progress> {
-        report::follow(self.inner.pool.clone(), run, self.inner.shutdown.clone())
-    }
-
     /// Takes over every RUNNING run whose executing server is gone (its lease
     /// is free): resumes it from its last committed batch, or leaves it PAUSED
     /// with the reason when so configured. Returns how many it took.
@@ -114,7 +110,7 @@ impl Engine {
         let running = store::running_everywhere(&self.inner.admin).await?;
         let mut adopted = 0;
         for (id, organization_id) in running {
-            if self.watch(id).is_some() {
+            if self.wake(id).is_some() {
                 continue;
             }
             let Some(lease) = Lease::try_acquire(&self.inner.admin, organization_id).await? else {
@@ -127,7 +123,13 @@ impl Engine {
             adopted += 1;
             match self.inner.settings.on_interrupted {
                 OnInterrupted::Resume => {
-                    tracing::info!(migration_id = %id, %organization_id, "resuming an interrupted run");
+                    let event = serde_json::json!({
+                        "kind": EventKind::TakenOver,
+                        "message": format!(
+                            "taken over by server {}: the server executing it went away; \
+                             resuming after batch {}", server_name(), run.latest.batch_number),
+                    });
+                    record_event(&self.inner, organization_id, id, &event).await?;
                     self.launch(&run, lease, None);
                 }
                 OnInterrupted::Pause => {
@@ -163,16 +165,13 @@ impl Engine {
     /// Starts executing `run` here under `lease`; its execution span joins
     /// the trace of `parent` (the call that started or resumed it) if given.
     fn launch(&self, run: &Run, lease: Lease, parent: Option<opentelemetry::Context>) {
-        let (sender, receiver) = watch::channel(snapshot(run));
         let wake = Arc::new(Notify::new());
-        self.inner.active.lock().expect("registry").insert(
-            run.id,
-            Active {
-                progress: receiver,
-                wake: wake.clone(),
-            },
-        );
-        let executor = Executor::new(self.inner.clone(), run, lease, sender, wake);
+        self.inner
+            .active
+            .lock()
+            .expect("registry")
+            .insert(run.id, Active { wake: wake.clone() });
+        let executor = Executor::new(self.inner.clone(), run, lease, wake);
         let span = executor.span(parent);
         let inner = self.inner.clone();
         let id = run.id;
@@ -209,6 +208,12 @@ impl Engine {
         let active = self.inner.active.lock().expect("registry");
         active.get(&id).map(|run| run.wake.clone())
     }
+}
+
+/// This server, as events name it: its host and process.
+fn server_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}/{}", std::process::id())
 }
 
 /// The OpenTelemetry context of the current span: an RPC handler's is its

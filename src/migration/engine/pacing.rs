@@ -2,7 +2,10 @@
 //! batches), and backing off when batches wait on the business's row locks.
 use std::time::Duration;
 
-use crate::migration::run::Parameters;
+use crate::migration::{
+    progress::{PacingState, ThrottleReason},
+    run::Parameters,
+};
 
 /// The smallest batch a run backs off to.
 const MIN_BATCH: i32 = 1;
@@ -46,15 +49,48 @@ impl Pacing {
         )
     }
 
-    /// Why the run goes slower than it could, for its progress message.
-    pub fn describe(&self) -> String {
-        match self.max_transactions_per_second {
-            Some(rate) => format!("throttled to {rate} transactions/s"),
-            None => format!(
-                "pausing {} ms between batches",
-                self.batch_delay.as_millis()
+    /// What holds the run back after a batch, given whether its rate limit
+    /// made it wait (`rate_binding`) and the time held back so far: the
+    /// operator's own limits, never a warning.
+    pub fn state(&self, rate_binding: bool, throttled_ms: i64) -> PacingState {
+        let (reason, detail) = match self.max_transactions_per_second {
+            Some(rate) if rate_binding => (
+                ThrottleReason::OperatorRateLimit,
+                format!("held to the operator's limit of {rate} transactions/s"),
             ),
+            _ if !self.batch_delay.is_zero() => (
+                ThrottleReason::OperatorBatchDelay,
+                format!(
+                    "waiting {} ms between batches, as the operator set",
+                    self.batch_delay.as_millis()
+                ),
+            ),
+            Some(rate) => (
+                ThrottleReason::None,
+                format!("under the operator's limit of {rate} transactions/s"),
+            ),
+            None => (ThrottleReason::None, String::new()),
+        };
+        let throttled = reason != ThrottleReason::None;
+        PacingState {
+            throttled,
+            reason,
+            operator_chosen: throttled,
+            detail,
+            throttled_ms,
         }
+    }
+}
+
+/// A run backing off from the business's row locks: not the operator's
+/// choice, and a person may need to look.
+pub fn backing_off(detail: String, throttled_ms: i64) -> PacingState {
+    PacingState {
+        throttled: true,
+        reason: ThrottleReason::LockBackoff,
+        operator_chosen: false,
+        detail,
+        throttled_ms,
     }
 }
 

@@ -1,15 +1,13 @@
-//! Turning what batches report into progress snapshots: live from an executor
-//! here, or read from a run's row when another server executes it.
-use std::time::{Duration, Instant};
-
+//! What the executor says about a batch: the part of its event that only it
+//! knows (the message, the health of what the batch did, timings, rate and
+//! pace); the history's SQL adds the run's state and counts
+//! (`sql/functions/events.sql`).
 use serde::Deserialize;
-use sqlx::PgPool;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use serde_json::{Value, json};
 
 use crate::migration::{
-    progress::{Health, Progress, Throughput},
-    run::{Counters, Run, RunState, SetAside, store},
+    progress::{EventKind, Health, PacingState, Throughput},
+    run::{Counters, Phase, SetAside},
 };
 
 /// What one batch reports (see `hera_migration_execute_batch_v2`).
@@ -21,6 +19,18 @@ pub struct BatchResult {
     pub counters: Counters,
     #[serde(default)]
     pub batch_number: i64,
+    /// This batch's own counts: an execution's migrated and skipped, a
+    /// rollback's restored, an application's aliased.
+    #[serde(default)]
+    pub migrated: i64,
+    #[serde(default)]
+    pub skipped_closed: i64,
+    #[serde(default)]
+    pub skipped_unmapped: i64,
+    #[serde(default)]
+    pub restored: i64,
+    #[serde(default)]
+    pub aliased: i64,
     /// The quarantined (execution) or refused restores (rollback), each with
     /// the rule that stood in the way.
     #[serde(default)]
@@ -38,58 +48,76 @@ fn balanced() -> bool {
     true
 }
 
-/// How often a watcher of a run executing elsewhere reads its row.
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+impl BatchResult {
+    /// The run ended with this batch, which took nothing: no event of its
+    /// own (the end says it all).
+    pub fn is_empty_end(&self) -> bool {
+        self.done && self.transactions == 0
+    }
+}
 
-/// Applies a committed batch. `slowed` says why the run waits before its next
-/// batch, when it does (throttling is a WARNING, so that it is seen).
-pub fn apply_batch(
-    progress: &mut Progress,
+/// A committed batch's event: WARNING when it set transactions aside (a
+/// person must look), HEALTHY otherwise, whatever the pace.
+pub fn batch_event(
+    phase: Phase,
+    dry_run: bool,
     batch: &BatchResult,
     throughput: &Throughput,
-    total: i64,
-    slowed: Option<String>,
-) {
-    let now = chrono::Utc::now();
-    if progress.state != RunState::Running {
-        // Resumed: the state change is an event of its own.
-        progress.state = RunState::Running;
-        progress.sequence += 1;
-    }
-    progress.sequence += 1;
-    apply_counters(progress, &batch.counters, total);
+    pacing: &PacingState,
+) -> Value {
     let set_aside = batch.quarantined.len() + batch.refused.len();
-    progress.warnings += set_aside as i64;
-    progress.current_batch_ms = batch.duration_ms;
-    progress.average_batch_ms = throughput.average_batch_ms();
-    progress.transactions_per_second = throughput.transactions_per_second().unwrap_or(0.0);
-    progress.estimated_completion = throughput.estimated_completion(progress.remaining, now);
-    let mut message = format!("batch {} committed", batch.counters.batches);
+    json!({
+        "kind": EventKind::Batch,
+        "health": if set_aside == 0 { Health::Healthy } else { Health::Warning },
+        "message": batch_message(phase, dry_run, batch),
+        "batch_transactions": batch.transactions,
+        "current_batch_ms": batch.duration_ms,
+        "average_batch_ms": throughput.average_batch_ms(),
+        "transactions_per_second": throughput.transactions_per_second().unwrap_or(0.0),
+        "pacing": pacing,
+    })
+}
+
+/// "batch 3 committed: 1000 transaction(s), 640 migrated, 350 skipped (350
+/// closed period), 10 quarantined (10 unbalanced)"; a dry run's batch
+/// "rolled back", its counts what it "would be".
+fn batch_message(phase: Phase, dry_run: bool, batch: &BatchResult) -> String {
+    // A dry run's events all begin "dry run: " (the history's SQL says so).
+    let verb = if dry_run { "rolled back" } else { "committed" };
+    let mut message = format!(
+        "batch {} {verb}: {} transaction(s)",
+        batch.counters.batches, batch.transactions
+    );
+    match phase {
+        Phase::Execution => {
+            let would = if dry_run { "would be " } else { "" };
+            message.push_str(&format!(", {} {would}migrated", batch.migrated));
+            let skipped = batch.skipped_closed + batch.skipped_unmapped;
+            if skipped > 0 {
+                message.push_str(&format!(
+                    ", {skipped} skipped ({} closed period, {} unmapped)",
+                    batch.skipped_closed, batch.skipped_unmapped
+                ));
+            }
+        }
+        Phase::Rollback => message.push_str(&format!(", {} restored", batch.restored)),
+        Phase::Aliasing => message.push_str(&format!(", {} aliased", batch.aliased)),
+    }
     if !batch.quarantined.is_empty() {
         message.push_str(&format!(
-            "; {} transaction(s) quarantined ({})",
+            ", {} quarantined ({})",
             batch.quarantined.len(),
             by_rule(&batch.quarantined)
         ));
     }
     if !batch.refused.is_empty() {
         message.push_str(&format!(
-            "; the database refused {} restore(s) ({}): they stay migrated",
+            "; the database refused {} ({}): they stay as they were",
             batch.refused.len(),
             by_rule(&batch.refused)
         ));
     }
-    if let Some(slowed) = &slowed {
-        message.push_str("; ");
-        message.push_str(slowed);
-    }
-    progress.health = if set_aside == 0 && slowed.is_none() {
-        Health::Healthy
-    } else {
-        Health::Warning
-    };
-    progress.message = message;
-    progress.emitted_at = now;
+    message
 }
 
 /// The end of a rollback whose restores the database refused, naming them.
@@ -119,20 +147,38 @@ pub fn refused_restores(refused: &[SetAside]) -> String {
 }
 
 /// The end of an application of reporting aliases: what it aliased, and
-/// what the database refused (a WARNING: those transactions keep no alias).
-pub fn aliased(counters: &Counters) -> (Health, String) {
+/// what the database refused.
+pub fn aliased(counters: &Counters) -> String {
     let done = format!(
         "aliased {} transaction(s), {} already aliased",
         counters.migrated, counters.skipped_unmapped
     );
     match counters.refused {
-        0 => (Health::Healthy, done),
-        n => (
-            Health::Warning,
-            format!(
-                "{done}; the database refused {n} (they keep no alias: see the run's refused list)"
-            ),
+        0 => done,
+        n => format!(
+            "{done}; the database refused {n} (they keep no alias: see the run's refused list)"
         ),
+    }
+}
+
+/// The end of an execution: what became of every candidate.
+pub fn executed(dry_run: bool, counters: &Counters) -> String {
+    let skipped = counters.skipped_closed + counters.skipped_unmapped;
+    if dry_run {
+        format!(
+            "dry run complete: every batch rolled back, nothing written; it would have migrated \
+             {}, skipped {skipped}, quarantined {}",
+            counters.migrated, counters.quarantined
+        )
+    } else {
+        format!(
+            "every candidate processed: {} migrated, {skipped} skipped ({} closed period, {} \
+             unmapped), {} quarantined",
+            counters.migrated,
+            counters.skipped_closed,
+            counters.skipped_unmapped,
+            counters.quarantined
+        )
     }
 }
 
@@ -147,147 +193,4 @@ fn by_rule(list: &[SetAside]) -> String {
         .map(|(rule, n)| format!("{n} {rule}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn apply_counters(progress: &mut Progress, counters: &Counters, total: i64) {
-    progress.batch_number = counters.batches;
-    progress.processed = counters.processed;
-    progress.remaining = (total - counters.processed).max(0);
-    progress.migrated = counters.migrated;
-    progress.skipped = counters.skipped_closed + counters.skipped_unmapped;
-    progress.quarantined = counters.quarantined;
-}
-
-/// A run's latest state as recorded in its row, for runs not executing in
-/// this process (finished, or executed by another replica).
-pub fn snapshot(run: &Run) -> Progress {
-    let record = &run.record;
-    let phase = record.phase;
-    let rollback = record.rollback.clone().unwrap_or_default();
-    let (counters, total) = phase.progress_of(record);
-    // Refused restores (a rollback) or refused aliases: a person must look.
-    let refused = record.counters.refused + rollback.counters.refused;
-    let state = record.state;
-    let batches = record.counters.batches + rollback.counters.batches;
-    let mut progress = Progress {
-        migration_id: run.id,
-        organization_id: run.organization_id,
-        sequence: u64::try_from(batches).unwrap_or(0) + record.state_changes.unwrap_or(0),
-        phase,
-        state,
-        processed: 0,
-        remaining: 0,
-        migrated: 0,
-        skipped: 0,
-        quarantined: 0,
-        batch_number: 0,
-        current_batch_ms: 0.0,
-        average_batch_ms: 0.0,
-        transactions_per_second: 0.0,
-        estimated_completion: None,
-        health: if state == RunState::Failed {
-            Health::Critical
-        } else if refused > 0 {
-            Health::Warning
-        } else {
-            Health::Healthy
-        },
-        errors: i64::from(state == RunState::Failed),
-        warnings: record.counters.quarantined + refused,
-        message: record.message.clone().unwrap_or_default(),
-        emitted_at: run.updated_at,
-        dry_run: record.parameters.dry_run,
-    };
-    apply_counters(&mut progress, &counters, total);
-    if matches!(state, RunState::Succeeded | RunState::RolledBack) {
-        progress.remaining = 0;
-    }
-    progress
-}
-
-/// Publishes a state the run's row already records (set by a control).
-pub fn publish_state(sender: &watch::Sender<Progress>, state: RunState, message: &str) {
-    sender.send_if_modified(|p| {
-        if p.state == state {
-            return false;
-        }
-        p.sequence += 1;
-        p.state = state;
-        p.message = message.to_owned();
-        p.estimated_completion = None;
-        p.emitted_at = chrono::Utc::now();
-        true
-    });
-}
-
-/// Publishes that the run is held back (lock waits) or in trouble.
-pub fn publish_health(sender: &watch::Sender<Progress>, health: Health, message: String) {
-    sender.send_modify(|p| {
-        p.sequence += 1;
-        p.health = health;
-        p.warnings += i64::from(health == Health::Warning);
-        p.message = message;
-        p.emitted_at = chrono::Utc::now();
-    });
-}
-
-/// Publishes the end of a run.
-pub fn publish_end(
-    sender: &watch::Sender<Progress>,
-    state: RunState,
-    health: Health,
-    message: &str,
-) {
-    sender.send_modify(|p| {
-        p.sequence += 1;
-        p.state = state;
-        p.health = health;
-        p.errors += i64::from(state == RunState::Failed);
-        p.warnings += i64::from(health == Health::Warning);
-        p.message = message.to_owned();
-        p.estimated_completion = None;
-        if matches!(state, RunState::Succeeded | RunState::RolledBack) {
-            p.remaining = 0;
-        }
-        p.emitted_at = chrono::Utc::now();
-    });
-}
-
-/// Follows a run executed by another server through its row: a snapshot per
-/// change, with a rate and an ETA measured from the changes seen.
-pub fn follow(pool: PgPool, run: &Run, shutdown: CancellationToken) -> watch::Receiver<Progress> {
-    let (sender, receiver) = watch::channel(snapshot(run));
-    let (id, organization_id) = (run.id, run.organization_id);
-    tokio::spawn(async move {
-        let mut throughput = Throughput::default();
-        let mut seen = (sender.borrow().processed, Instant::now());
-        while !sender.borrow().state.is_terminal() {
-            tokio::select! {
-                () = sender.closed() => return,
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(FOLLOW_EVERY) => {}
-            }
-            let Ok(run) = store::get(&pool, organization_id, id).await else {
-                continue; // a passing database error: try again
-            };
-            let mut latest = snapshot(&run);
-            if latest.processed > seen.0 {
-                let elapsed = seen.1.elapsed().as_secs_f64() * 1000.0;
-                throughput.record(latest.processed - seen.0, elapsed, elapsed);
-                seen = (latest.processed, Instant::now());
-            }
-            latest.transactions_per_second = throughput.transactions_per_second().unwrap_or(0.0);
-            latest.estimated_completion = (!latest.state.is_terminal())
-                .then(|| throughput.estimated_completion(latest.remaining, chrono::Utc::now()))
-                .flatten();
-            sender.send_if_modified(|current| {
-                let changed = latest.sequence > current.sequence || latest.state != current.state;
-                if changed {
-                    *current = latest;
-                }
-                changed
-            });
-        }
-    });
-    receiver
 }

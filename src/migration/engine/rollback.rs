@@ -5,6 +5,7 @@
 //! why voiding is the sound method.
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{Engine, lease::Lease};
@@ -12,9 +13,12 @@ use crate::{
     auth::Access,
     db::scope,
     error::{Error, Result},
-    migration::run::{
-        Phase, RunState,
-        store::{self, LockedRun},
+    migration::{
+        input,
+        run::{
+            Phase, RunState,
+            store::{self, LockedRun},
+        },
     },
 };
 
@@ -30,20 +34,66 @@ pub struct RollbackRequest {
     pub reason: String,
     pub request_id: String,
     pub force: bool,
+    /// The rollback's own pace, when it has one (a forced rollback always
+    /// does: no limit unless given).
+    pace: Map<String, Value>,
 }
 
-pub fn rollback_request(reason: &str, request_id: &str, force: bool) -> Result<RollbackRequest> {
-    let reason = reason.trim();
+/// A RollbackMigration request's fields, as the caller sent them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RollbackFields<'a> {
+    pub reason: &'a str,
+    pub request_id: &'a str,
+    pub force: bool,
+    pub max_transactions_per_second: Option<f64>,
+    pub batch_delay_ms: Option<u32>,
+}
+
+/// Checks a rollback's fields, naming the first bad one: a reason is
+/// required (a rollback is never an accident).
+pub fn rollback_request(fields: RollbackFields<'_>) -> Result<RollbackRequest> {
+    let reason = fields.reason.trim();
+    if reason.is_empty() {
+        return Err(Error::invalid(
+            "reason",
+            "is required: say why the migration is rolled back (it is recorded with the rollback)",
+        ));
+    }
     if reason.chars().count() > MAX_REASON {
         return Err(Error::invalid(
             "reason",
             format!("is longer than {MAX_REASON} characters"),
         ));
     }
+    let mut pace = Map::new();
+    match fields.max_transactions_per_second {
+        Some(rate) if rate != 0.0 => {
+            let rate = input::rate("max_transactions_per_second", rate)?;
+            pace.insert("max_transactions_per_second".into(), json!(rate));
+        }
+        Some(_) => {
+            pace.insert("max_transactions_per_second".into(), Value::Null);
+        }
+        None if fields.force => {
+            pace.insert("max_transactions_per_second".into(), Value::Null);
+        }
+        None => {}
+    }
+    match fields.batch_delay_ms {
+        Some(delay) => {
+            let delay = input::delay_ms("batch_delay_ms", delay)?;
+            pace.insert("batch_delay_ms".into(), json!(delay));
+        }
+        None if fields.force => {
+            pace.insert("batch_delay_ms".into(), json!(0));
+        }
+        None => {}
+    }
     Ok(RollbackRequest {
         reason: reason.to_owned(),
-        request_id: request_id.trim().to_owned(),
-        force,
+        request_id: fields.request_id.trim().to_owned(),
+        force: fields.force,
+        pace,
     })
 }
 
@@ -98,7 +148,20 @@ impl Engine {
             &request.request_id,
         )
         .await?;
+        let mut events = vec![store::latest_event(&mut tx, id).await?];
+        let current = serde_json::to_value(store::after_batch(&mut tx, id).await?.parameters)
+            .expect("parameters serialize");
+        let changes: Map<String, Value> = (request.pace.iter())
+            .filter(|(key, value)| current.get(key.as_str()).unwrap_or(&Value::Null) != *value)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if !changes.is_empty() {
+            store::set_parameters(&mut tx, id, Value::Object(changes), access.user_id).await?;
+            events.push(store::latest_event(&mut tx, id).await?);
+        }
         tx.commit().await?;
+        events.iter().for_each(super::log_event);
+        self.ring();
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(())
@@ -163,19 +226,18 @@ impl Engine {
         let mut tx = scope::begin(&self.inner.pool, access.organization_id).await?;
         let LockedRun { state, phase, .. } =
             store::lock(&mut tx, access.organization_id, id).await?;
+        let mut cancelled = None;
         if phase == Phase::Execution && state.is_active() {
-            let why = Some("cancelled to be rolled back");
-            store::set_state(
-                &mut tx,
-                id,
-                RunState::Cancelled,
-                Some(access.user_id),
-                why,
-                &[],
-            )
-            .await?;
+            let why = format!("cancelled by {} to be rolled back", access.user_id);
+            let actor = Some(access.user_id);
+            store::set_state(&mut tx, id, RunState::Cancelled, actor, Some(&why), &[]).await?;
+            cancelled = Some(store::latest_event(&mut tx, id).await?);
         }
         tx.commit().await?;
+        if let Some(event) = cancelled {
+            super::log_event(&event);
+            self.ring();
+        }
         if let Some(wake) = self.wake(id) {
             wake.notify_one();
         }

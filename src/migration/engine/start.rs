@@ -11,6 +11,7 @@ use crate::{
     migration::{
         input,
         preview::Preview,
+        progress::EventKind,
         run::{ClosedPeriodPolicy, Parameters, store},
     },
 };
@@ -101,16 +102,49 @@ impl Engine {
         .await?;
         let recorded_plan = json!({
             "total_candidates": plan.total_candidates,
-            "state_changes": 1,
             "requested": requested,
             "prediction": plan.prediction,
         });
         store::patch(&mut tx, id, recorded_plan).await?;
+        let started = json!({
+            "kind": EventKind::Started,
+            "message": started_message(access.user_id, &parameters, &plan),
+            "actor": access.user_id,
+        });
+        let event = store::append_event(&mut tx, id, &started, Some(access.user_id)).await?;
         tx.commit().await?;
+        super::log_event(&event);
+        self.ring();
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(id)
     }
+}
+
+/// "started by <user>: 2024-01-01 to 2024-12-31, ...": what the run will do,
+/// as asked and as the plan predicts.
+fn started_message(actor: Uuid, parameters: &Parameters, plan: &Preview) -> String {
+    let p = &plan.prediction;
+    let pace = match parameters.max_transactions_per_second {
+        Some(rate) => format!(", at most {rate} transactions/s"),
+        None => String::new(),
+    };
+    format!(
+        "started by {actor}: {} to {}, batches of {}{pace}, statuses {}, closed periods {}; \
+         {} candidate(s), predicted {} migrated, {} skipped ({} closed period, {} unmapped), {} \
+         quarantined",
+        parameters.from_date,
+        parameters.to_date,
+        parameters.batch_size,
+        parameters.candidate_statuses.join(", "),
+        parameters.closed_period_policy.as_str(),
+        plan.total_candidates,
+        p.migrated,
+        p.skipped_closed + p.skipped_unmapped,
+        p.skipped_closed,
+        p.skipped_unmapped,
+        p.quarantined,
+    )
 }
 
 /// The run this `request_id` already started, if any; ALREADY_EXISTS when it

@@ -197,8 +197,6 @@ pub struct RunRecord {
     pub total_candidates: Option<i64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: Option<String>,
-    /// State changes so far: with the batch counts, a run's event sequence.
-    pub state_changes: Option<u64>,
     /// Set once a rollback of the run has begun.
     pub rollback: Option<RollbackRecord>,
     /// An ALIASING run's application of aliases.
@@ -261,6 +259,8 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub record: RunRecord,
+    /// Its latest event (what GetMigration and ListMigrations show).
+    pub latest: crate::migration::progress::Progress,
 }
 
 #[cfg(test)]

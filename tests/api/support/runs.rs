@@ -103,6 +103,7 @@ pub async fn start_in_small_batches(
 
 /// A digest of the organization's business rows (everything but the runs'
 /// bookkeeping): equal digests, identical ledger rows.
+/// (A run's own row and its event lines are bookkeeping, not the ledger.)
 pub async fn ledger_digest(pool: &PgPool, org: Uuid) -> (String, String) {
     sqlx::query_as(
         "SELECT (SELECT md5(coalesce(string_agg(t.id::text || t.transaction_status || t.smart_code
@@ -112,7 +113,8 @@ pub async fn ledger_digest(pool: &PgPool, org: Uuid) -> (String, String) {
                     AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION')),
                 (SELECT md5(coalesce(string_agg(l.id::text || l.line_amount::text || l.smart_code,
                                                 ',' ORDER BY l.id), ''))
-                   FROM universal_transaction_lines l WHERE l.organization_id = $1)",
+                   FROM universal_transaction_lines l
+                  WHERE l.organization_id = $1 AND l.line_type <> 'MIGRATION_EVENT')",
     )
     .bind(org)
     .fetch_one(pool)
@@ -232,7 +234,7 @@ pub fn rollback(org: Uuid, id: &str, request_id: &str) -> RollbackMigrationReque
         migration_id: id.to_owned(),
         reason: "wrong mapping".into(),
         request_id: request_id.into(),
-        force: false,
+        ..Default::default()
     }
 }
 

@@ -1,13 +1,19 @@
-//! One batch of a run's phase: one database transaction, its span, and the
-//! lock waits that make the executor back off.
-use std::time::Instant;
+//! One batch of a run's phase: one database transaction, its span, its
+//! events, and the lock waits that make the executor back off.
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use super::Executor;
 use crate::{
     db::scope,
     error::{Error, Result},
     migration::{
-        engine::{pacing::Pacing, report::BatchResult},
+        engine::{
+            pacing::Pacing,
+            report::{self, BatchResult},
+        },
+        progress::{EventKind, PacingState, ThrottleReason},
         run::store,
     },
 };
@@ -20,12 +26,15 @@ const LOCK_WAITS: [&str; 3] = ["55P03", "40P01", "40001"];
 pub(super) struct Committed {
     pub result: BatchResult,
     pub pacing: Pacing,
+    /// How long the batch took, up to its commit.
+    pub took: Duration,
 }
 
 impl Executor {
     /// One batch of the run's phase in one database transaction, committed
-    /// (or rolled back, for a dry run), inside its `migration.batch` span.
-    pub(super) async fn batch(&self, batch_size: i32) -> Result<Committed> {
+    /// (or rolled back, for a dry run) with its events, inside its
+    /// `migration.batch` span.
+    pub(super) async fn batch(&mut self, batch_size: i32, started: Instant) -> Result<Committed> {
         let span = tracing::info_span!(
             "migration.batch",
             migration.phase = self.phase.as_str(),
@@ -36,13 +45,13 @@ impl Executor {
             batch.balanced = tracing::field::Empty,
             dry_run = self.dry_run,
         );
-        let started = Instant::now();
-        let committed =
-            tracing::Instrument::instrument(self.batch_transaction(batch_size), span.clone())
-                .await?;
+        let committed = {
+            let transaction = self.batch_transaction(batch_size, started);
+            tracing::Instrument::instrument(transaction, span.clone()).await?
+        };
         let result = &committed.result;
         if result.halted.is_none() {
-            let seconds = started.elapsed().as_secs_f64();
+            let seconds = committed.took.as_secs_f64();
             span.record("batch.number", result.batch_number);
             span.record("batch.size", result.transactions);
             span.record("batch.duration_ms", seconds * 1000.0);
@@ -55,7 +64,7 @@ impl Executor {
         Ok(committed)
     }
 
-    async fn batch_transaction(&self, batch_size: i32) -> Result<Committed> {
+    async fn batch_transaction(&mut self, batch_size: i32, started: Instant) -> Result<Committed> {
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
         sqlx::query("SELECT set_config('lock_timeout', $1, true)")
             .bind(format!("{}ms", self.inner.settings.batch_lock_timeout_ms))
@@ -68,19 +77,98 @@ impl Executor {
                 .fetch_one(&mut *tx)
                 .await?;
         let after = store::after_batch(&mut tx, self.id).await?;
-        if self.dry_run && result.halted.is_none() {
+        let pacing = Pacing::of(&after.parameters);
+        let took = started.elapsed();
+        if result.halted.is_some() {
+            tx.rollback().await?;
+            return Ok(Committed {
+                result,
+                pacing,
+                took,
+            });
+        }
+        let events = self.batch_events(&result, &pacing, took);
+        let mut tx = if self.dry_run {
             tx.rollback().await?;
             let mut keep = scope::begin(&self.inner.pool, self.organization_id).await?;
             store::keep_dry_run_position(&mut keep, self.id, &after).await?;
-            keep.commit().await?;
+            keep
         } else {
-            tx.commit().await?;
+            tx
+        };
+        let mut appended = Vec::with_capacity(events.len());
+        for event in &events {
+            appended.push(store::append_event(&mut tx, self.id, event, None).await?);
         }
+        tx.commit().await?;
+        for event in &appended {
+            super::super::log_event(event);
+        }
+        self.inner.ring();
         Ok(Committed {
             result,
-            pacing: Pacing::of(&after.parameters),
+            pacing,
+            took,
         })
     }
+
+    /// The batch's event (none for an empty last batch: the end follows),
+    /// then a throttle event when what holds the run back changed.
+    fn batch_events(
+        &mut self,
+        result: &BatchResult,
+        pacing: &Pacing,
+        took: Duration,
+    ) -> Vec<Value> {
+        let (wait, rate_binding) = pacing.wait_after(result.transactions, took);
+        let waits = !result.done && !wait.is_zero();
+        if waits {
+            self.throttled_ms += i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        }
+        self.throughput.record(
+            result.transactions,
+            took.as_secs_f64() * 1000.0,
+            (took + wait).as_secs_f64() * 1000.0,
+        );
+        let state = if result.done {
+            PacingState {
+                throttled_ms: self.throttled_ms,
+                ..PacingState::default()
+            }
+        } else {
+            pacing.state(rate_binding, self.throttled_ms)
+        };
+        let mut events = Vec::new();
+        if !result.is_empty_end() {
+            events.push(report::batch_event(
+                self.phase,
+                self.dry_run,
+                result,
+                &self.throughput,
+                &state,
+            ));
+        }
+        if state.reason != self.throttle && !result.done {
+            events.push(throttle_event(&state));
+        }
+        self.throttle = state.reason;
+        events
+    }
+}
+
+/// What holds the run back changed: it started (or changed reason) or ended.
+fn throttle_event(state: &PacingState) -> Value {
+    let (kind, message) = match state.reason {
+        ThrottleReason::None => (
+            EventKind::ThrottleEnded,
+            "no longer throttled: batches follow each other at full speed".to_owned(),
+        ),
+        _ => (
+            EventKind::ThrottleStarted,
+            format!("throttled: {}", state.detail),
+        ),
+    };
+    json!({"kind": kind, "message": message, "pacing": state})
 }
 
 pub(super) fn is_lock_wait(error: &Error) -> bool {

@@ -1,12 +1,15 @@
 //! The executor of one run: batches until its phase is done, the run is
 //! paused, cancelled or fails, or the server stops (then the run stays RUNNING
 //! after its last committed batch, for this or another server to resume).
+//! Each batch's event is appended in the batch's own transaction, so the
+//! run's history holds exactly the batches that committed.
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use tokio::sync::{Notify, watch};
+use serde_json::json;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 mod batch;
@@ -16,13 +19,13 @@ use self::batch::{Committed, is_lock_wait};
 use super::{
     Inner,
     lease::Lease,
-    pacing::{Backoff, Pacing},
-    report::{self, BatchResult},
+    pacing::{self, Backoff, Pacing},
+    report,
 };
 use crate::{
     error::{Error, Result},
     migration::{
-        progress::{Health, Progress, Throughput},
+        progress::{EventKind, Health, ThrottleReason, Throughput},
         run::{Phase, Run, RunState, store},
     },
 };
@@ -36,33 +39,30 @@ pub struct Executor {
     organization_id: Uuid,
     phase: Phase,
     dry_run: bool,
-    total: i64,
     /// The run's pace when it was launched; each batch reads it anew.
     pacing: Pacing,
     lease: Lease,
-    sender: watch::Sender<Progress>,
     wake: Arc<Notify>,
+    throughput: Throughput,
+    /// What held the run back after its latest event, and for how long in all.
+    throttle: ThrottleReason,
+    throttled_ms: i64,
 }
 
 impl Executor {
-    pub(super) fn new(
-        inner: Arc<Inner>,
-        run: &Run,
-        lease: Lease,
-        sender: watch::Sender<Progress>,
-        wake: Arc<Notify>,
-    ) -> Self {
+    pub(super) fn new(inner: Arc<Inner>, run: &Run, lease: Lease, wake: Arc<Notify>) -> Self {
         Self {
             inner,
             id: run.id,
             organization_id: run.organization_id,
             phase: run.record.phase,
             dry_run: run.record.parameters.dry_run,
-            total: run.record.phase.progress_of(&run.record).1,
             pacing: Pacing::of(&run.record.parameters),
             lease,
-            sender,
             wake,
+            throughput: Throughput::default(),
+            throttle: run.latest.pacing.reason,
+            throttled_ms: run.latest.pacing.throttled_ms,
         }
     }
 
@@ -86,13 +86,10 @@ impl Executor {
     }
 
     pub async fn run(mut self) {
-        let mut throughput = Throughput::default();
         let mut backoff = Backoff::default();
         loop {
             if self.inner.shutdown.is_cancelled() {
-                tracing::info!(
-                    "server stopping: the run stays RUNNING after its last committed batch"
-                );
+                self.interrupted().await;
                 break;
             }
             if !self.lease.held().await {
@@ -103,10 +100,10 @@ impl Executor {
             // The size is always explicit: the run's own, or smaller while
             // backing off from lock waits.
             let size = backoff.batch_size().unwrap_or(self.pacing.batch_size);
-            match self.batch(size).await {
+            match self.batch(size, started).await {
                 Ok(Committed {
                     result:
-                        BatchResult {
+                        report::BatchResult {
                             halted: Some(state),
                             ..
                         },
@@ -116,18 +113,15 @@ impl Executor {
                         break;
                     }
                 }
-                Ok(Committed { result, pacing }) => {
-                    backoff.committed(pacing.batch_size);
-                    self.pacing = pacing;
-                    if !self
-                        .committed(&result, pacing, started, &mut throughput)
-                        .await
-                    {
+                Ok(committed) => {
+                    backoff.committed(committed.pacing.batch_size);
+                    self.pacing = committed.pacing;
+                    if !self.committed(&committed).await {
                         break;
                     }
                 }
-                Err(error) if self.inner.shutdown.is_cancelled() => {
-                    tracing::info!(%error, "server stopping: the batch rolled back, the run stays RUNNING");
+                Err(_) if self.inner.shutdown.is_cancelled() => {
+                    self.interrupted().await;
                     break;
                 }
                 Err(error) if is_lock_wait(&error) => {
@@ -145,97 +139,44 @@ impl Executor {
         self.lease.release().await;
     }
 
-    /// The run was no longer RUNNING. Paused: wait to be resumed (true).
-    /// Ended: publish it and stop (false).
+    /// The run was no longer RUNNING (the control that paused or ended it
+    /// recorded its event). Paused: wait to be resumed (true). Ended: stop.
     async fn halted(&self, state: &str) -> bool {
         match RunState::parse(state) {
-            Some(RunState::Paused) => {
-                report::publish_state(
-                    &self.sender,
-                    RunState::Paused,
-                    "paused after the batch in flight",
-                );
-                tokio::select! {
-                    () = self.wake.notified() => true,
-                    () = self.inner.shutdown.cancelled() => false,
-                    () = tokio::time::sleep(PAUSED_RECHECK) => true,
-                }
-            }
-            Some(ended) => {
-                report::publish_state(
-                    &self.sender,
-                    ended,
-                    &format!("{state} after the batch in flight"),
-                );
-                false
-            }
-            None => false,
+            Some(RunState::Paused) => tokio::select! {
+                () = self.wake.notified() => true,
+                () = self.inner.shutdown.cancelled() => false,
+                () = tokio::time::sleep(PAUSED_RECHECK) => true,
+            },
+            _ => false,
         }
     }
 
-    /// Publishes a committed batch, ends the run when it was the last, and
-    /// otherwise waits as its pace asks. False when the executor should stop.
-    async fn committed(
-        &self,
-        result: &BatchResult,
-        pacing: Pacing,
-        started: Instant,
-        throughput: &mut Throughput,
-    ) -> bool {
-        let took = started.elapsed();
-        let (wait, throttled) = pacing.wait_after(result.transactions, took);
-        let slowed = (throttled || !pacing.batch_delay.is_zero()).then(|| pacing.describe());
-        throughput.record(
-            result.transactions,
-            took.as_secs_f64() * 1000.0,
-            (took + wait).as_secs_f64() * 1000.0,
-        );
-        let total = self.total;
-        self.sender.send_modify(|p| {
-            report::apply_batch(
-                p,
-                result,
-                throughput,
-                total,
-                slowed.filter(|_| !result.done),
-            )
-        });
+    /// Ends the run when its batch was the last, and otherwise waits as its
+    /// pace asks. False when the executor should stop.
+    async fn committed(&self, batch: &Committed) -> bool {
+        let result = &batch.result;
         if result.done {
-            let (health, message) = match self.phase {
-                Phase::Rollback if result.counters.refused > 0 => {
-                    (Health::Warning, self.refused_restores().await)
-                }
-                Phase::Rollback => (
-                    Health::Healthy,
-                    "rolled back: every migrated transaction restored".to_owned(),
-                ),
-                Phase::Execution if self.dry_run => (
-                    Health::Healthy,
-                    "dry run complete: every batch rolled back, nothing written".to_owned(),
-                ),
-                Phase::Execution => (Health::Healthy, "every candidate processed".to_owned()),
+            let message = match self.phase {
+                Phase::Rollback if result.counters.refused > 0 => self.refused_restores().await,
+                Phase::Rollback => "rolled back: every migrated transaction restored".to_owned(),
+                Phase::Execution => report::executed(self.dry_run, &result.counters),
                 Phase::Aliasing => report::aliased(&result.counters),
             };
-            self.finish_with(self.phase.completed(), health, &message)
-                .await;
+            self.finish(self.phase.completed(), &message).await;
             return false;
         }
-        self.pace(Instant::now(), result.transactions, took, pacing)
-            .await
+        self.pace(batch).await
     }
 
     /// Waits between batches as the run's pace asks, re-reading it when woken
     /// (UpdateMigration) and cutting the wait short on a pause or cancel.
     /// False when the server is stopping.
-    async fn pace(
-        &self,
-        batch_end: Instant,
-        transactions: i64,
-        took: Duration,
-        mut pacing: Pacing,
-    ) -> bool {
+    async fn pace(&self, batch: &Committed) -> bool {
+        let batch_end = Instant::now();
+        let mut pacing = batch.pacing;
         loop {
-            let until = batch_end + pacing.wait_after(transactions, took).0;
+            let until = batch_end + pacing.wait_after(batch.result.transactions, batch.took).0;
             if Instant::now() >= until {
                 return true;
             }
@@ -252,7 +193,7 @@ impl Executor {
 
     /// A batch waited too long on locks: retry smaller after a wait, as a
     /// WARNING; past the retry budget the run fails. False when it stops.
-    async fn back_off(&self, error: &Error, backoff: &mut Backoff) -> bool {
+    async fn back_off(&mut self, error: &Error, backoff: &mut Backoff) -> bool {
         let configured = match self.read_pace().await {
             Ok((_, pacing)) => pacing.batch_size,
             Err(_) => self.pacing.batch_size,
@@ -275,11 +216,38 @@ impl Executor {
             backoff.retries(),
             self.inner.settings.batch_lock_retries
         );
-        tracing::warn!("{message}");
-        report::publish_health(&self.sender, Health::Warning, message);
+        self.throttled_ms += i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        self.throttle = ThrottleReason::LockBackoff;
+        let event = json!({
+            "kind": EventKind::LockBackoff,
+            "health": Health::Warning,
+            "message": message,
+            "pacing": pacing::backing_off(message.clone(), self.throttled_ms),
+        });
+        self.record(&event).await;
         tokio::select! {
             () = tokio::time::sleep(wait) => true,
             () = self.inner.shutdown.cancelled() => false,
+        }
+    }
+
+    /// The server is stopping: the run stays RUNNING for the next server.
+    async fn interrupted(&self) {
+        let event = json!({
+            "kind": EventKind::Interrupted,
+            "message": "the server executing this run is stopping: it stays RUNNING after its \
+                        last committed batch and the next server resumes it",
+        });
+        self.record(&event).await;
+    }
+
+    /// Appends an event of the executor's own (not a batch's) in a
+    /// transaction of its own; a failure to record it is logged, not fatal.
+    async fn record(&self, event: &serde_json::Value) {
+        if let Err(error) =
+            super::record_event(&self.inner, self.organization_id, self.id, event).await
+        {
+            tracing::warn!(%error, "recording a run event failed");
         }
     }
 

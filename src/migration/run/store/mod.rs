@@ -8,8 +8,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
+mod events;
 mod list;
 
+pub use events::{append_event, events_after, latest_event, rollback_began_after};
 pub use list::{PageToken, list, page_size};
 
 use super::{Parameters, Run, RunState};
@@ -18,8 +20,9 @@ use crate::{
     error::{Error, Result},
 };
 
-const RUN_COLUMNS: &str = "SELECT id, organization_id, metadata, created_at, updated_at
-                             FROM universal_transactions";
+const RUN_COLUMNS: &str = "SELECT id, organization_id, metadata, created_at, updated_at,
+           hera_migration_latest_event_v2(id, organization_id, metadata, updated_at)
+      FROM universal_transactions";
 const CREATE: &str = "SELECT hera_migration_create_run_v2($1, $2, $3, $4)";
 const CREATE_ALIASING: &str = "SELECT hera_migration_create_alias_run_v2($1, $2, $3, $4, $5)";
 /// Request ids are per kind of run: a start's and an application of aliases'
@@ -51,18 +54,21 @@ const ACTIVE: &str = "SELECT id FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
       AND metadata ->> 'state' IN ('RUNNING', 'PAUSED') LIMIT 1";
 
-type RunRow = (Uuid, Uuid, Value, DateTime<Utc>, DateTime<Utc>);
+type RunRow = (Uuid, Uuid, Value, DateTime<Utc>, DateTime<Utc>, Value);
 
-fn from_row((id, organization_id, metadata, created_at, updated_at): RunRow) -> Result<Run> {
-    let record = serde_json::from_value(metadata).map_err(|e| {
+fn from_row(
+    (id, organization_id, metadata, created_at, updated_at, latest): RunRow,
+) -> Result<Run> {
+    let unreadable = |e: serde_json::Error| {
         Error::FailedPrecondition(format!("migration {id} has an unreadable record: {e}"))
-    })?;
+    };
     Ok(Run {
         id,
         organization_id,
         created_at,
         updated_at,
-        record,
+        record: serde_json::from_value(metadata).map_err(unreadable)?,
+        latest: serde_json::from_value(latest).map_err(unreadable)?,
     })
 }
 
