@@ -78,7 +78,7 @@ async fn follow(
         if ended {
             return Ok(());
         }
-        let latest = latest(inner, organization_id, id).await?;
+        let latest = store::latest_of(&inner.pool, organization_id, id).await?;
         if latest.state.is_terminal() && latest.sequence <= after {
             // Ended before `after` (or before events were recorded): its end.
             let _ = sender.send(Ok(latest)).await;
@@ -98,10 +98,6 @@ async fn follow(
             }
         }
     }
-}
-
-async fn latest(inner: &Inner, organization_id: Uuid, id: Uuid) -> Result<Progress> {
-    Ok(store::get(&inner.pool, organization_id, id).await?.latest)
 }
 
 /// Appends `event` to run `id`'s history in a transaction of its own, logs

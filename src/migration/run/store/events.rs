@@ -72,6 +72,27 @@ const LATEST: &str = "SELECT l.line_data FROM universal_transaction_lines l
     ORDER BY l.line_number DESC
     LIMIT 1";
 
+const LATEST_OF: &str = "SELECT l.line_data FROM universal_transaction_lines l
+    WHERE l.transaction_id = $1 AND l.organization_id = $2 AND l.line_type = 'MIGRATION_EVENT'
+    ORDER BY l.line_number DESC
+    LIMIT 1";
+
+/// Run `id`'s latest event, read alone (a watcher's check between events);
+/// a run recorded before events existed answers the one its record makes.
+pub async fn latest_of(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Progress> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let event: Option<Json<Progress>> = sqlx::query_scalar(LATEST_OF)
+        .bind(id)
+        .bind(organization_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    match event {
+        Some(Json(event)) => Ok(event),
+        None => Ok(super::get(pool, organization_id, id).await?.latest),
+    }
+}
+
 /// Run `id`'s latest event, in `conn`'s transaction (after a change that
 /// appended one in SQL, to log it).
 pub async fn latest_event(conn: &mut PgConnection, id: Uuid) -> Result<Progress> {

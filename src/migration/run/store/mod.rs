@@ -11,7 +11,7 @@ use uuid::Uuid;
 mod events;
 mod list;
 
-pub use events::{append_event, events_after, latest_event, rollback_began_after};
+pub use events::{append_event, events_after, latest_event, latest_of, rollback_began_after};
 pub use list::{PageToken, list, page_size};
 
 use super::{Parameters, Run, RunState};
