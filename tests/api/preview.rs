@@ -537,7 +537,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         ),
         (
             preview_2024(Uuid::new_v4()),
-            Code::NotFound,
+            Code::PermissionDenied,
             "organization_id",
         ),
     ];
