@@ -172,6 +172,13 @@ pub fn rollback(
     message: &proto::RollbackMigrationRequest,
 ) -> Result<Decoded<(Uuid, RollbackRequest)>> {
     let (organization_id, id) = run(&message.organization_id, &message.migration_id)?;
+    // A rollback undoes an accounting migration: the run records why.
+    if message.reason.trim().is_empty() {
+        return Err(Error::invalid(
+            "reason",
+            "is required: say why the migration is rolled back",
+        ));
+    }
     Ok(Decoded {
         organization_id,
         request: (

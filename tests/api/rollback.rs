@@ -14,8 +14,8 @@ use crate::support::{
     fixtures::{self, row_counts},
     process::{client_of, server_on},
     runs::{
-        aliases, collect, installed, migrate, migrate_paced, rollback, rolled_back, seeded, start,
-        started, trial_balance, validate, watch, watched,
+        aliases, collect, get, installed, ledger_digest, migrate, migrate_paced, rollback,
+        rolled_back, seeded, start, started, trial_balance, validate, watch, watched,
     },
 };
 
@@ -183,6 +183,53 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     assert!(reversals >= migrated);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     assert_eq!(catalog::tables(&s.pool).await, tables, "no table created");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_without_a_reason_is_refused_naming_it_and_the_run_is_untouched() {
+    let s = seeded(60).await;
+    let mut client = s.app.client().await;
+    let id = migrate(&s, &mut client, 25).await;
+    let counts = row_counts(&s.pool).await;
+    let ledger = ledger_digest(&s.pool, s.org).await;
+
+    for reason in ["", "  \t "] {
+        let refused = client
+            .rollback_migration(as_user(
+                RollbackMigrationRequest {
+                    reason: reason.into(),
+                    ..rollback(s.org, &id, "no-reason")
+                },
+                s.owner,
+            ))
+            .await
+            .expect_err("a rollback needs a reason");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{reason:?}: {refused:?}"
+        );
+        assert!(
+            refused.message().starts_with("reason:"),
+            "{}",
+            refused.message()
+        );
+        use tonic_types::StatusExt;
+        let details = refused.get_error_details();
+        let violations = &details
+            .bad_request()
+            .expect("field violations")
+            .field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "reason");
+    }
+
+    assert_eq!(row_counts(&s.pool).await, counts, "nothing written");
+    assert_eq!(ledger_digest(&s.pool, s.org).await, ledger);
+    let run = get(&mut client, s.org, s.owner, &id).await;
+    assert_eq!(run.state(), MigrationState::Succeeded, "{run:?}");
+    assert_eq!(run.phase(), MigrationPhase::Execution, "{run:?}");
     s.app.stop().await;
 }
 
