@@ -175,6 +175,7 @@ async fn non_member_answers(
                     ValidateMigrationRequest {
                         organization_id: run_of().0,
                         migration_id: run_of().1,
+                        allow_partial: false,
                     },
                     user,
                 ))

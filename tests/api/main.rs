@@ -27,4 +27,5 @@ mod seed_demo;
 mod spans;
 mod telemetry;
 mod tls;
+mod validation;
 mod validation_sql;
