@@ -140,6 +140,14 @@ impl Guard {
 
         if !allowed {
             let reason = reasons.join("; ");
+            tracing::info!(
+                organization_id = %organization_id,
+                user_id = %caller.user_id,
+                operation = %operation,
+                asked = %asked,
+                reason = %reason,
+                "permission denied"
+            );
             // A non-member is refused about the organization itself; a
             // member, about the operation their role may not perform.
             let field = if member.is_member {

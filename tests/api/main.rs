@@ -16,6 +16,7 @@ mod grpcurl;
 mod health;
 mod hera_fixture;
 mod hera_production;
+mod logs;
 mod pacing;
 mod preview;
 mod replicas;
