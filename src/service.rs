@@ -142,10 +142,18 @@ impl MigrationService {
         self.found(&access, operation, id, outcome).await
     }
 
-    pub async fn validate(&self, caller: Caller, org: Uuid, id: Uuid) -> Result<Report> {
+    /// Validates a run; `allow_partial` judges one that stopped before its
+    /// end on the part it did.
+    pub async fn validate(
+        &self,
+        caller: Caller,
+        org: Uuid,
+        id: Uuid,
+        allow_partial: bool,
+    ) -> Result<Report> {
         let operation = Operation::ValidateMigration;
         let access = self.admit(caller, org, operation).await?;
-        let outcome = validation::validate(&self.pool, &access, id).await;
+        let outcome = validation::validate(&self.pool, &access, id, allow_partial).await;
         self.found(&access, operation, id, outcome).await
     }
 

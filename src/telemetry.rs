@@ -8,6 +8,7 @@
 //! runtime, never on the serving path.
 use std::{
     future::Future,
+    io::IsTerminal,
     pin::Pin,
     sync::mpsc,
     task::{Context, Poll},
@@ -67,7 +68,9 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = env_filter()?;
     let fmt_layer = match format {
+        // Colours for a person at a terminal; a file or a pipe gets plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

@@ -22,3 +22,7 @@ BEGIN
     END IF;
 END;
 $$;
+-- Validation learnt to judge a partial run (p_allow_partial): the
+-- signatures without it are dropped, so each name has one function.
+DROP FUNCTION IF EXISTS hera_migration_validate_v2(uuid);
+DROP FUNCTION IF EXISTS hera_migration_check_completeness_v2(uuid, uuid, jsonb);

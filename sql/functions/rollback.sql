@@ -715,6 +715,10 @@ DECLARE
     v_batch   jsonb;
     v_meta    jsonb;
 BEGIN
+    IF p_rollback_reason IS NULL OR btrim(p_rollback_reason) = '' THEN
+        RAISE EXCEPTION 'reason: is required: say why the migration is rolled back'
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     BEGIN
         v_run_id := btrim(p_migration_batch_id)::uuid;
     EXCEPTION WHEN invalid_text_representation THEN

@@ -210,30 +210,60 @@ $fn$;
 -- * candidates left behind its cursor (still v1, posted) are at most
 -- its skipped + quarantined + restored ones (fewer if a later run took
 -- some); more means a candidate nobody accounts for.
+-- Then the whole truth, never PASS while anything is left undone:
+-- * FAIL: the ledger disagrees (above), or a run that did not finish
+-- (CANCELLED, FAILED, PAUSED, RUNNING in phase EXECUTION) left candidates
+-- pending after its cursor, unless p_allow_partial: then WARN, and the
+-- check says it validated a partial run (details.partial 'true');
+-- * WARN: candidates pending (new ones arrived after a SUCCEEDED run, or a
+-- rolled-back run never reached them), or the run skipped or quarantined
+-- transactions (a dry run: would have), listed with their reasons and counts
+-- (skipped_closed, skipped_unmapped, quarantined per rule);
+-- * PASS: every candidate migrated (a dry run: would be), nothing pending.
 -- Returns the check: {name, result, summary, details}.
-CREATE OR REPLACE FUNCTION hera_migration_check_completeness_v2(p_run_id uuid, p_org uuid, p_meta jsonb)
+CREATE OR REPLACE FUNCTION hera_migration_check_completeness_v2(
+    p_run_id uuid,
+    p_org uuid,
+    p_meta jsonb,
+    p_allow_partial boolean DEFAULT false
+)
 RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    v_org      uuid := p_org;
-    v_meta     jsonb := p_meta;
-    v_params   jsonb := coalesce(p_meta -> 'parameters', '{}');
-    v_state    text := coalesce(p_meta ->> 'state', 'RUNNING');
-    v_from     timestamptz := coalesce((coalesce(p_meta -> 'parameters', '{}') ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');
-    v_to       timestamptz := coalesce(((coalesce(p_meta -> 'parameters', '{}') ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity');
-    v_c        jsonb;
-    v_still    bigint;
-    v_restored bigint;
-    v_left     bigint;
-    v_pending  bigint;
-    v_cur_date timestamptz;
-    v_cur_id   uuid;
-    v_expected bigint;
-    v_dry      boolean;
-    v_result   text;
+    v_org        uuid := p_org;
+    v_meta       jsonb := p_meta;
+    v_params     jsonb := coalesce(p_meta -> 'parameters', '{}');
+    v_state      text := coalesce(p_meta ->> 'state', 'RUNNING');
+    v_phase      text := coalesce(p_meta ->> 'phase', 'EXECUTION');
+    v_from       timestamptz := coalesce((coalesce(p_meta -> 'parameters', '{}') ->> 'from_date')::date::timestamp AT TIME ZONE 'UTC', '-infinity');
+    v_to         timestamptz := coalesce(((coalesce(p_meta -> 'parameters', '{}') ->> 'to_date')::date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity');
+    v_c          jsonb;
+    v_migrated   bigint;
+    v_closed     bigint;
+    v_unmapped   bigint;
+    v_quarantine bigint;
+    v_by_rule    text;
+    v_still      bigint;
+    v_restored   bigint;
+    v_left       bigint;
+    v_pending    bigint;
+    v_cur_date   timestamptz;
+    v_cur_id     uuid;
+    v_expected   bigint;
+    v_dry        boolean;
+    v_unfinished boolean;
+    v_partial    boolean;
+    v_ledger     text;
+    v_result     text;
+    v_left_out   text;
+    v_summary    text;
 BEGIN
     v_c := coalesce(v_meta -> 'counters', '{}');
+    v_migrated   := coalesce((v_c ->> 'migrated')::bigint, 0);
+    v_closed     := coalesce((v_c ->> 'skipped_closed')::bigint, 0);
+    v_unmapped   := coalesce((v_c ->> 'skipped_unmapped')::bigint, 0);
+    v_quarantine := coalesce((v_c ->> 'quarantined')::bigint, 0);
     v_cur_date := (v_meta #>> '{cursor,transaction_date}')::timestamptz;
     v_cur_id   := (v_meta #>> '{cursor,id}')::uuid;
     SELECT count(*) FILTER (WHERE t.transaction_status = 'reversed'
@@ -253,54 +283,90 @@ BEGIN
              WHERE x.organization_id = v_org
                AND x.transaction_date >= v_from
                AND x.transaction_date < v_to) t;
-    v_expected := coalesce((v_c ->> 'skipped_closed')::bigint, 0)
-                + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0)
-                + coalesce((v_c ->> 'quarantined')::bigint, 0)
-                + v_restored;
+    -- The quarantined, per rule, as the run lists them (rule: count).
+    SELECT string_agg(format('%s: %s', q.rule, q.n), ', ' ORDER BY q.n DESC, q.rule)
+      INTO v_by_rule
+      FROM (SELECT coalesce(e ->> 'rule', 'unknown') AS rule, count(*) AS n
+              FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v_meta -> 'quarantined') = 'array'
+                                             THEN v_meta -> 'quarantined' ELSE '[]' END) e
+             GROUP BY 1) q;
+    IF v_quarantine > 0 AND v_by_rule IS NULL THEN
+        v_by_rule := format('unlisted: %s', v_quarantine);
+    END IF;
+    v_expected := v_closed + v_unmapped + v_quarantine + v_restored;
     v_dry := coalesce((v_params ->> 'dry_run')::boolean, false);
-    v_result := CASE
+    -- An execution that stopped before its end (a rollback under way or done
+    -- is judged by the rollback check).
+    v_unfinished := v_state IN ('CANCELLED', 'FAILED', 'PAUSED', 'RUNNING') AND v_phase = 'EXECUTION';
+    v_partial := v_unfinished AND v_pending > 0 AND p_allow_partial;
+
+    -- Does the ledger agree with the run's counts?
+    v_ledger := CASE
         -- A dry run's counts are what it would have done; it wrote nothing.
-        WHEN v_dry THEN CASE WHEN v_still + v_restored = 0 THEN 'PASS' ELSE 'FAIL' END
-        WHEN v_still + v_restored <> coalesce((v_c ->> 'migrated')::bigint, 0) THEN 'FAIL'
-        WHEN coalesce((v_c ->> 'processed')::bigint, 0)
-             <> coalesce((v_c ->> 'migrated')::bigint, 0) + coalesce((v_c ->> 'skipped_closed')::bigint, 0)
-              + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0) + coalesce((v_c ->> 'quarantined')::bigint, 0)
-            THEN 'FAIL'
-        WHEN v_left > v_expected THEN 'FAIL'
-        WHEN v_pending > 0 AND v_state = 'SUCCEEDED' THEN 'WARN'
+        WHEN v_dry AND v_still + v_restored > 0
+            THEN format('a dry run, yet %s original(s) read as migrated by it', v_still + v_restored)
+        WHEN v_dry THEN NULL
+        WHEN v_still + v_restored <> v_migrated
+            THEN format('the run counts %s migrated, the ledger shows %s (%s still migrated, %s restored)',
+                        v_migrated, v_still + v_restored, v_still, v_restored)
+        WHEN coalesce((v_c ->> 'processed')::bigint, 0) <> v_migrated + v_closed + v_unmapped + v_quarantine
+            THEN 'the run''s counters do not add up: processed <> migrated + skipped + quarantined'
+        WHEN v_left > v_expected
+            THEN format('%s candidate(s) behind the run''s cursor are neither skipped, quarantined nor restored',
+                        v_left - v_expected)
+        END;
+
+    v_result := CASE
+        WHEN v_ledger IS NOT NULL THEN 'FAIL'
+        WHEN v_unfinished AND v_pending > 0 AND NOT p_allow_partial THEN 'FAIL'
+        WHEN v_pending > 0 OR v_closed + v_unmapped + v_quarantine > 0 THEN 'WARN'
         ELSE 'PASS' END;
+
+    -- What the run left out, with the reasons and counts.
+    v_left_out := concat_ws('; ',
+        CASE WHEN v_closed + v_unmapped > 0
+             THEN format('%s skipped (%s)', v_closed + v_unmapped,
+                         concat_ws(', ',
+                                   CASE WHEN v_closed > 0 THEN format('closed or locked period: %s', v_closed) END,
+                                   CASE WHEN v_unmapped > 0 THEN format('unmapped smart code: %s', v_unmapped) END)) END,
+        CASE WHEN v_quarantine > 0 THEN format('%s quarantined (%s)', v_quarantine, v_by_rule) END);
+    v_summary := CASE
+        WHEN v_ledger IS NOT NULL THEN v_ledger
+        WHEN v_unfinished AND v_pending > 0 AND NOT p_allow_partial
+            THEN format('the run is %s with %s candidate(s) still pending after its cursor: it is not complete '
+                        '(validate it with allow_partial to judge the part it did)', v_state, v_pending)
+        ELSE concat_ws('; ',
+            CASE WHEN v_partial
+                 THEN format('a partial run validated as such (allow_partial): the run is %s with %s candidate(s) '
+                             'pending after its cursor', v_state, v_pending) END,
+            CASE WHEN v_dry THEN 'a dry run: nothing was written' END,
+            format('%s %s', CASE WHEN v_dry THEN 'it would have migrated' ELSE 'migrated' END, v_migrated),
+            CASE WHEN v_left_out <> '' THEN CASE WHEN v_dry THEN 'it would have left out ' ELSE 'left out: ' END
+                                            || v_left_out END,
+            CASE WHEN v_pending > 0 AND NOT v_partial
+                 THEN CASE WHEN v_state = 'SUCCEEDED'
+                           THEN format('%s new candidate(s) arrived after the run', v_pending)
+                           ELSE format('%s candidate(s) pending after the run''s cursor', v_pending) END END,
+            CASE WHEN v_result = 'PASS' THEN 'every candidate accounted for, nothing pending' END)
+        END;
     RETURN jsonb_build_object(
         'name', 'completeness', 'result', v_result,
-        'summary', CASE
-            WHEN v_dry AND v_result = 'PASS'
-                THEN format('a dry run: nothing was written (it would have migrated %s, skipped %s, quarantined %s)',
-                            coalesce((v_c ->> 'migrated')::bigint, 0),
-                            coalesce((v_c ->> 'skipped_closed')::bigint, 0) + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0),
-                            coalesce((v_c ->> 'quarantined')::bigint, 0))
-            WHEN v_dry THEN format('a dry run, yet %s original(s) read as migrated by it', v_still + v_restored)
-            WHEN v_still + v_restored <> coalesce((v_c ->> 'migrated')::bigint, 0)
-                THEN format('the run counts %s migrated, the ledger shows %s (%s still migrated, %s restored)',
-                            coalesce((v_c ->> 'migrated')::bigint, 0), v_still + v_restored, v_still, v_restored)
-            WHEN v_result = 'FAIL' AND v_left > v_expected
-                THEN format('%s candidate(s) behind the run''s cursor are neither skipped, quarantined nor restored',
-                            v_left - v_expected)
-            WHEN v_result = 'FAIL' THEN 'the run''s counters do not add up: processed <> migrated + skipped + quarantined'
-            WHEN v_result = 'WARN' THEN format('every candidate accounted for; %s new candidate(s) arrived after the run', v_pending)
-            ELSE format('every candidate accounted for: %s migrated, %s skipped, %s quarantined, %s pending',
-                        coalesce((v_c ->> 'migrated')::bigint, 0),
-                        coalesce((v_c ->> 'skipped_closed')::bigint, 0) + coalesce((v_c ->> 'skipped_unmapped')::bigint, 0),
-                        coalesce((v_c ->> 'quarantined')::bigint, 0), v_pending) END,
+        'summary', v_summary,
         'details', jsonb_build_object(
             'processed', coalesce(v_c ->> 'processed', '0'),
             'migrated', coalesce(v_c ->> 'migrated', '0'),
             'skipped_closed', coalesce(v_c ->> 'skipped_closed', '0'),
             'skipped_unmapped', coalesce(v_c ->> 'skipped_unmapped', '0'),
             'quarantined', coalesce(v_c ->> 'quarantined', '0'),
+            'quarantined_by_rule', coalesce(v_by_rule, ''),
             'pending', v_pending::text,
             'still_migrated', v_still::text,
             'restored_by_rollback', v_restored::text,
             'left_behind_cursor', v_left::text,
-            'unaccounted', greatest(v_left - v_expected, 0)::text));
+            'unaccounted', greatest(v_left - v_expected, 0)::text,
+            'state', v_state,
+            'allow_partial', p_allow_partial::text,
+            'partial', v_partial::text));
 END;
 $fn$;
 
@@ -405,17 +471,20 @@ END;
 $fn$;
 
 -- The validation report of run p_run_id:
---   {migration_id, organization_id, state, phase, validated_at, overall,
+--   {migration_id, organization_id, state, phase, allow_partial, validated_at, overall,
 --    sacred_six_status, rollback_status,
 --    checks: [{name, result: PASS|WARN|FAIL, summary, details: {k: "v"}}]}
--- overall: FAIL if any check fails, else WARN if any warns, else PASS.
+-- overall: FAIL if any check fails, else WARN if any warns, else PASS: so
+-- never PASS while candidates are pending, skipped or quarantined (see the
+-- completeness check). p_allow_partial: a run that stopped before its end
+-- is judged on the part it did (its pending candidates WARN, not FAIL).
 -- rollback_status: ROLLBACK_COMPLETE / ROLLBACK_INCOMPLETE for a run in
 -- phase ROLLBACK or ROLLED_BACK, else null (and no rollback check).
 -- Raises no_data_found for an unknown run (under row-level security, one of
 -- another organization is unknown too).
 -- Each check is a function of its own above (hera_migration_check_<name>_v2,
 -- callable alone from psql): adding a check is a function and a line here.
-CREATE OR REPLACE FUNCTION hera_migration_validate_v2(p_run_id uuid)
+CREATE OR REPLACE FUNCTION hera_migration_validate_v2(p_run_id uuid, p_allow_partial boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET jit = off
@@ -447,7 +516,8 @@ BEGIN
         hera_migration_check_zero_tables_v2(v_meta -> 'snapshot'),
         hera_migration_check_gl_balance_v2(p_run_id, v_run.organization_id),
         hera_migration_check_trial_balance_v2(v_run.organization_id, v_meta -> 'snapshot'),
-        hera_migration_check_completeness_v2(p_run_id, v_run.organization_id, v_meta),
+        hera_migration_check_completeness_v2(p_run_id, v_run.organization_id, v_meta,
+                                             coalesce(p_allow_partial, false)),
         hera_migration_check_performance_v2(v_run.organization_id));
     IF v_rollback THEN
         v_checks := v_checks || hera_migration_check_rollback_v2(p_run_id, v_run.organization_id, v_meta);
@@ -458,6 +528,7 @@ BEGIN
         'organization_id', v_run.organization_id,
         'state', v_state,
         'phase', v_phase,
+        'allow_partial', coalesce(p_allow_partial, false),
         'validated_at', now(),
         'overall', (SELECT CASE WHEN bool_or(c ->> 'result' = 'FAIL') THEN 'FAIL'
                                 WHEN bool_or(c ->> 'result' = 'WARN') THEN 'WARN'

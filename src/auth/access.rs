@@ -44,9 +44,9 @@ impl Guard {
         }
     }
 
-    /// Admits `caller` to `operation` on `organization_id`, or refuses:
-    /// NOT_FOUND (no such organization),
-    /// PERMISSION_DENIED (not a member, or the role lacks the right).
+    /// Admits `caller` to `operation` on `organization_id`, or refuses with
+    /// PERMISSION_DENIED: not an active member (the same answer whether or
+    /// not the organization exists), or the role lacks the right.
     pub async fn authorize(
         &self,
         caller: Caller,
@@ -103,25 +103,25 @@ impl Guard {
         asked: Operation,
     ) -> Result<Access> {
         let mut tx = scope::begin(&self.pool, organization_id).await?;
+        // Whether the organization exists only decides whether a denial can
+        // be recorded (the row's foreign key needs it), never the answer: a
+        // caller who is not a member learns nothing about which organizations
+        // exist.
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM core_organizations WHERE id = $1)")
                 .bind(organization_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        if !exists {
-            return Err(Error::NotFound(format!(
-                "organization_id: no organization {organization_id}"
-            )));
-        }
-        let member = membership::of(&mut tx, organization_id, caller.user_id).await?;
+        let mut member = membership::of(&mut tx, organization_id, caller.user_id).await?;
+        member.is_member &= exists;
         let allowed = self.permits(&member, operation);
         let migration_allowed = self.permits(&member, asked);
-        let reasons = self.reasons(&member, asked, caller.user_id, organization_id);
+        let reasons = self.reasons(&member, asked, caller.user_id);
 
         // Denials and explicit checks are recorded here; an allowed operation
         // records itself (its run row, its batches), so a request that then
         // fails its own checks leaves nothing behind.
-        let record = !allowed || operation == Operation::CheckSecurity;
+        let record = exists && (!allowed || operation == Operation::CheckSecurity);
         let audit_transaction_id = if record {
             let validation = SecurityValidation {
                 organization_id,
@@ -139,10 +139,23 @@ impl Guard {
         tx.commit().await?;
 
         if !allowed {
-            return Err(Error::PermissionDenied(format!(
-                "{operation}: {}",
-                reasons.join("; ")
-            )));
+            let reason = reasons.join("; ");
+            tracing::info!(
+                organization_id = %organization_id,
+                user_id = %caller.user_id,
+                operation = %operation,
+                asked = %asked,
+                reason = %reason,
+                "permission denied"
+            );
+            // A non-member is refused about the organization itself; a
+            // member, about the operation their role may not perform.
+            let field = if member.is_member {
+                operation.name()
+            } else {
+                "organization_id"
+            };
+            return Err(Error::PermissionDenied(format!("{field}: {reason}")));
         }
         Ok(Access {
             user_id: caller.user_id,
@@ -170,11 +183,11 @@ impl Guard {
         member: &membership::Membership,
         asked: Operation,
         user_id: Uuid,
-        organization_id: Uuid,
     ) -> Vec<String> {
         if !member.is_member {
+            // Worded alike whether or not the organization exists.
             return vec![format!(
-                "user {user_id} is not an active member of organization {organization_id}"
+                "user {user_id} is not an active member of this organization"
             )];
         }
         let role = member.role.as_deref().unwrap_or("no role");

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{auth::Access, db::scope, error::Result};
 
-const VALIDATE: &str = "SELECT hera_migration_validate_v2($1)";
+const VALIDATE: &str = "SELECT hera_migration_validate_v2($1, $2)";
 const RECORD: &str = include_str!("../../sql/queries/validation_record.sql");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,13 +37,20 @@ pub struct Check {
 }
 
 /// Validates run `id` of the caller's organization (NOT_FOUND otherwise) and
-/// records the report.
-pub async fn validate(pool: &PgPool, access: &Access, id: Uuid) -> Result<Report> {
+/// records the report. `allow_partial`: a run that stopped before its end is
+/// judged on the part it did (see `hera_migration_check_completeness_v2`).
+pub async fn validate(
+    pool: &PgPool,
+    access: &Access,
+    id: Uuid,
+    allow_partial: bool,
+) -> Result<Report> {
     let organization_id = access.organization_id;
     super::run::store::get(pool, organization_id, id).await?;
     let mut tx = scope::begin_read_only(pool, organization_id).await?;
     let Json(raw): Json<serde_json::Value> = sqlx::query_scalar(VALIDATE)
         .bind(id)
+        .bind(allow_partial)
         .fetch_one(&mut *tx)
         .await?;
     tx.rollback().await?;
@@ -61,5 +68,23 @@ pub async fn validate(pool: &PgPool, access: &Access, id: Uuid) -> Result<Report
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    let named = |result: &str| {
+        report
+            .checks
+            .iter()
+            .filter(|check| check.result == result)
+            .map(|check| check.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        migration_id = %id,
+        organization_id = %organization_id,
+        overall = %report.overall,
+        failed = %named("FAIL"),
+        warned = %named("WARN"),
+        allow_partial,
+        "migration validated"
+    );
     Ok(report)
 }

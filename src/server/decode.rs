@@ -34,6 +34,39 @@ pub fn run(organization_id: &str, migration_id: &str) -> Result<(Uuid, Uuid)> {
     ))
 }
 
+/// Whether the closed-period policy is POST_TO_OPEN_PERIOD; a number that is
+/// no ClosedPeriodPolicy is refused naming the field (prost would read it
+/// as the default, SKIP).
+fn post_to_open_period(value: i32) -> Result<bool> {
+    match ClosedPeriodPolicy::try_from(value) {
+        Ok(policy) => Ok(policy == ClosedPeriodPolicy::PostToOpenPeriod),
+        Err(_) => Err(Error::invalid(
+            "closed_period_policy",
+            format!("{value} is not a ClosedPeriodPolicy (SKIP or POST_TO_OPEN_PERIOD)"),
+        )),
+    }
+}
+
+/// The states asked for, UNSPECIFIED left out; a number that is no
+/// MigrationState is refused naming its entry (prost would drop it, and a
+/// listing of only such states would list every run).
+fn states(values: &[i32]) -> Result<Vec<MigrationState>> {
+    let mut asked = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match MigrationState::try_from(*value) {
+            Ok(MigrationState::Unspecified) => {}
+            Ok(state) => asked.push(state),
+            Err(_) => {
+                return Err(Error::invalid(
+                    format!("states[{index}]"),
+                    format!("{value} is not a MigrationState"),
+                ));
+            }
+        }
+    }
+    Ok(asked)
+}
+
 fn mappings(mappings: &[proto::SmartCodeMapping]) -> impl Iterator<Item = (String, String)> + '_ {
     mappings
         .iter()
@@ -41,22 +74,26 @@ fn mappings(mappings: &[proto::SmartCodeMapping]) -> impl Iterator<Item = (Strin
 }
 
 pub fn preview(message: &proto::PreviewCandidatesRequest) -> Result<Decoded<PreviewQuery>> {
+    let organization_id = org(&message.organization_id)?;
+    let post_to_open_period = post_to_open_period(message.closed_period_policy)?;
     Ok(Decoded {
-        organization_id: org(&message.organization_id)?,
+        organization_id,
         request: PreviewQuery::parse(
             &message.from_date,
             &message.to_date,
             message.batch_limit,
             mappings(&message.smart_code_mappings),
             &message.candidate_statuses,
-            message.closed_period_policy() == ClosedPeriodPolicy::PostToOpenPeriod,
+            post_to_open_period,
         )?,
     })
 }
 
 pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequest>> {
+    let organization_id = org(&message.organization_id)?;
+    let post_to_open_period = post_to_open_period(message.closed_period_policy)?;
     Ok(Decoded {
-        organization_id: org(&message.organization_id)?,
+        organization_id,
         request: engine::start_request(engine::StartFields {
             from_date: &message.from_date,
             to_date: &message.to_date,
@@ -65,8 +102,7 @@ pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequ
             candidate_statuses: &message.candidate_statuses,
             request_id: &message.request_id,
             expected_plan_fingerprint: &message.expected_plan_fingerprint,
-            post_to_open_period: message.closed_period_policy()
-                == ClosedPeriodPolicy::PostToOpenPeriod,
+            post_to_open_period,
             max_transactions_per_second: message.max_transactions_per_second,
             dry_run: message.dry_run,
         })?,
@@ -74,16 +110,14 @@ pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequ
 }
 
 pub fn list(message: &proto::ListMigrationsRequest) -> Result<Decoded<ListQuery>> {
-    let asked: Vec<MigrationState> = message
-        .states()
-        .filter(|state| *state != MigrationState::Unspecified)
-        .collect();
+    let organization_id = org(&message.organization_id)?;
+    let asked = states(&message.states)?;
     let states: Vec<RunState> = asked
         .iter()
         .filter_map(|state| RunState::parse(state.as_str_name()))
         .collect();
     Ok(Decoded {
-        organization_id: org(&message.organization_id)?,
+        organization_id,
         request: ListQuery {
             nothing: !asked.is_empty() && states.is_empty(),
             states,

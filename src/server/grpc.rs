@@ -194,7 +194,10 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         let message = request.get_ref();
         let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
         let caller = authn::caller(&request)?;
-        let report = self.service.validate(caller, organization_id, id).await?;
+        let report = self
+            .service
+            .validate(caller, organization_id, id, message.allow_partial)
+            .await?;
         Ok(Response::new(convert::validation(
             organization_id,
             id,

@@ -216,6 +216,7 @@ async fn an_application_of_aliases_is_a_run_listed_watched_and_refused_what_it_i
             ValidateMigrationRequest {
                 organization_id: org.clone(),
                 migration_id: alias_run.clone(),
+                allow_partial: false,
             },
             s.owner,
         ))

@@ -130,6 +130,147 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
     app.stop().await;
 }
 
+/// What a caller who belongs to neither is told by each RPC in `organization`.
+async fn non_member_answers(
+    client: &mut crate::support::runs::Client,
+    user: Uuid,
+    organization: Uuid,
+) -> Vec<(&'static str, tonic::Status)> {
+    let org = organization.to_string();
+    let run = Uuid::new_v4().to_string();
+    let run_of = || (org.clone(), run.clone());
+    vec![
+        (
+            "PreviewCandidates",
+            client
+                .preview_candidates(as_user(preview_2024(organization), user))
+                .await
+                .expect_err("PreviewCandidates"),
+        ),
+        (
+            "GetMigration",
+            client
+                .get_migration(as_user(
+                    GetMigrationRequest {
+                        organization_id: run_of().0,
+                        migration_id: run_of().1,
+                    },
+                    user,
+                ))
+                .await
+                .expect_err("GetMigration"),
+        ),
+        (
+            "StartMigration",
+            client
+                .start_migration(as_user(start_of(organization), user))
+                .await
+                .map(drop)
+                .expect_err("StartMigration"),
+        ),
+        (
+            "ValidateMigration",
+            client
+                .validate_migration(as_user(
+                    ValidateMigrationRequest {
+                        organization_id: run_of().0,
+                        migration_id: run_of().1,
+                        allow_partial: false,
+                    },
+                    user,
+                ))
+                .await
+                .expect_err("ValidateMigration"),
+        ),
+        (
+            "CancelMigration",
+            client
+                .cancel_migration(as_user(
+                    CancelMigrationRequest {
+                        organization_id: run_of().0,
+                        migration_id: run_of().1,
+                        ..Default::default()
+                    },
+                    user,
+                ))
+                .await
+                .expect_err("CancelMigration"),
+        ),
+        (
+            "CheckSecurity",
+            client
+                .check_security(as_user(
+                    CheckSecurityRequest {
+                        organization_id: org.clone(),
+                        ..Default::default()
+                    },
+                    user,
+                ))
+                .await
+                .expect_err("CheckSecurity"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_non_member_is_told_the_same_whether_or_not_the_organization_exists() {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let (a, b) = (
+        fixtures::organization(&pool).await,
+        fixtures::organization(&pool).await,
+    );
+    let nowhere = Uuid::new_v4();
+    let mut client = app.client().await;
+    let before = row_counts(&pool).await;
+
+    let existing = non_member_answers(&mut client, a.owner, b.id).await;
+    let missing = non_member_answers(&mut client, a.owner, nowhere).await;
+    for ((rpc, there), (_, not_there)) in existing.iter().zip(&missing) {
+        assert_eq!(there.code(), Code::PermissionDenied, "{rpc}: {there:?}");
+        assert!(
+            there.message().starts_with("organization_id: "),
+            "{rpc}: {}",
+            there.message()
+        );
+        assert_eq!(
+            (there.code(), there.message(), there.details()),
+            (not_there.code(), not_there.message(), not_there.details()),
+            "{rpc}: an existing and a missing organization answer alike"
+        );
+        assert!(
+            !there.message().contains(&b.id.to_string()),
+            "{rpc}: {}",
+            there.message()
+        );
+    }
+
+    // Recorded where the organization exists, and only there.
+    let recorded = security_validations(&pool, b.id).await;
+    let operations: Vec<&str> = recorded.iter().map(|(_, op, _, _)| op.as_str()).collect();
+    // CheckSecurity records the operation it was asked about (StartMigration).
+    let expected = [
+        "PreviewCandidates",
+        "GetMigration",
+        "StartMigration",
+        "ValidateMigration",
+        "CancelMigration",
+        "StartMigration",
+    ];
+    assert_eq!(operations, expected);
+    assert!(
+        recorded
+            .iter()
+            .all(|(user, _, allowed, by)| *user == a.owner && !allowed && *by == a.owner)
+    );
+    let mut after = row_counts(&pool).await;
+    after[4] -= recorded.len() as i64;
+    assert_eq!(after, before, "nothing but B's denials was written");
+    assert!(security_validations(&pool, a.id).await.is_empty());
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start() {
     let World {
@@ -252,7 +393,7 @@ async fn check_security_reports_the_role_and_right_and_records_the_check() {
 }
 
 #[tokio::test]
-async fn malformed_and_unknown_organizations_are_named() {
+async fn malformed_organizations_are_named_and_unknown_ones_denied_writing_nothing() {
     let World {
         db: _db,
         app,
@@ -289,7 +430,12 @@ async fn malformed_and_unknown_organizations_are_named() {
         ))
         .await
         .expect_err("unknown");
-    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(unknown.code(), Code::PermissionDenied, "{unknown:?}");
+    assert!(
+        unknown.message().starts_with("organization_id:"),
+        "{}",
+        unknown.message()
+    );
     assert_eq!(row_counts(&pool).await, before);
     app.stop().await;
 }

@@ -166,6 +166,13 @@ async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
             },
             "max_transactions_per_second",
         ),
+        (
+            StartMigrationRequest {
+                closed_period_policy: 7,
+                ..start(s.org)
+            },
+            "closed_period_policy",
+        ),
     ] {
         let status = client
             .start_migration(as_user(bad, s.owner))

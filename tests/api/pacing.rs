@@ -62,7 +62,7 @@ async fn update_changes_the_batch_size_from_the_next_batch_and_checks_its_input(
             },
             "batch_delay_ms",
         ),
-        (update(s.org, &id), "batch_size"),
+        (update(s.org, &id), "request"),
     ] {
         let status = refused(&mut client, s.owner, bad).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");

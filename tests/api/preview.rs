@@ -536,8 +536,16 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
             "smart_code_mappings[1].source_smart_code",
         ),
         (
+            PreviewCandidatesRequest {
+                closed_period_policy: 9,
+                ..preview_2024(org.id)
+            },
+            Code::InvalidArgument,
+            "closed_period_policy",
+        ),
+        (
             preview_2024(Uuid::new_v4()),
-            Code::NotFound,
+            Code::PermissionDenied,
             "organization_id",
         ),
     ];

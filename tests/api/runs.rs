@@ -179,10 +179,13 @@ async fn bad_ids_page_sizes_and_tokens_are_named() {
         "{}",
         bad_id.message()
     );
-    for (size, token, field) in [
-        (501, "", "page_size"),
-        (-1, "", "page_size"),
-        (0, "garbage", "page_token"),
+    let (running, unknown) = (MigrationState::Running as i32, 99);
+    for (size, token, states, field) in [
+        (501, "", vec![], "page_size"),
+        (-1, "", vec![], "page_size"),
+        (0, "garbage", vec![], "page_token"),
+        // A number no state has is refused, not dropped (which would list every run).
+        (0, "", vec![running, unknown], "states[1]"),
     ] {
         let status = client
             .list_migrations(as_user(
@@ -190,7 +193,7 @@ async fn bad_ids_page_sizes_and_tokens_are_named() {
                     organization_id: org.id.to_string(),
                     page_size: size,
                     page_token: token.into(),
-                    ..Default::default()
+                    states,
                 },
                 org.owner,
             ))

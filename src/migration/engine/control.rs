@@ -60,8 +60,8 @@ pub fn update_request(
     }
     if changes.is_empty() {
         return Err(Error::invalid(
-            "batch_size, max_transactions_per_second, batch_delay_ms",
-            "nothing to change: set at least one of them",
+            "request",
+            "nothing to change: set batch_size, max_transactions_per_second or batch_delay_ms",
         ));
     }
     Ok(UpdateRequest { changes })

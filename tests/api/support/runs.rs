@@ -256,11 +256,24 @@ pub async fn rolled_back(
 
 /// ValidateMigration's report on run `id`.
 pub async fn validate(client: &mut Client, org: Uuid, user: Uuid, id: &str) -> ValidationReport {
+    validate_as(client, org, user, id, false).await
+}
+
+/// ValidateMigration's report on run `id`, judged as a partial run when
+/// `allow_partial`.
+pub async fn validate_as(
+    client: &mut Client,
+    org: Uuid,
+    user: Uuid,
+    id: &str,
+    allow_partial: bool,
+) -> ValidationReport {
     client
         .validate_migration(as_user(
             ValidateMigrationRequest {
                 organization_id: org.to_string(),
                 migration_id: id.to_owned(),
+                allow_partial,
             },
             user,
         ))
