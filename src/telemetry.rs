@@ -81,9 +81,14 @@ pub fn init(format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     let exporter = otlp_endpoint_configured()
         .then(build_otlp_provider)
         .transpose()?;
-    let otel_layer = exporter.as_ref().map(|(provider, _)| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME))
-    });
+    // Without a collector, spans still get trace ids (and a caller's
+    // traceparent is still continued), so log lines can name their trace;
+    // nothing is exported.
+    let tracer = match &exporter {
+        Some((provider, _)) => provider.tracer(SERVICE_NAME),
+        None => SdkTracerProvider::builder().build().tracer(SERVICE_NAME),
+    };
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer);
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer)

@@ -22,6 +22,9 @@ pub struct Report {
     pub rollback_status: Option<String>,
     pub validated_at: DateTime<Utc>,
     pub checks: Vec<Check>,
+    /// The run was validated as a partial run (pending work a WARN, not a FAIL).
+    #[serde(default)]
+    pub allow_partial: bool,
     /// The VALIDATION audit row that records this report.
     #[serde(skip)]
     pub audit_transaction_id: Uuid,

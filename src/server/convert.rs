@@ -333,5 +333,6 @@ pub fn validation(
         rollback_status: report.rollback_status.unwrap_or_default(),
         validated_at: Some(timestamp(report.validated_at)),
         audit_transaction_id: report.audit_transaction_id.to_string(),
+        allow_partial: report.allow_partial,
     }
 }
