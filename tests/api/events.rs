@@ -147,6 +147,18 @@ async fn pause_update_and_resume_are_events_replayed_whole_and_identical_after_a
         (1..=streamed.len() as u64).collect::<Vec<_>>(),
         "every event, in order"
     );
+    let resumed = streamed
+        .iter()
+        .position(|e| e.kind() == K::Resumed)
+        .unwrap();
+    let next_batch = streamed[resumed..]
+        .iter()
+        .find(|e| e.kind() == K::Batch)
+        .unwrap();
+    assert_eq!(
+        next_batch.batch_transactions, 20,
+        "the update took effect from the next batch"
+    );
     let resized = streamed.iter().find(|e| e.kind() == K::Updated).unwrap();
     assert!(
         resized.message.contains("batch_size 10 -> 20"),

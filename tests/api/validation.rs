@@ -107,7 +107,10 @@ async fn a_cancelled_run_with_pending_candidates_fails_completeness_unless_valid
     );
     assert_eq!(completeness.details["partial"], "true");
     assert_eq!(completeness.details["allow_partial"], "true");
-    assert!(partial.allow_partial, "the report says it judged a partial run");
+    assert!(
+        partial.allow_partial,
+        "the report says it judged a partial run"
+    );
     assert!(!report.allow_partial);
     assert_eq!(completeness.details["pending"], pending.to_string());
     assert!(

@@ -140,16 +140,21 @@ impl Executor {
     }
 
     /// The run was no longer RUNNING (the control that paused or ended it
-    /// recorded its event). Paused: wait to be resumed (true). Ended: stop.
-    async fn halted(&self, state: &str) -> bool {
-        match RunState::parse(state) {
-            Some(RunState::Paused) => tokio::select! {
-                () = self.wake.notified() => true,
-                () = self.inner.shutdown.cancelled() => false,
-                () = tokio::time::sleep(PAUSED_RECHECK) => true,
-            },
-            _ => false,
+    /// recorded its event). Paused: wait to be resumed (true), with the pace
+    /// an update made meanwhile. Ended: stop.
+    async fn halted(&mut self, state: &str) -> bool {
+        if RunState::parse(state) != Some(RunState::Paused) {
+            return false;
         }
+        tokio::select! {
+            () = self.wake.notified() => {}
+            () = self.inner.shutdown.cancelled() => return false,
+            () = tokio::time::sleep(PAUSED_RECHECK) => {}
+        }
+        if let Ok((_, pacing)) = self.read_pace().await {
+            self.pacing = pacing;
+        }
+        true
     }
 
     /// Ends the run when its batch was the last, and otherwise waits as its
