@@ -1,4 +1,5 @@
-//! The binary's commands: `serve`, `seed-demo` and `token`.
+//! The binary's commands: `serve`, `seed-demo`, `token`, and the operator's
+//! commands (`operator/`: clients of a running server).
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -32,7 +33,7 @@ pub fn main() -> ExitCode {
         .and_then(|runtime| runtime.block_on(run(cli.command)));
     telemetry.shutdown();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -40,12 +41,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(settings) => serve(settings).await,
         Command::SeedDemo(settings) => seed_demo(settings).await,
         Command::Token(settings) => mint_token(settings),
+        Command::Operator(command) => return Ok(crate::operator::run(command).await),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {

@@ -26,6 +26,9 @@ pub enum Command {
     SeedDemo(SeedDemoSettings),
     /// Mint a bearer token for a user with the configured secret.
     Token(TokenSettings),
+    /// The operator's commands, each a client of a running server.
+    #[command(flatten)]
+    Operator(crate::operator::OperatorCommand),
 }
 
 #[derive(Debug, Clone, Args)]

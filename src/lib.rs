@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod migration;
+pub mod operator;
 pub mod proto;
 pub mod seed;
 pub mod server;

@@ -42,6 +42,19 @@ fn the_service_and_the_layers_below_it_import_no_tonic_and_no_generated_proto_co
 }
 
 #[test]
+fn the_operator_commands_are_clients_of_the_server_never_of_the_database() {
+    for (path, text) in sources("src/operator") {
+        for forbidden in ["sqlx", "PgPool", "crate::db", "crate::service"] {
+            assert!(
+                !text.contains(forbidden),
+                "{} mentions {forbidden}: an operator command goes through the API",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn transactions_are_written_only_by_sql_files_and_the_run_store() {
     for (path, text) in sources("src") {
         for write in [

@@ -18,6 +18,7 @@ mod health;
 mod hera_fixture;
 mod hera_production;
 mod logs;
+mod operator;
 mod pacing;
 mod preview;
 mod replicas;

@@ -1,0 +1,316 @@
+//! The commands that start, follow and steer runs.
+use std::io::IsTerminal;
+
+use super::{
+    Failure, Outcome, args,
+    client::{self, Client},
+    follow::{ended, follow},
+    output::{self, EventView},
+};
+use crate::proto::*;
+
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+fn closed_period_policy(scope: &args::Scope) -> i32 {
+    if scope.post_to_open_period {
+        ClosedPeriodPolicy::PostToOpenPeriod.into()
+    } else {
+        ClosedPeriodPolicy::Skip.into()
+    }
+}
+
+pub async fn migrate(a: args::Migrate) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let request = StartMigrationRequest {
+        organization_id: a.scope.org.organization_id.clone(),
+        from_date: a.scope.from.clone(),
+        to_date: a.scope.to.clone(),
+        batch_size: a.scope.batch_size,
+        closed_period_policy: closed_period_policy(&a.scope),
+        max_transactions_per_second: a.max_tps,
+        dry_run: a.dry_run,
+        request_id: a.request_id.clone(),
+        ..Default::default()
+    };
+    let mut stream = client.start_migration(request).await?.into_inner();
+    let view = EventView::new(a.connection.output);
+    if a.detach {
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Failure::failed("the server sent no event".into()))?;
+        view.show(&first);
+        view.finish();
+        eprintln!(
+            "started {}; follow it with\n  hera-migrate monitor-progress --organization-id {} --migration-id {}",
+            first.migration_id, first.organization_id, first.migration_id
+        );
+        return Ok(());
+    }
+    follow(&mut client, stream, &view, a.follow).await
+}
+
+/// Follows one run, or every active run of the organization, to its end.
+pub async fn monitor(a: args::Monitor) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let org = a.org.organization_id.clone();
+    let ids = match &a.migration_id {
+        Some(id) => vec![id.clone()],
+        None => {
+            let active = listed(
+                &mut client,
+                &org,
+                &[MigrationState::Running, MigrationState::Paused],
+            )
+            .await?;
+            if active.is_empty() {
+                eprintln!("no active run in organization {org}");
+                return Ok(());
+            }
+            active.into_iter().map(|run| run.migration_id).collect()
+        }
+    };
+    let mut outcome = Ok(());
+    for id in ids {
+        // By default from its latest event on (the whole history is a flag away).
+        let after_sequence = match a.after_sequence {
+            Some(after) => after,
+            None => latest_sequence(&mut client, &org, &id)
+                .await?
+                .saturating_sub(1),
+        };
+        let request = WatchMigrationRequest {
+            organization_id: org.clone(),
+            migration_id: id,
+            after_sequence,
+        };
+        let stream = client.watch_migration(request).await?.into_inner();
+        let view = EventView::new(a.connection.output);
+        outcome = outcome.and(follow(&mut client, stream, &view, a.follow).await);
+    }
+    outcome
+}
+
+async fn latest_sequence(client: &mut Client, org: &str, id: &str) -> Result<u64, Failure> {
+    let request = GetMigrationRequest {
+        organization_id: org.to_owned(),
+        migration_id: id.to_owned(),
+    };
+    let run = client.get_migration(request).await?.into_inner();
+    Ok(run.progress.map_or(0, |p| p.sequence))
+}
+
+pub(super) async fn listed(
+    client: &mut Client,
+    org: &str,
+    states: &[MigrationState],
+) -> Result<Vec<Migration>, Failure> {
+    let request = ListMigrationsRequest {
+        organization_id: org.to_owned(),
+        states: states.iter().map(|s| (*s).into()).collect(),
+        page_size: 100,
+        ..Default::default()
+    };
+    Ok(client
+        .list_migrations(request)
+        .await?
+        .into_inner()
+        .migrations)
+}
+
+pub(super) fn migration_line(run: &Migration) -> String {
+    let latest = run.progress.as_ref().map(output::line).unwrap_or_default();
+    format!(
+        "{} {} {} {latest}",
+        run.migration_id,
+        run.phase().as_str_name(),
+        run.state().as_str_name()
+    )
+}
+
+pub async fn control(a: args::Steered, control: Control) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let (organization_id, migration_id) = (a.run.org.organization_id, a.run.migration_id);
+    let run = match control {
+        Control::Pause => {
+            client
+                .pause_migration(PauseMigrationRequest {
+                    organization_id,
+                    migration_id,
+                    ..Default::default()
+                })
+                .await?
+        }
+        Control::Resume => {
+            client
+                .resume_migration(ResumeMigrationRequest {
+                    organization_id,
+                    migration_id,
+                    ..Default::default()
+                })
+                .await?
+        }
+        Control::Cancel => {
+            client
+                .cancel_migration(CancelMigrationRequest {
+                    organization_id,
+                    migration_id,
+                    ..Default::default()
+                })
+                .await?
+        }
+    }
+    .into_inner();
+    output::result(
+        a.connection.output,
+        &run,
+        "hera.migration.v2.Migration",
+        migration_line,
+    );
+    Ok(())
+}
+
+pub async fn update(a: args::Update) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let request = UpdateMigrationRequest {
+        organization_id: a.run.org.organization_id,
+        migration_id: a.run.migration_id,
+        batch_size: a.batch_size,
+        max_transactions_per_second: a.max_tps,
+        batch_delay_ms: a.batch_delay_ms,
+        ..Default::default()
+    };
+    let run = client.update_migration(request).await?.into_inner();
+    output::result(
+        a.connection.output,
+        &run,
+        "hera.migration.v2.Migration",
+        migration_line,
+    );
+    Ok(())
+}
+
+pub async fn list(a: args::Listed) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let mut states = Vec::new();
+    for name in &a.states {
+        let state = MigrationState::from_str_name(&name.trim().to_uppercase())
+            .ok_or_else(|| Failure::usage(format!("--states: {name} is not a state")))?;
+        states.push(state);
+    }
+    for run in listed(&mut client, &a.org.organization_id, &states).await? {
+        output::result(
+            a.connection.output,
+            &run,
+            "hera.migration.v2.Migration",
+            migration_line,
+        );
+    }
+    Ok(())
+}
+
+/// A dry run of the range, then its validation: ACCEPTED when the dry run
+/// succeeded and no check failed.
+pub async fn acceptance(a: args::Acceptance) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let org = a.scope.org.organization_id.clone();
+    let request = StartMigrationRequest {
+        organization_id: org.clone(),
+        from_date: a.scope.from.clone(),
+        to_date: a.scope.to.clone(),
+        batch_size: a.scope.batch_size,
+        closed_period_policy: closed_period_policy(&a.scope),
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut stream = client.start_migration(request).await?.into_inner();
+    let view = EventView::new(a.connection.output);
+    let mut last = None;
+    while let Some(event) = stream.message().await? {
+        view.show(&event);
+        last = Some(event);
+    }
+    view.finish();
+    let id = last
+        .as_ref()
+        .map(|e| e.migration_id.clone())
+        .unwrap_or_default();
+    let dry_run = ended(last);
+    let report = client
+        .validate_migration(ValidateMigrationRequest {
+            organization_id: org,
+            migration_id: id,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    output::result(
+        a.connection.output,
+        &report,
+        "hera.migration.v2.ValidationReport",
+        super::checks::validation_text,
+    );
+    match (dry_run, report.overall()) {
+        (Ok(()), CheckResult::Pass | CheckResult::Warn) => {
+            println!("verdict: ACCEPTED (the dry run succeeded and no check failed)");
+            Ok(())
+        }
+        (Err(failure), _) => Err(Failure::failed(format!(
+            "verdict: REJECTED: {}",
+            failure.message
+        ))),
+        (Ok(()), _) => Err(Failure::failed(
+            "verdict: REJECTED: a validation check failed".into(),
+        )),
+    }
+}
+
+pub async fn emergency_rollback(a: args::Rollback) -> Outcome {
+    if a.reason.trim().is_empty() {
+        return Err(Failure::usage("--reason: is required".into()));
+    }
+    if !a.yes && !confirmed(&a.run.migration_id)? {
+        return Err(Failure::failed(
+            "not confirmed: nothing was rolled back".into(),
+        ));
+    }
+    let mut client = client::connect(&a.connection).await?;
+    let request = RollbackMigrationRequest {
+        organization_id: a.run.org.organization_id,
+        migration_id: a.run.migration_id,
+        reason: a.reason,
+        force: true,
+        max_transactions_per_second: a.max_tps,
+        ..Default::default()
+    };
+    let stream = client.rollback_migration(request).await?.into_inner();
+    let view = EventView::new(a.connection.output);
+    follow(
+        &mut client,
+        stream,
+        &view,
+        args::Follow {
+            cancel_on_interrupt: false,
+        },
+    )
+    .await
+}
+
+/// Asks on the terminal; without one, --yes is required.
+fn confirmed(id: &str) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "confirmation needed: pass --yes (stdin is not a terminal)".into(),
+        ));
+    }
+    eprint!("Roll back migration {id} now, cancelling it if it runs? Type 'yes': ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,408 @@
+//! The operator's commands, run as the shipped binary against a real server
+//! on seeded data: their output (text, JSON, a live bar under a
+//! pseudo-terminal) and their exit codes.
+use std::process::Output;
+
+use hera_migrate::proto::*;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::support::{
+    app::{TestApp, token_for},
+    runs::{seeded, trial_balance},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
+
+/// `hera-migrate <args>` as `user`, against `app`.
+async fn cli(app: &TestApp, user: Uuid, args: &[&str]) -> Output {
+    tokio::process::Command::new(BINARY)
+        .args(args)
+        .env("HERA_SERVER", app.endpoint())
+        .env("HERA_TOKEN", token_for(user))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("an exit code")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every line of stdout, as JSON.
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+fn scope(org: &str) -> Vec<&str> {
+    vec![
+        "--organization-id",
+        org,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+    ]
+}
+
+#[tokio::test]
+async fn migrate_streams_json_to_success_and_emergency_rollback_restores_the_ledger() {
+    let s = seeded(60).await;
+    let org = s.org.to_string();
+    let before = trial_balance(&s.pool, s.org).await;
+
+    let mut args = vec!["migrate", "--output", "json", "--batch-size", "20"];
+    args.extend(scope(&org));
+    let migrated = cli(&s.app, s.owner, &args).await;
+    assert_eq!(code(&migrated), 0, "{}", stderr(&migrated));
+    let events = json_lines(&migrated);
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "SUCCEEDED", "{last}");
+    assert_eq!(last["kind"], "MIGRATION_EVENT_KIND_ENDED");
+    let id = last["migrationId"].as_str().unwrap().to_owned();
+
+    let rollback = [
+        "emergency-rollback",
+        "--organization-id",
+        &org,
+        "--migration-id",
+        &id,
+        "--reason",
+        "drill",
+        "--yes",
+    ];
+    let rolled_back = cli(&s.app, s.owner, &rollback).await;
+    assert_eq!(code(&rolled_back), 0, "{}", stderr(&rolled_back));
+    assert!(
+        stdout(&rolled_back).contains("ROLLED_BACK"),
+        "{}",
+        stdout(&rolled_back)
+    );
+    assert_eq!(
+        trial_balance(&s.pool, s.org).await,
+        before,
+        "the ledger is back"
+    );
+
+    // Without --yes and without a terminal to ask on: refused, nothing done.
+    let unconfirmed = cli(&s.app, s.owner, &rollback[..rollback.len() - 1]).await;
+    assert_eq!(code(&unconfirmed), 2, "{}", stderr(&unconfirmed));
+
+    // A bad organization id is bad usage; a missing flag too.
+    let mut bad = vec!["migrate"];
+    bad.extend(scope("not-a-uuid"));
+    let refused = cli(&s.app, s.owner, &bad).await;
+    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("organization_id"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        stderr(&refused).lines().count(),
+        1,
+        "one line: {}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        code(&cli(&s.app, s.owner, &["migrate", "--organization-id", &org]).await),
+        2
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_detached_migration_is_followed_again_and_controls_answer_with_exit_codes() {
+    let s = seeded(60).await;
+    let org = s.org.to_string();
+    let mut args = vec![
+        "migrate",
+        "--detach",
+        "--batch-size",
+        "5",
+        "--max-tps",
+        "40",
+    ];
+    args.extend(scope(&org));
+    let detached = cli(&s.app, s.owner, &args).await;
+    assert_eq!(code(&detached), 0, "{}", stderr(&detached));
+    let hint = stderr(&detached);
+    let id = hint
+        .split("--migration-id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the command to re-attach: {hint}"))
+        .to_owned();
+
+    let run = [
+        "--organization-id",
+        org.as_str(),
+        "--migration-id",
+        id.as_str(),
+    ];
+    let update = [
+        &["update", "--max-tps", "0", "--output", "json"][..],
+        &run[..],
+    ]
+    .concat();
+    let updated = cli(&s.app, s.owner, &update).await;
+    assert_eq!(code(&updated), 0, "{}", stderr(&updated));
+    assert_eq!(json_lines(&updated)[0]["migrationId"], id);
+
+    let watch = [
+        &[
+            "monitor-progress",
+            "--after-sequence",
+            "0",
+            "--output",
+            "json",
+        ][..],
+        &run[..],
+    ]
+    .concat();
+    let followed = cli(&s.app, s.owner, &watch).await;
+    assert_eq!(code(&followed), 0, "{}", stderr(&followed));
+    let events = json_lines(&followed);
+    assert_eq!(
+        events[0]["kind"], "MIGRATION_EVENT_KIND_STARTED",
+        "the whole history"
+    );
+    assert_eq!(events.last().unwrap()["state"], "SUCCEEDED");
+
+    // A finished run: pausing it is a failed operation (exit 1).
+    let pause = [&["pause"][..], &run[..]].concat();
+    let paused = cli(&s.app, s.owner, &pause).await;
+    assert_eq!(code(&paused), 1, "{}", stderr(&paused));
+    assert!(
+        stderr(&paused).contains("FailedPrecondition"),
+        "{}",
+        stderr(&paused)
+    );
+
+    let list = cli(
+        &s.app,
+        s.owner,
+        &["list", "--organization-id", &org, "--output", "json"],
+    )
+    .await;
+    assert_eq!(code(&list), 0);
+    assert_eq!(json_lines(&list)[0]["migrationId"], id);
+
+    let validate = [&["validate-migration"][..], &run[..]].concat();
+    let validated = cli(&s.app, s.owner, &validate).await;
+    assert_eq!(
+        code(&validated),
+        0,
+        "{}{}",
+        stdout(&validated),
+        stderr(&validated)
+    );
+    assert!(
+        stdout(&validated).contains("completeness"),
+        "{}",
+        stdout(&validated)
+    );
+
+    // Someone who is not a member: refused, exit 3.
+    let stranger = cli(&s.app, Uuid::new_v4(), &["list", "--organization-id", &org]).await;
+    assert_eq!(code(&stranger), 3, "{}", stderr(&stranger));
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_run_exits_1_and_recover_system_resumes_a_paused_one() {
+    let s = seeded(80).await;
+    let org = s.org.to_string();
+    let mut args = vec![
+        "migrate",
+        "--detach",
+        "--batch-size",
+        "5",
+        "--max-tps",
+        "20",
+    ];
+    args.extend(scope(&org));
+    let detached = cli(&s.app, s.owner, &args).await;
+    let id = stderr(&detached)
+        .split("--migration-id ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let run = [
+        "--organization-id",
+        org.as_str(),
+        "--migration-id",
+        id.as_str(),
+    ];
+
+    assert_eq!(
+        code(&cli(&s.app, s.owner, &[&["pause"][..], &run[..]].concat()).await),
+        0
+    );
+    let recover = cli(
+        &s.app,
+        s.owner,
+        &["recover-system", "--organization-id", &org],
+    )
+    .await;
+    assert!(stdout(&recover).contains("paused"), "{}", stdout(&recover));
+    let resumed = cli(
+        &s.app,
+        s.owner,
+        &["recover-system", "--organization-id", &org, "--resume"],
+    )
+    .await;
+    assert_eq!(code(&resumed), 0, "{}", stderr(&resumed));
+    assert!(stdout(&resumed).contains("resumed"), "{}", stdout(&resumed));
+
+    assert_eq!(
+        code(&cli(&s.app, s.owner, &[&["cancel"][..], &run[..]].concat()).await),
+        0
+    );
+    let watch = [&["monitor-progress"][..], &run[..]].concat();
+    let followed = cli(&s.app, s.owner, &watch).await;
+    assert_eq!(code(&followed), 1, "a cancelled run: {}", stdout(&followed));
+    assert!(
+        stderr(&followed).contains("CANCELLED"),
+        "{}",
+        stderr(&followed)
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn under_a_terminal_migrate_draws_a_live_progress_bar() {
+    let s = seeded(40).await;
+    let org = s.org.to_string();
+    let command = format!(
+        "{BINARY} migrate --organization-id {org} --from 2024-01-01 --to 2024-12-31 --batch-size 5 --max-tps 100"
+    );
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HERA_SERVER", s.app.endpoint())
+        .env("HERA_TOKEN", token_for(s.owner))
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("script(1) runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(code(&output), 0, "{screen}");
+    assert!(
+        screen.contains("\u{1b}["),
+        "drawn with terminal codes: {screen}"
+    );
+    assert!(
+        screen.contains("100%") && screen.contains("tx/s"),
+        "{screen}"
+    );
+    assert!(screen.contains("SUCCEEDED"), "{screen}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_help_lists_every_command_of_the_guide_and_a_dry_run_acceptance_gives_a_verdict() {
+    let help = std::process::Command::new(BINARY)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for command in [
+        "validate-environment",
+        "verify-backups",
+        "baseline-performance",
+        "validate-security",
+        "start-monitoring",
+        "migrate",
+        "monitor-progress",
+        "validate-migration",
+        "test-performance",
+        "user-acceptance-test",
+        "assess-failure",
+        "emergency-rollback",
+        "recover-system",
+        "document-incident",
+    ] {
+        assert!(help.contains(command), "{command} in: {help}");
+    }
+
+    let s = seeded(30).await;
+    let org = s.org.to_string();
+    let mut args = vec!["user-acceptance-test"];
+    args.extend(scope(&org));
+    let accepted = cli(&s.app, s.owner, &args).await;
+    assert_eq!(
+        code(&accepted),
+        0,
+        "{}{}",
+        stdout(&accepted),
+        stderr(&accepted)
+    );
+    assert!(
+        stdout(&accepted).contains("verdict: ACCEPTED"),
+        "{}",
+        stdout(&accepted)
+    );
+
+    let security = cli(
+        &s.app,
+        s.owner,
+        &[
+            "validate-security",
+            "--organization-id",
+            &org,
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code(&security), 0, "{}", stderr(&security));
+    assert_eq!(json_lines(&security)[0]["migrationAllowed"], true);
+
+    let monitoring = cli(
+        &s.app,
+        s.owner,
+        &[
+            "start-monitoring",
+            "--organization-id",
+            &org,
+            "--until-idle",
+        ],
+    )
+    .await;
+    assert_eq!(code(&monitoring), 0, "{}", stderr(&monitoring));
+    assert!(
+        stdout(&monitoring).contains("SUCCEEDED"),
+        "the dry run is listed: {}",
+        stdout(&monitoring)
+    );
+
+    let preview = cli(
+        &s.app,
+        s.owner,
+        &[&["preview", "--output", "json"][..], &scope(&org)[..]].concat(),
+    )
+    .await;
+    assert_eq!(code(&preview), 0, "{}", stderr(&preview));
+    assert!(
+        json_lines(&preview)[0]["totalCandidates"].is_string(),
+        "int64 as the JSON mapping spells it"
+    );
+    let _ = MigrationState::Succeeded; // the proto's names are what the JSON says
+    s.app.stop().await;
+}
