@@ -136,7 +136,7 @@ $fn$;
 -- hera_migration_event_v2) in the caller's transaction, under the run row's
 -- lock (which every writer of the run holds, so sequences never collide and
 -- an event commits with the change it records, or not at all). p_actor
--- names the writer for HERA's actor audit (else the run's last writer).
+-- names the writer for HERA's actor audit (else the run's starter).
 -- Returns the event as stored, with its sequence.
 CREATE OR REPLACE FUNCTION hera_migration_append_event_v2(
     p_run_id uuid,
@@ -147,19 +147,13 @@ RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    v_run   record;
+    v_run   record;  -- hera_migration_lock_run_v2
+    v_actor uuid;
     v_last  record;
     v_event jsonb;
 BEGIN
-    SELECT t.organization_id, coalesce(t.metadata, '{}') AS metadata,
-           coalesce(p_actor, t.updated_by, t.created_by) AS actor
-      INTO v_run
-      FROM universal_transactions t
-     WHERE t.id = p_run_id AND t.transaction_type = 'MIGRATION_RUN'
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'migration_id: no migration run %', p_run_id USING ERRCODE = 'no_data_found';
-    END IF;
+    v_run := hera_migration_lock_run_v2(p_run_id);
+    v_actor := coalesce(p_actor, (v_run.metadata ->> 'started_by')::uuid);
     SELECT l.line_number, l.line_data INTO v_last
       FROM universal_transaction_lines l
      WHERE l.transaction_id = p_run_id
@@ -173,7 +167,7 @@ BEGIN
         quantity, unit_amount, line_amount, smart_code, line_data, created_by, updated_by)
     VALUES (v_run.organization_id, p_run_id, coalesce(v_last.line_number, 0) + 1, 'MIGRATION_EVENT',
             left(v_event ->> 'kind' || ': ' || (v_event ->> 'message'), 500),
-            0, 0, 0, 'HERA.ACCOUNTING.MIGRATION.RUN.EVENT.v2', v_event, v_run.actor, v_run.actor);
+            0, 0, 0, 'HERA.ACCOUNTING.MIGRATION.RUN.EVENT.v2', v_event, v_actor, v_actor);
     RETURN v_event;
 END;
 $fn$;

@@ -55,6 +55,25 @@ async fn until_batches(client: &mut Client, org: Uuid, owner: Uuid, id: &str, ba
     .await;
 }
 
+/// Starts a run of batches of 10 at 40 transactions a second (so that
+/// controls and kills land mid-run): its stream.
+async fn start_slow(
+    client: &mut Client,
+    org: Uuid,
+    owner: Uuid,
+) -> tonic::Streaming<MigrationProgress> {
+    let slow = StartMigrationRequest {
+        batch_size: 10,
+        max_transactions_per_second: Some(40.0),
+        ..start(org)
+    };
+    client
+        .start_migration(as_user(slow, owner))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Business rows the run's committed batches wrote operations for.
 async fn committed_batches(pool: &PgPool, id: &str) -> i64 {
     runs::batches(pool, id)
@@ -69,16 +88,7 @@ async fn pause_update_and_resume_are_events_replayed_whole_and_identical_after_a
     let (db, pool, org, owner) = installed(120).await;
     let first = server_on(&db);
     let mut client = client_of(&first).await;
-    let slow = StartMigrationRequest {
-        batch_size: 10,
-        max_transactions_per_second: Some(40.0),
-        ..start(org)
-    };
-    let mut stream = client
-        .start_migration(as_user(slow, owner))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = start_slow(&mut client, org, owner).await;
     let first_event = stream.next().await.unwrap().unwrap();
     let id = first_event.migration_id.clone();
     let streamed = tokio::spawn(async move {
@@ -246,16 +256,7 @@ async fn a_run_killed_mid_way_is_taken_over_with_its_history_whole() {
     let (db, pool, org, owner) = installed(120).await;
     let mut first = server_on(&db);
     let mut client = client_of(&first).await;
-    let slow = StartMigrationRequest {
-        batch_size: 10,
-        max_transactions_per_second: Some(40.0),
-        ..start(org)
-    };
-    let mut stream = client
-        .start_migration(as_user(slow, owner))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = start_slow(&mut client, org, owner).await;
     let id = stream.next().await.unwrap().unwrap().migration_id;
     until_batches(&mut client, org, owner, &id, 2).await;
     first.signal(libc::SIGKILL);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::support::{
     app::{TestApp, token_for},
-    runs::{seeded, trial_balance},
+    runs::{Seeded, seeded, trial_balance},
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
@@ -45,6 +45,29 @@ fn json_lines(output: &Output) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
+}
+
+/// `migrate --detach` of the organization in batches of 5 at `max_tps`; the
+/// run's id, read from the command it prints to re-attach.
+async fn detached(s: &Seeded, max_tps: &str) -> String {
+    let org = s.org.to_string();
+    let mut args = vec![
+        "migrate",
+        "--detach",
+        "--batch-size",
+        "5",
+        "--max-tps",
+        max_tps,
+    ];
+    args.extend(scope(&org));
+    let started = cli(&s.app, s.owner, &args).await;
+    assert_eq!(code(&started), 0, "{}", stderr(&started));
+    let hint = stderr(&started);
+    hint.split("--migration-id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the command to re-attach: {hint}"))
+        .to_owned()
 }
 
 fn scope(org: &str) -> Vec<&str> {
@@ -128,25 +151,7 @@ async fn migrate_streams_json_to_success_and_emergency_rollback_restores_the_led
 async fn a_detached_migration_is_followed_again_and_controls_answer_with_exit_codes() {
     let s = seeded(60).await;
     let org = s.org.to_string();
-    let mut args = vec![
-        "migrate",
-        "--detach",
-        "--batch-size",
-        "5",
-        "--max-tps",
-        "40",
-    ];
-    args.extend(scope(&org));
-    let detached = cli(&s.app, s.owner, &args).await;
-    assert_eq!(code(&detached), 0, "{}", stderr(&detached));
-    let hint = stderr(&detached);
-    let id = hint
-        .split("--migration-id ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("the command to re-attach: {hint}"))
-        .to_owned();
-
+    let id = detached(&s, "40").await;
     let run = [
         "--organization-id",
         org.as_str(),
@@ -226,24 +231,7 @@ async fn a_detached_migration_is_followed_again_and_controls_answer_with_exit_co
 async fn a_cancelled_run_exits_1_and_recover_system_resumes_a_paused_one() {
     let s = seeded(80).await;
     let org = s.org.to_string();
-    let mut args = vec![
-        "migrate",
-        "--detach",
-        "--batch-size",
-        "5",
-        "--max-tps",
-        "20",
-    ];
-    args.extend(scope(&org));
-    let detached = cli(&s.app, s.owner, &args).await;
-    let id = stderr(&detached)
-        .split("--migration-id ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = detached(&s, "20").await;
     let run = [
         "--organization-id",
         org.as_str(),
