@@ -16,6 +16,7 @@ use crate::{
         run::{PageToken, Run, RunState, store},
         validation::{self, Report},
     },
+    operations::{Environment, Operations, PerformanceReport, PerformanceRequest},
 };
 
 /// A ListMigrations request, checked.
@@ -34,14 +35,16 @@ pub struct MigrationService {
     pool: sqlx::PgPool,
     guard: std::sync::Arc<Guard>,
     engine: Engine,
+    operations: Operations,
 }
 
 impl MigrationService {
-    pub fn new(pool: sqlx::PgPool, guard: Guard, engine: Engine) -> Self {
+    pub fn new(pool: sqlx::PgPool, guard: Guard, engine: Engine, operations: Operations) -> Self {
         Self {
             pool,
             guard: std::sync::Arc::new(guard),
             engine,
+            operations,
         }
     }
 
@@ -182,6 +185,27 @@ impl MigrationService {
         asked: Operation,
     ) -> Result<Access> {
         self.guard.check_security(caller, org, asked).await
+    }
+
+    /// The environment's checks: PASS, WARN, FAIL or UNKNOWN each, with a
+    /// remedy for what does not pass.
+    pub async fn check_environment(&self, caller: Caller, org: Uuid) -> Result<Environment> {
+        let access = self.admit(caller, org, Operation::CheckEnvironment).await?;
+        self.operations.environment(&access).await
+    }
+
+    /// Measures (rolling back every sample's writes) and records a baseline,
+    /// or a test compared with the organization's latest baseline.
+    pub async fn measure_performance(
+        &self,
+        caller: Caller,
+        org: Uuid,
+        request: &PerformanceRequest,
+    ) -> Result<PerformanceReport> {
+        let access = self
+            .admit(caller, org, Operation::MeasurePerformance)
+            .await?;
+        self.operations.measure(&access, request).await
     }
 
     /// A capability declared in the API but not built: the caller's identity

@@ -19,6 +19,7 @@ use crate::{
     db::{Database, DbError, embedded::EmbeddedPostgres},
     demo,
     migration::engine::Engine,
+    operations::Operations,
     proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
     server::{
         GrpcMigrationService,
@@ -95,7 +96,13 @@ impl Application {
             background.clone(),
         );
         let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
-        let service = MigrationService::new(pool, guard, engine.clone());
+        let operations = Operations::new(
+            pool.clone(),
+            database.admin_pool().clone(),
+            database.schema().clone(),
+            settings.engine.batch_lock_timeout_ms,
+        );
+        let service = MigrationService::new(pool, guard, engine.clone(), operations);
         Ok(Self {
             listener,
             local_addr,

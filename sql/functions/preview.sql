@@ -13,15 +13,12 @@
 -- comparisons; string work runs once per distinct smart code.
 
 -- The estimate's calibration, while the organization has no batch timings
--- recorded yet: a real batch of the first p_sample candidates (reversals,
--- reposts, verification, audit row), written and rolled back inside a
--- subtransaction, timed. Closed periods are posted to the open one for the
--- sample, so that it measures writing whatever the first candidates' dates.
--- Nothing it writes survives; its row locks go with the subtransaction (it
--- waits at most 200 ms on the business's). Returns {transactions, written,
--- batch_ms}, or NULL when timings are recorded already, there are no
--- candidates, or the transaction is read-only (it cannot write its sample);
--- {error} when the sample batch failed.
+-- recorded yet: the sample batch of hera_migration_sample_batch_v2 (see
+-- sql/functions/operations.sql: a real batch of the first p_sample candidates,
+-- written and rolled back inside a subtransaction, timed). Returns
+-- {transactions, written, batch_ms}, or NULL when timings are recorded
+-- already, there are no candidates, or the transaction is read-only (it cannot
+-- write its sample); {error} when the sample batch failed.
 CREATE OR REPLACE FUNCTION hera_migration_calibrate_v2(
     p_organization_id uuid,
     p_from_date date,
@@ -33,17 +30,9 @@ CREATE OR REPLACE FUNCTION hera_migration_calibrate_v2(
 )
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
--- The sample batch is planned as a run's batches are, whatever its caller
--- set: the preview, which calls it from psql, forbids nested loops for its
--- own set-against-set joins, which would make the batch's lookups by key
--- several times slower than a run's.
-SET enable_nestloop = on
 AS $fn$
 DECLARE
-    v_run     uuid;
-    v_batch   jsonb;
-    v_started timestamptz;
-    v_detail  text;
+    v_batch jsonb;
 BEGIN
     IF current_setting('transaction_read_only') = 'on'
        OR EXISTS (SELECT 1 FROM universal_transactions
@@ -55,32 +44,9 @@ BEGIN
                      AND (metadata ->> 'transactions')::numeric > 0) THEN
         RETURN NULL;
     END IF;
-    BEGIN
-        PERFORM set_config('lock_timeout', '200ms', true);
-        v_run := hera_migration_create_run_v2(
-            p_organization_id,
-            coalesce(p_actor, (SELECT created_by FROM core_organizations WHERE id = p_organization_id)),
-            jsonb_build_object(
-                'from_date', p_from_date, 'to_date', p_to_date, 'batch_size', p_sample,
-                'smart_code_mappings', coalesce(p_smart_code_mappings, '[]'::jsonb),
-                'candidate_statuses', to_jsonb(p_candidate_statuses),
-                'closed_period_policy', 'POST_TO_OPEN_PERIOD', 'dry_run', true));
-        v_started := clock_timestamp();
-        v_batch := hera_migration_execute_batch_v2(v_run);
-        v_batch := jsonb_build_object(
-            'transactions', v_batch -> 'transactions',
-            'written', v_batch -> 'migrated',
-            'batch_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 3));
-        RAISE EXCEPTION 'calibration done' USING ERRCODE = 'HM000', DETAIL = v_batch::text;
-    EXCEPTION
-        WHEN SQLSTATE 'HM000' THEN
-            GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
-            v_batch := v_detail::jsonb;
-        WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
-            RETURN jsonb_build_object('error', v_detail);
-    END;
-    RETURN CASE WHEN (v_batch ->> 'transactions')::int > 0 THEN v_batch END;
+    v_batch := hera_migration_sample_batch_v2(p_organization_id, p_from_date, p_to_date, p_candidate_statuses,
+                                              p_smart_code_mappings, p_actor, p_sample);
+    RETURN CASE WHEN v_batch ? 'error' OR (v_batch ->> 'transactions')::int > 0 THEN v_batch END;
 END;
 $fn$;
 

@@ -39,32 +39,76 @@ pub const ADVISED: &[IndexAdvice] = &[
     },
 ];
 
-/// The key columns of every index on `table` (in the current schema).
-async fn index_keys(conn: &mut PgConnection, table: &str) -> Result<Vec<Vec<String>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT array_agg(a.attname::text ORDER BY k.ord)
+impl IndexAdvice {
+    /// The name the advised DDL gives the index.
+    pub fn index_name(&self) -> &'static str {
+        self.create
+            .split_whitespace()
+            .nth(3)
+            .expect("CREATE INDEX CONCURRENTLY <name> ON ...")
+    }
+}
+
+/// The name and key columns of every valid index on `table` (in the current
+/// schema); an index left invalid by a failed CREATE INDEX CONCURRENTLY
+/// serves no query.
+async fn index_keys(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.indexrelid::regclass::text, array_agg(a.attname::text ORDER BY k.ord)
            FROM pg_index i
           CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k (attnum, ord)
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
           WHERE i.indrelid = to_regclass(current_schema() || '.' || $1)
-          GROUP BY i.indexrelid",
+            AND i.indisvalid
+          GROUP BY i.indexrelid
+          ORDER BY 1",
     )
     .bind(table)
     .fetch_all(conn)
     .await
 }
 
+/// The existing index that serves `advice`, if one does.
+pub async fn serving(
+    conn: &mut PgConnection,
+    advice: &IndexAdvice,
+) -> Result<Option<String>, sqlx::Error> {
+    let keys = index_keys(conn, advice.table).await?;
+    Ok(keys
+        .into_iter()
+        .find(|(_, key)| {
+            key.len() >= advice.leading.len() && key.iter().zip(advice.leading).all(|(a, b)| a == b)
+        })
+        .map(|(name, _)| name))
+}
+
 /// The advised indexes that no existing index serves.
 pub async fn missing_indexes(conn: &mut PgConnection) -> Result<Vec<IndexAdvice>, sqlx::Error> {
     let mut missing = Vec::new();
     for advice in ADVISED {
-        let keys = index_keys(conn, advice.table).await?;
-        let served = keys.iter().any(|key| {
-            key.len() >= advice.leading.len() && key.iter().zip(advice.leading).all(|(a, b)| a == b)
-        });
-        if !served {
+        if serving(conn, advice).await?.is_none() {
             missing.push(*advice);
         }
     }
     Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_advice_names_its_index() {
+        let names: Vec<&str> = super::ADVISED.iter().map(|a| a.index_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ut_org_date_idx",
+                "utl_transaction_idx",
+                "ce_org_type_idx",
+                "cr_org_from_idx"
+            ]
+        );
+    }
 }

@@ -55,6 +55,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/events.sql"),
     include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/validation.sql"),
+    include_str!("../../sql/functions/operations.sql"),
     include_str!("../../sql/functions/preview.sql"),
     include_str!("../../sql/functions/execute_batch.sql"),
     include_str!("../../sql/functions/reporting_aliases.sql"),

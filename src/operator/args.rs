@@ -127,6 +127,15 @@ pub struct Measured {
     pub connection: Connection,
     #[command(flatten)]
     pub org: Org,
+    /// Transactions in the sample batch (0: 100; a test: its baseline's).
+    #[arg(long, default_value_t = 0)]
+    pub batch_size: i32,
+    /// Samples per measurement (0: 20).
+    #[arg(long, default_value_t = 0)]
+    pub samples: i32,
+    /// A test: how much slower than the baseline is a regression (0: 1.5x).
+    #[arg(long, default_value_t = 0.0)]
+    pub regression_threshold: f64,
 }
 
 #[derive(Debug, Clone, Args)]

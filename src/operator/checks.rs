@@ -38,6 +38,9 @@ pub async fn environment(a: args::Checked, backups_only: bool) -> Outcome {
                     check.name,
                     check.detail
                 ));
+                if !check.remedy.is_empty() {
+                    text.push_str(&format!("        remedy: {}\n", check.remedy));
+                }
             }
             text.trim_end().to_owned()
         },
@@ -69,35 +72,54 @@ pub async fn performance(a: args::Measured, baseline: bool) -> Outcome {
     let request = MeasurePerformanceRequest {
         organization_id: a.org.organization_id,
         kind: kind.into(),
+        batch_size: a.batch_size,
+        samples: a.samples,
+        regression_threshold: a.regression_threshold,
     };
     let response = client.measure_performance(request).await?.into_inner();
     output::result(
         a.connection.output,
         &response,
         "hera.migration.v2.MeasurePerformanceResponse",
-        |r| {
-            r.measurements
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{:<7} {}: {:.2} ms (threshold {:.0} ms)",
-                        result_name(m.result),
-                        m.name,
-                        m.duration_ms,
-                        m.threshold_ms
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        },
+        measurements_text,
     );
+    if response.regressed {
+        return Err(Failure::failed(format!(
+            "a measurement regressed beyond {}x its baseline",
+            response.regression_threshold
+        )));
+    }
     failed_if(
-        response
-            .measurements
-            .iter()
-            .any(|m| m.result() == CheckResult::Fail),
+        response.measurements.iter().any(|m| m.result() == CheckResult::Fail),
         "a measurement failed",
     )
+}
+
+/// "PASS fiscal_period_validation: p50 0.41 ms, p95 0.60, p99 0.72 (20 samples,
+/// threshold 10 ms) | 1.08x baseline".
+fn measurements_text(r: &MeasurePerformanceResponse) -> String {
+    r.measurements
+        .iter()
+        .map(|m| {
+            let versus = if m.baseline_ms > 0.0 {
+                let flag = if m.regressed { " REGRESSED" } else { "" };
+                format!(" | {:.2}x baseline {:.2} ms{flag}", m.ratio, m.baseline_ms)
+            } else {
+                String::new()
+            };
+            format!(
+                "{:<7} {}: p50 {:.2} ms, p95 {:.2}, p99 {:.2} ({} samples, threshold {:.0} ms){versus}",
+                result_name(m.result),
+                m.name,
+                m.p50_ms,
+                m.p95_ms,
+                m.p99_ms,
+                m.samples,
+                m.threshold_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn security(a: args::Checked) -> Outcome {

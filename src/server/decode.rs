@@ -12,7 +12,8 @@ use crate::{
         preview::PreviewQuery,
         run::{RunState, store},
     },
-    proto::{self, ClosedPeriodPolicy, MigrationState},
+    operations::{Kind, PerformanceRequest},
+    proto::{self, ClosedPeriodPolicy, MeasurementKind, MigrationState},
     service::ListQuery,
 };
 
@@ -201,6 +202,36 @@ pub fn check_security(message: &proto::CheckSecurityRequest) -> Result<Decoded<O
     Ok(Decoded {
         organization_id: org(&message.organization_id)?,
         request: asked,
+    })
+}
+
+/// MeasurePerformance: the kind (UNSPECIFIED is BASELINE), the sample
+/// batch's size, the samples, the regression threshold.
+pub fn performance(
+    message: &proto::MeasurePerformanceRequest,
+) -> Result<Decoded<PerformanceRequest>> {
+    let organization_id = org(&message.organization_id)?;
+    let kind = match MeasurementKind::try_from(message.kind) {
+        Ok(MeasurementKind::Test) => Kind::Test,
+        Ok(MeasurementKind::Baseline | MeasurementKind::Unspecified) => Kind::Baseline,
+        Err(_) => {
+            return Err(Error::invalid(
+                "kind",
+                format!(
+                    "{} is not a MeasurementKind (BASELINE or TEST)",
+                    message.kind
+                ),
+            ));
+        }
+    };
+    Ok(Decoded {
+        organization_id,
+        request: PerformanceRequest::parse(
+            kind,
+            message.batch_size,
+            message.samples,
+            message.regression_threshold,
+        )?,
     })
 }
 

@@ -1,11 +1,12 @@
 //! The `MigrationService` adapter: decodes each request (`decode`), calls the
-//! tonic-free service (`crate::service`), encodes the answer (`convert`).
+//! tonic-free service (`crate::service`), encodes the answer (`convert`,
+//! `convert_operations`).
 //! Capabilities not built yet answer UNIMPLEMENTED naming them (after the
 //! caller's identity and rights are checked), never a fake success.
 use tonic::{Request, Response, Status};
 
 use super::{
-    authn, convert,
+    authn, convert, convert_operations,
     decode::{self, Decoded},
     stream::{ProgressStream, progress_stream},
 };
@@ -241,25 +242,29 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<CheckEnvironmentRequest>,
     ) -> Answer<CheckEnvironmentResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "CheckEnvironment (the pre-migration environment checks)";
-        self.unbuilt(&request, organization_id, Operation::CheckEnvironment, what)
-            .await
+        let organization_id = decode::organization(&request.get_ref().organization_id)?;
+        let caller = authn::caller(&request)?;
+        let environment = self
+            .service
+            .check_environment(caller, organization_id)
+            .await?;
+        Ok(Response::new(convert_operations::environment(environment)))
     }
 
     async fn measure_performance(
         &self,
         request: Request<MeasurePerformanceRequest>,
     ) -> Answer<MeasurePerformanceResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "MeasurePerformance (the performance baseline and test)";
-        self.unbuilt(
-            &request,
+        let Decoded {
             organization_id,
-            Operation::MeasurePerformance,
-            what,
-        )
-        .await
+            request: measure,
+        } = decode::performance(request.get_ref())?;
+        let caller = authn::caller(&request)?;
+        let report = self
+            .service
+            .measure_performance(caller, organization_id, &measure)
+            .await?;
+        Ok(Response::new(convert_operations::performance(report)))
     }
 
     async fn assess_failure(

@@ -1,0 +1,72 @@
+//! From the operations' types (environment checks, performance
+//! measurements) to the API's messages.
+use super::convert::timestamp;
+use crate::{
+    operations::{Environment, Kind, Measurement, Outcome, PerformanceReport},
+    proto,
+};
+
+fn result(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Pass => proto::CheckResult::Pass,
+        Outcome::Warn => proto::CheckResult::Warn,
+        Outcome::Fail => proto::CheckResult::Fail,
+        Outcome::Unknown => proto::CheckResult::Unknown,
+    }
+    .into()
+}
+
+pub fn environment(environment: Environment) -> proto::CheckEnvironmentResponse {
+    proto::CheckEnvironmentResponse {
+        checks: environment
+            .checks
+            .into_iter()
+            .map(|check| proto::EnvironmentCheck {
+                result: result(check.result),
+                name: check.name,
+                detail: check.detail,
+                remedy: check.remedy,
+            })
+            .collect(),
+        database_version: environment.database_version,
+        schema_version: environment.schema_version,
+        schema_mode: environment.schema_mode,
+    }
+}
+
+fn measurement(m: Measurement) -> proto::PerformanceMeasurement {
+    proto::PerformanceMeasurement {
+        result: result(m.result),
+        name: m.name,
+        duration_ms: m.p50_ms,
+        threshold_ms: m.threshold_ms,
+        p50_ms: m.p50_ms,
+        p95_ms: m.p95_ms,
+        p99_ms: m.p99_ms,
+        samples: i32::try_from(m.samples).unwrap_or(i32::MAX),
+        baseline_ms: m.baseline_ms.unwrap_or_default(),
+        ratio: m.ratio.unwrap_or_default(),
+        regressed: m.regressed,
+        detail: m.detail,
+    }
+}
+
+pub fn performance(report: PerformanceReport) -> proto::MeasurePerformanceResponse {
+    let kind = match report.kind {
+        Kind::Baseline => proto::MeasurementKind::Baseline,
+        Kind::Test => proto::MeasurementKind::Test,
+    };
+    proto::MeasurePerformanceResponse {
+        kind: kind.into(),
+        measurements: report.measurements.into_iter().map(measurement).collect(),
+        measured_at: Some(timestamp(report.measured_at)),
+        baseline_audit_transaction_id: report
+            .baseline_audit_transaction_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        audit_transaction_id: report.audit_transaction_id.to_string(),
+        regression_threshold: report.regression_threshold,
+        batch_size: report.batch_size,
+        regressed: report.regressed,
+    }
+}
