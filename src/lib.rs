@@ -3,7 +3,8 @@
 //! Layout: `config` (flags and environment), `telemetry` (tracing and
 //! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
 //! `db` (pool, embedded cluster, schema install), `migration` (the phases,
-//! the engine, the run model and store), `service` (one method per RPC,
+//! the engine, the run model and store), `incidents` (a run's assessment and
+//! incident report), `service` (one method per RPC,
 //! tonic-free), `server` (the tonic adapter: decode, call, encode; health,
 //! reflection), `seed` (demo data), `startup`
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
@@ -14,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod incidents;
 pub mod migration;
 pub mod proto;
 pub mod seed;
