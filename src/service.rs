@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Access, Caller, Guard, Operation},
     error::{Error, Result},
+    incidents::{self, Assessment, Incident, IncidentRequest, LockSettings},
     migration::{
         engine::{
             AliasRequest, Applied, Control, Engine, Events, RollbackRequest, StartRequest,
@@ -172,6 +173,43 @@ impl MigrationService {
         self.found(&access, operation, id, outcome).await?;
         let began_after = store::rollback_began_after(&self.pool, org, id).await?;
         self.events_of(&access, operation, id, began_after).await
+    }
+
+    /// A run's diagnosis and the recommended next actions; writes nothing.
+    pub async fn assess_failure(&self, caller: Caller, org: Uuid, id: Uuid) -> Result<Assessment> {
+        let operation = Operation::AssessFailure;
+        let access = self.admit(caller, org, operation).await?;
+        let outcome = incidents::assess(&self.pool, org, id, self.lock_settings()).await;
+        self.found(&access, operation, id, outcome).await
+    }
+
+    /// Records a run's incident report (or answers the one its request_id
+    /// recorded; ALREADY_EXISTS when that had other content).
+    pub async fn document_incident(
+        &self,
+        caller: Caller,
+        org: Uuid,
+        request: &IncidentRequest,
+    ) -> Result<Incident> {
+        let operation = Operation::DocumentIncident;
+        let access = self.admit(caller, org, operation).await?;
+        if let Some(recorded) =
+            incidents::record::find(&self.pool, org, &request.request_id).await?
+        {
+            return recorded.answering(request);
+        }
+        let id = request.migration_id;
+        let outcome = incidents::assess(&self.pool, org, id, self.lock_settings()).await;
+        let assessment = self.found(&access, operation, id, outcome).await?;
+        incidents::record::record(&self.pool, &access, request, &assessment).await
+    }
+
+    fn lock_settings(&self) -> LockSettings {
+        let (timeout_ms, retries) = self.engine.lock_wait();
+        LockSettings {
+            timeout_ms,
+            retries,
+        }
     }
 
     /// Whether the caller may perform `asked` (always recorded).

@@ -5,7 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    authn, convert,
+    authn, convert, convert_incidents,
     decode::{self, Decoded},
     stream::{ProgressStream, progress_stream},
 };
@@ -266,19 +266,29 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "AssessFailure (the failure assessment)";
-        self.unbuilt(&request, organization_id, Operation::AssessFailure, what)
-            .await
+        let message = request.get_ref();
+        let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
+        let caller = authn::caller(&request)?;
+        let assessment = self
+            .service
+            .assess_failure(caller, organization_id, id)
+            .await?;
+        Ok(Response::new(convert_incidents::assessment(assessment)))
     }
 
     async fn document_incident(
         &self,
         request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "DocumentIncident (the incident record)";
-        self.unbuilt(&request, organization_id, Operation::DocumentIncident, what)
-            .await
+        let Decoded {
+            organization_id,
+            request: incident,
+        } = decode::incident(request.get_ref())?;
+        let caller = authn::caller(&request)?;
+        let recorded = self
+            .service
+            .document_incident(caller, organization_id, &incident)
+            .await?;
+        Ok(Response::new(convert_incidents::incident(recorded)))
     }
 }
