@@ -17,6 +17,7 @@ mod grpcurl;
 mod health;
 mod hera_fixture;
 mod hera_production;
+mod incidents;
 mod logs;
 mod pacing;
 mod preview;
