@@ -4,8 +4,9 @@
 //! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
 //! `db` (pool, embedded cluster, schema install), `migration` (the phases,
 //! the engine, the run model and store), `operations` (environment checks and
-//! performance measurements), `service` (one method per RPC,
-//! tonic-free), `server` (the tonic adapter: decode, call, encode; health,
+//! performance measurements), `incidents` (a run's assessment and incident
+//! report), `operator` (the operator's commands, clients of a server),
+//! `service` (one method per RPC, tonic-free), `server` (the tonic adapter: decode, call, encode; health,
 //! reflection), `seed` (demo data), `startup`
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod incidents;
 pub mod migration;
 pub mod operations;
 pub mod operator;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Access, Caller, Guard, Operation},
     error::{Error, Result},
+    incidents::{self, Assessment, Incident, IncidentRequest, LockSettings},
     migration::{
         engine::{
             AliasRequest, Applied, Control, Engine, Events, RollbackRequest, StartRequest,
@@ -177,6 +178,43 @@ impl MigrationService {
         self.events_of(&access, operation, id, began_after).await
     }
 
+    /// A run's diagnosis and the recommended next actions; writes nothing.
+    pub async fn assess_failure(&self, caller: Caller, org: Uuid, id: Uuid) -> Result<Assessment> {
+        let operation = Operation::AssessFailure;
+        let access = self.admit(caller, org, operation).await?;
+        let outcome = incidents::assess(&self.pool, org, id, self.lock_settings()).await;
+        self.found(&access, operation, id, outcome).await
+    }
+
+    /// Records a run's incident report (or answers the one its request_id
+    /// recorded; ALREADY_EXISTS when that had other content).
+    pub async fn document_incident(
+        &self,
+        caller: Caller,
+        org: Uuid,
+        request: &IncidentRequest,
+    ) -> Result<Incident> {
+        let operation = Operation::DocumentIncident;
+        let access = self.admit(caller, org, operation).await?;
+        if let Some(recorded) =
+            incidents::record::find(&self.pool, org, &request.request_id).await?
+        {
+            return recorded.answering(request);
+        }
+        let id = request.migration_id;
+        let outcome = incidents::assess(&self.pool, org, id, self.lock_settings()).await;
+        let assessment = self.found(&access, operation, id, outcome).await?;
+        incidents::record::record(&self.pool, &access, request, &assessment).await
+    }
+
+    fn lock_settings(&self) -> LockSettings {
+        let (timeout_ms, retries) = self.engine.lock_wait();
+        LockSettings {
+            timeout_ms,
+            retries,
+        }
+    }
+
     /// Whether the caller may perform `asked` (always recorded).
     pub async fn check_security(
         &self,
@@ -206,21 +244,6 @@ impl MigrationService {
             .admit(caller, org, Operation::MeasurePerformance)
             .await?;
         self.operations.measure(&access, request).await
-    }
-
-    /// A capability declared in the API but not built: the caller's identity
-    /// and rights are checked, then UNIMPLEMENTED naming it. The error to answer.
-    pub async fn unbuilt(
-        &self,
-        caller: Caller,
-        org: Uuid,
-        operation: Operation,
-        capability: &'static str,
-    ) -> Error {
-        match self.admit(caller, org, operation).await {
-            Ok(_) => Error::Unimplemented(capability),
-            Err(refused) => refused,
-        }
     }
 
     async fn admit(&self, caller: Caller, org: Uuid, operation: Operation) -> Result<Access> {

@@ -31,7 +31,8 @@ AS $$
 $$;
 
 -- A run's state change, the one way its state moves: the new state (and
--- transaction_status), finished_at when it ends, the message when given,
+-- transaction_status), finished_at when it ends (cleared when a FAILED run
+-- is resumed), the message when given,
 -- the author when given, and its event in the run's history (PAUSED,
 -- RESUMED, CANCELLED, or ENDED; see events.sql) in the same transaction.
 -- p_from: only when the run is in one of these states (a user's control
@@ -56,7 +57,8 @@ BEGIN
         RETURN false;
     END IF;
     UPDATE universal_transactions
-       SET metadata = metadata
+       SET metadata = CASE WHEN p_state IN ('RUNNING', 'PAUSED') THEN metadata - 'finished_at'
+                           ELSE metadata END
                || jsonb_build_object('state', p_state)
                || CASE WHEN p_state IN ('RUNNING', 'PAUSED') THEN '{}'::jsonb
                        ELSE jsonb_build_object('finished_at', now()) END

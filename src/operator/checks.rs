@@ -90,7 +90,10 @@ pub async fn performance(a: args::Measured, baseline: bool) -> Outcome {
         )));
     }
     failed_if(
-        response.measurements.iter().any(|m| m.result() == CheckResult::Fail),
+        response
+            .measurements
+            .iter()
+            .any(|m| m.result() == CheckResult::Fail),
         "a measurement failed",
     )
 }
@@ -233,33 +236,41 @@ pub async fn assess(a: args::Steered) -> Outcome {
         a.connection.output,
         &response,
         "hera.migration.v2.AssessFailureResponse",
-        |r| {
-            let mut text = format!(
-                "migration {} is {} after batch {}; ledger {}; rollback {}\n",
-                r.migration_id,
-                r.state().as_str_name(),
-                r.last_batch_number,
-                if r.ledger_balanced {
-                    "balanced"
-                } else {
-                    "NOT balanced"
-                },
-                if r.rollback_recommended {
-                    "recommended"
-                } else {
-                    "not recommended"
-                },
-            );
-            if !r.last_error.is_empty() {
-                text.push_str(&format!("error: {}\n", r.last_error));
-            }
-            for action in &r.recommended_actions {
-                text.push_str(&format!("next: {action}\n"));
-            }
-            text.trim_end().to_owned()
-        },
+        assessment_text,
     );
     Ok(())
+}
+
+/// The diagnosis, then each next action with its command.
+fn assessment_text(r: &AssessFailureResponse) -> String {
+    let mut text = format!(
+        "migration {} is {} ({}) after batch {}; ledger {}; rollback {}\n{}\n",
+        r.migration_id,
+        r.state().as_str_name(),
+        r.phase().as_str_name(),
+        r.last_batch_number,
+        if r.ledger_balanced {
+            "balanced"
+        } else {
+            "NOT balanced"
+        },
+        if r.rollback_recommended {
+            "RECOMMENDED"
+        } else {
+            "not recommended"
+        },
+        r.summary,
+    );
+    if !r.last_error.is_empty() {
+        text.push_str(&format!("error: {}\n", r.last_error));
+    }
+    for action in &r.actions {
+        text.push_str(&format!(
+            "next: {}: {}\n      {}\n",
+            action.action, action.reason, action.command
+        ));
+    }
+    text.trim_end().to_owned()
 }
 
 pub async fn incident(a: args::Incident) -> Outcome {
@@ -297,7 +308,7 @@ pub async fn incident(a: args::Incident) -> Outcome {
     Ok(())
 }
 
-/// The report's Markdown (its id when the server sent no text).
+/// The report, as recorded.
 fn report_of(response: &DocumentIncidentResponse) -> String {
-    format!("incident {}", response.incident_id)
+    response.report_markdown.clone()
 }

@@ -98,7 +98,9 @@ fn prediction(p: crate::migration::preview::Prediction) -> proto::MigrationPredi
     }
 }
 
-fn set_aside(list: &[crate::migration::run::SetAside]) -> Vec<proto::SetAsideTransaction> {
+pub(super) fn set_aside(
+    list: &[crate::migration::run::SetAside],
+) -> Vec<proto::SetAsideTransaction> {
     list.iter()
         .map(|s| proto::SetAsideTransaction {
             transaction_id: s
@@ -115,7 +117,7 @@ fn ids(ids: Vec<uuid::Uuid>) -> Vec<String> {
     ids.into_iter().map(|id| id.to_string()).collect()
 }
 
-fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
+pub(super) fn enum_value<E: Copy + Into<i32>>(parsed: Option<E>, unspecified: E) -> i32 {
     parsed.unwrap_or(unspecified).into()
 }
 
@@ -295,11 +297,28 @@ pub fn aliases(
     }
 }
 
-fn check_result(result: &str) -> i32 {
+pub(super) fn check_result(result: &str) -> i32 {
     enum_value(
         proto::CheckResult::from_str_name(result),
         proto::CheckResult::Unspecified,
     )
+}
+
+/// A check of the validation suite.
+pub(super) fn check(check: crate::migration::validation::Check) -> proto::ValidationCheck {
+    proto::ValidationCheck {
+        result: check_result(&check.result),
+        name: check.name,
+        summary: check.summary,
+        details: check
+            .details
+            .into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => (key, text),
+                other => (key, other.to_string()),
+            })
+            .collect(),
+    }
 }
 
 /// A validation report.
@@ -312,23 +331,7 @@ pub fn validation(
         organization_id: organization_id.to_string(),
         migration_id: migration_id.to_string(),
         overall: check_result(&report.overall),
-        checks: report
-            .checks
-            .into_iter()
-            .map(|check| proto::ValidationCheck {
-                result: check_result(&check.result),
-                name: check.name,
-                summary: check.summary,
-                details: check
-                    .details
-                    .into_iter()
-                    .map(|(key, value)| match value {
-                        serde_json::Value::String(text) => (key, text),
-                        other => (key, other.to_string()),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        checks: report.checks.into_iter().map(check).collect(),
         sacred_six_status: report.sacred_six_status.unwrap_or_default(),
         rollback_status: report.rollback_status.unwrap_or_default(),
         validated_at: Some(timestamp(report.validated_at)),

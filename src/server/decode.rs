@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::{
     auth::Operation,
     error::{Error, Result},
+    incidents::{self, IncidentFields, IncidentRequest},
     migration::{
         engine::{self, AliasRequest, Control, RollbackRequest, StartRequest, UpdateRequest},
         input,
@@ -232,6 +233,19 @@ pub fn performance(
             message.samples,
             message.regression_threshold,
         )?,
+    })
+}
+
+pub fn incident(message: &proto::DocumentIncidentRequest) -> Result<Decoded<IncidentRequest>> {
+    Ok(Decoded {
+        organization_id: org(&message.organization_id)?,
+        request: incidents::incident_request(IncidentFields {
+            migration_id: &message.migration_id,
+            request_id: &message.request_id,
+            title: &message.title,
+            description: &message.description,
+            severity: &message.severity,
+        })?,
     })
 }
 

@@ -6,11 +6,11 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    authn, convert, convert_operations,
+    authn, convert, convert_incidents, convert_operations,
     decode::{self, Decoded},
     stream::{ProgressStream, progress_stream},
 };
-use crate::{auth::Operation, migration::engine::Control, proto::*, service::MigrationService};
+use crate::{migration::engine::Control, proto::*, service::MigrationService};
 
 type Answer<T> = Result<Response<T>, Status>;
 
@@ -39,22 +39,6 @@ impl GrpcMigrationService {
             .control(caller, organization_id, id, control)
             .await?;
         Ok(Response::new(convert::migration(run)))
-    }
-
-    async fn unbuilt<T, R>(
-        &self,
-        request: &Request<R>,
-        organization_id: &str,
-        operation: Operation,
-        capability: &'static str,
-    ) -> Answer<T> {
-        let caller = authn::caller(request)?;
-        let organization_id = decode::organization(organization_id)?;
-        let refused = self
-            .service
-            .unbuilt(caller, organization_id, operation, capability)
-            .await;
-        Err(refused.into())
     }
 }
 
@@ -271,19 +255,29 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "AssessFailure (the failure assessment)";
-        self.unbuilt(&request, organization_id, Operation::AssessFailure, what)
-            .await
+        let message = request.get_ref();
+        let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
+        let caller = authn::caller(&request)?;
+        let assessment = self
+            .service
+            .assess_failure(caller, organization_id, id)
+            .await?;
+        Ok(Response::new(convert_incidents::assessment(assessment)))
     }
 
     async fn document_incident(
         &self,
         request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
-        let organization_id = &request.get_ref().organization_id;
-        let what = "DocumentIncident (the incident record)";
-        self.unbuilt(&request, organization_id, Operation::DocumentIncident, what)
-            .await
+        let Decoded {
+            organization_id,
+            request: incident,
+        } = decode::incident(request.get_ref())?;
+        let caller = authn::caller(&request)?;
+        let recorded = self
+            .service
+            .document_incident(caller, organization_id, &incident)
+            .await?;
+        Ok(Response::new(convert_incidents::incident(recorded)))
     }
 }

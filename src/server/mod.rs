@@ -2,6 +2,7 @@
 //! and the health probe. Only this module knows tonic.
 pub mod authn;
 pub mod convert;
+pub mod convert_incidents;
 pub mod convert_operations;
 pub mod decode;
 pub mod grpc;

@@ -26,6 +26,8 @@ async fn capabilities_not_built_yet_answer_unimplemented_naming_them() {
         "RollbackMigration",
         "CheckEnvironment",
         "MeasurePerformance",
+        "AssessFailure",
+        "DocumentIncident",
     ];
     for (rpc, answer) in rpcs::call_every_rpc(&app, org.id, Some(&token_for(org.owner))).await {
         if built.contains(&rpc) {

@@ -34,6 +34,7 @@ fn the_service_and_the_layers_below_it_import_no_tonic_and_no_generated_proto_co
         "src/operations",
         "src/auth",
         "src/db",
+        "src/incidents",
     ] {
         for (path, text) in sources(layer) {
             for forbidden in ["tonic", "crate::proto", "proto::"] {

@@ -18,6 +18,7 @@ mod grpcurl;
 mod health;
 mod hera_fixture;
 mod hera_production;
+mod incidents;
 mod logs;
 mod operator;
 mod pacing;

@@ -394,3 +394,175 @@ async fn the_help_lists_every_command_of_the_guide_and_a_dry_run_acceptance_give
     let _ = MigrationState::Succeeded; // the proto's names are what the JSON says
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn the_checks_measurements_assessment_and_incident_report_answer_from_the_terminal() {
+    let s = seeded(40).await;
+    let org = s.org.to_string();
+    let environment = cli(
+        &s.app,
+        s.owner,
+        &[
+            "validate-environment",
+            "--organization-id",
+            &org,
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_ne!(code(&environment), 2, "{}", stderr(&environment));
+    let checks = &json_lines(&environment)[0]["checks"];
+    assert!(checks.as_array().unwrap().len() > 10, "{checks}");
+    let backups = cli(
+        &s.app,
+        s.owner,
+        &["verify-backups", "--organization-id", &org],
+    )
+    .await;
+    let text = stdout(&backups);
+    assert!(
+        text.contains("backup_wal_archiving") && !text.contains("index_"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("PASS    backup_base_backup"),
+        "never a made-up PASS: {text}"
+    );
+
+    let early = cli(
+        &s.app,
+        s.owner,
+        &[
+            "test-performance",
+            "--organization-id",
+            &org,
+            "--samples",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(code(&early), 1, "no baseline yet: {}", stderr(&early));
+    assert!(stderr(&early).contains("baseline"), "{}", stderr(&early));
+    let baseline = cli(
+        &s.app,
+        s.owner,
+        &[
+            "baseline-performance",
+            "--organization-id",
+            &org,
+            "--samples",
+            "3",
+        ],
+    )
+    .await;
+    assert!(
+        stdout(&baseline).contains("p95"),
+        "{}{}",
+        stdout(&baseline),
+        stderr(&baseline)
+    );
+    let test = cli(
+        &s.app,
+        s.owner,
+        &[
+            "test-performance",
+            "--organization-id",
+            &org,
+            "--samples",
+            "3",
+            "--regression-threshold",
+            "100",
+        ],
+    )
+    .await;
+    assert_eq!(code(&test), 0, "{}{}", stdout(&test), stderr(&test));
+    assert!(
+        stdout(&test).contains("x baseline"),
+        "ratios: {}",
+        stdout(&test)
+    );
+
+    let mut args = vec!["migrate", "--batch-size", "10"];
+    args.extend(scope(&org));
+    assert_eq!(code(&cli(&s.app, s.owner, &args).await), 0);
+    let listed = cli(
+        &s.app,
+        s.owner,
+        &["list", "--organization-id", &org, "--output", "json"],
+    )
+    .await;
+    let id = json_lines(&listed)[0]["migrationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = [
+        "--organization-id",
+        org.as_str(),
+        "--migration-id",
+        id.as_str(),
+    ];
+
+    let assessed = cli(
+        &s.app,
+        s.owner,
+        &[&["assess-failure"][..], &run[..]].concat(),
+    )
+    .await;
+    assert_eq!(code(&assessed), 0, "{}", stderr(&assessed));
+    assert!(
+        stdout(&assessed).contains("next: "),
+        "{}",
+        stdout(&assessed)
+    );
+
+    let path = std::env::temp_dir().join(format!("incident-{id}.md"));
+    let path_text = path.display().to_string();
+    let incident = [
+        &[
+            "document-incident",
+            "--title",
+            "drill",
+            "--severity",
+            "SEV4",
+            "--out",
+            path_text.as_str(),
+        ][..],
+        &run[..],
+    ]
+    .concat();
+    let documented = cli(&s.app, s.owner, &incident).await;
+    assert_eq!(code(&documented), 0, "{}", stderr(&documented));
+    let report = std::fs::read_to_string(&path).unwrap();
+    let batches = runs_batches(&s, &id).await;
+    assert!(!batches.is_empty());
+    for (number, _) in batches {
+        assert!(
+            report.contains(&format!("{number}")),
+            "batch {number} in the report"
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    let unknown = cli(
+        &s.app,
+        s.owner,
+        &[
+            "assess-failure",
+            "--organization-id",
+            &org,
+            "--migration-id",
+            &Uuid::new_v4().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code(&unknown), 1, "NOT_FOUND: {}", stderr(&unknown));
+    s.app.stop().await;
+}
+
+async fn runs_batches(s: &Seeded, id: &str) -> Vec<(i64, i64)> {
+    crate::support::runs::batches(&s.pool, id)
+        .await
+        .into_iter()
+        .filter(|(_, transactions)| *transactions > 0)
+        .collect()
+}

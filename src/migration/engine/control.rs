@@ -69,7 +69,10 @@ pub fn update_request(
 
 impl Engine {
     /// Pauses, resumes or cancels a run of the caller's organization.
-    /// FAILED_PRECONDITION for a finished run.
+    /// FAILED_PRECONDITION for a finished run, except that a FAILED one may
+    /// be resumed: it goes on from its last committed batch (the failed
+    /// batch rolled back whole), ABORTED while another run of the
+    /// organization is active.
     pub async fn control(&self, access: &Access, id: Uuid, control: Control) -> Result<Run> {
         let organization_id = access.organization_id;
         // A resume executes here unless a live executor (here, or a paused
@@ -82,7 +85,11 @@ impl Engine {
             _ => None,
         };
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
-        let current = locked_state(&mut tx, organization_id, id).await?;
+        let resuming = control == Control::Resume;
+        let current = locked_state(&mut tx, organization_id, id, resuming).await?;
+        if current == RunState::Failed {
+            resumable(&mut tx, organization_id, id, lease.is_some()).await?;
+        }
         let next = match (control, current) {
             (Control::Pause, RunState::Paused) | (Control::Resume, RunState::Running) => None,
             (Control::Pause, _) => Some(RunState::Paused),
@@ -91,7 +98,7 @@ impl Engine {
         };
         let event = match next {
             Some(next) => {
-                let message = control_message(next, access.user_id);
+                let message = control_message(next, current, access.user_id);
                 store::set_state(&mut tx, id, next, Some(access.user_id), Some(&message), &[])
                     .await?;
                 Some(store::latest_event(&mut tx, id).await?)
@@ -119,7 +126,7 @@ impl Engine {
     pub async fn update(&self, access: &Access, id: Uuid, update: &UpdateRequest) -> Result<Run> {
         let organization_id = access.organization_id;
         let mut tx = scope::begin(&self.inner.pool, organization_id).await?;
-        locked_state(&mut tx, organization_id, id).await?;
+        locked_state(&mut tx, organization_id, id, false).await?;
         let changes = Value::Object(update.changes.clone());
         store::set_parameters(&mut tx, id, changes, access.user_id).await?;
         let event = store::latest_event(&mut tx, id).await?;
@@ -134,10 +141,13 @@ impl Engine {
 }
 
 /// What a control's event says, naming who acted.
-fn control_message(next: RunState, actor: Uuid) -> String {
+fn control_message(next: RunState, current: RunState, actor: Uuid) -> String {
     match next {
         RunState::Paused => {
             format!("paused by {actor} after the batch in flight; resume it to go on")
+        }
+        RunState::Running if current == RunState::Failed => {
+            format!("resumed by {actor} after it failed: from its last committed batch")
         }
         RunState::Running => format!("resumed by {actor}"),
         _ => format!(
@@ -147,20 +157,49 @@ fn control_message(next: RunState, actor: Uuid) -> String {
     }
 }
 
-/// The state of a run, its row locked; FAILED_PRECONDITION once it has ended.
+/// The state of a run, its row locked; FAILED_PRECONDITION once it has
+/// ended, except that a FAILED run may be resumed (`resuming`).
 async fn locked_state(
     tx: &mut scope::OrgTransaction,
     organization_id: Uuid,
     id: Uuid,
+    resuming: bool,
 ) -> Result<RunState> {
     let state = store::lock(tx, organization_id, id).await?.state;
-    if state.is_terminal() {
+    if state.is_terminal() && !(resuming && state == RunState::Failed) {
+        let can = if resuming {
+            "only a running, paused or failed run can be resumed"
+        } else {
+            "only a running or paused run can change"
+        };
         return Err(Error::FailedPrecondition(format!(
-            "migration_id: migration {id} is {}; only a running or paused run can change",
+            "migration_id: migration {id} is {}; {can}",
             state.as_str()
         )));
     }
     Ok(state)
+}
+
+/// A FAILED run resumes (from its last committed batch, executed here) only
+/// while no other run of its organization is active, and once this server
+/// holds the organization's lease (its executor has let go).
+async fn resumable(
+    tx: &mut scope::OrgTransaction,
+    organization_id: Uuid,
+    id: Uuid,
+    leased: bool,
+) -> Result<()> {
+    if let Some(other) = store::active(tx, organization_id, Some(id)).await? {
+        return Err(Error::Aborted(format!(
+            "organization {organization_id} has an active migration {other}; resume {id} once it ends"
+        )));
+    }
+    if !leased {
+        return Err(Error::Aborted(format!(
+            "migration {id} is still letting go of organization {organization_id}'s lease; try again"
+        )));
+    }
+    Ok(())
 }
 
 /// Leaves a run whose server is gone PAUSED, saying why (HERA_ON_INTERRUPTED=pause),

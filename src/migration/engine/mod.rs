@@ -96,6 +96,13 @@ impl Engine {
         }
     }
 
+    /// How batches treat the business's row locks: how long one waits on a
+    /// lock (ms), and how many retries before the run fails.
+    pub fn lock_wait(&self) -> (u64, u32) {
+        let settings = &self.inner.settings;
+        (settings.batch_lock_timeout_ms, settings.batch_lock_retries)
+    }
+
     /// Resolves once every executor has stopped (after the shutdown token is
     /// cancelled, each finishes the batch in flight).
     pub async fn stopped(&self) {

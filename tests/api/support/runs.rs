@@ -17,6 +17,8 @@ pub struct Seeded {
     pub pool: PgPool,
     pub org: Uuid,
     pub owner: Uuid,
+    /// A member without the steering right (ORG_EMPLOYEE).
+    pub staff: Uuid,
 }
 
 pub async fn seeded(transactions: u64) -> Seeded {
@@ -35,6 +37,7 @@ pub async fn seeded_with(transactions: u64, configure: impl FnOnce(&mut ServeSet
     Seeded {
         org: org.id,
         owner: org.users[0].id,
+        staff: org.users[2].id,
         db,
         app,
         pool,
