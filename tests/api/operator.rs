@@ -566,3 +566,88 @@ async fn runs_batches(s: &Seeded, id: &str) -> Vec<(i64, i64)> {
         .filter(|(_, transactions)| *transactions > 0)
         .collect()
 }
+
+/// Ctrl-C while following detaches: the command exits 0 naming the command
+/// to re-attach, and the run goes on (it belongs to the server).
+#[tokio::test]
+async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
+    let s = seeded(60).await;
+    let org = s.org.to_string();
+    let mut args = vec!["migrate", "--batch-size", "5", "--max-tps", "20"];
+    args.extend(scope(&org));
+    let child = tokio::process::Command::new(BINARY)
+        .args(&args)
+        .env("HERA_SERVER", s.app.endpoint())
+        .env("HERA_TOKEN", token_for(s.owner))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap() as i32;
+    // Interrupted once the run has committed a batch.
+    crate::support::wait::until("a committed batch", std::time::Duration::from_secs(30), || {
+        let pool = s.pool.clone();
+        async move {
+            let batches: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM universal_transactions WHERE transaction_type = 'MIGRATION_OPERATION'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (batches > 0).then_some(())
+        }
+    })
+    .await;
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let hint = stderr(&output);
+    assert!(
+        hint.contains("detached") && hint.contains("monitor-progress"),
+        "{hint}"
+    );
+    let id = hint
+        .split("--migration-id ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The run went on; pause and resume it from the terminal, then follow it.
+    let run = [
+        "--organization-id",
+        org.as_str(),
+        "--migration-id",
+        id.as_str(),
+    ];
+    assert_eq!(
+        code(&cli(&s.app, s.owner, &[&["pause"][..], &run[..]].concat()).await),
+        0
+    );
+    let resumed = cli(
+        &s.app,
+        s.owner,
+        &[&["resume", "--output", "json"][..], &run[..]].concat(),
+    )
+    .await;
+    assert_eq!(code(&resumed), 0, "{}", stderr(&resumed));
+    assert_eq!(json_lines(&resumed)[0]["state"], "RUNNING");
+    let lift = [&["update", "--max-tps", "0"][..], &run[..]].concat();
+    assert_eq!(code(&cli(&s.app, s.owner, &lift).await), 0);
+    let followed = cli(
+        &s.app,
+        s.owner,
+        &[&["monitor-progress"][..], &run[..]].concat(),
+    )
+    .await;
+    assert_eq!(code(&followed), 0, "{}", stderr(&followed));
+    assert!(
+        stdout(&followed).contains("SUCCEEDED"),
+        "{}",
+        stdout(&followed)
+    );
+    s.app.stop().await;
+}
