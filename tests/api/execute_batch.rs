@@ -155,17 +155,7 @@ async fn an_unbalanced_original_is_quarantined_and_left_untouched() {
         org,
         actor,
     } = scene(50).await;
-    let victim: Uuid = sqlx::query_scalar(
-        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
-          WHERE id = (SELECT l.id FROM universal_transaction_lines l
-                        JOIN universal_transactions t ON t.id = l.transaction_id
-                       WHERE t.organization_id = $1 ORDER BY t.transaction_date DESC LIMIT 1)
-         RETURNING transaction_id",
-    )
-    .bind(org)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let victim: Uuid = crate::support::ledger::unbalance_latest(&pool, org).await;
     let run = create_run(
         &pool,
         org,

@@ -304,17 +304,7 @@ async fn a_succeeded_run_has_nothing_to_recover_and_an_unknown_run_is_not_found(
 #[tokio::test]
 async fn quarantined_transactions_are_listed_with_their_rule_and_a_fix_then_a_new_run() {
     let s = seeded(50).await;
-    let victim: Uuid = sqlx::query_scalar(
-        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
-          WHERE id = (SELECT l.id FROM universal_transaction_lines l
-                        JOIN universal_transactions t ON t.id = l.transaction_id
-                       WHERE t.organization_id = $1 ORDER BY t.transaction_date DESC LIMIT 1)
-         RETURNING transaction_id",
-    )
-    .bind(s.org)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let victim: Uuid = crate::support::ledger::unbalance_latest(&s.pool, s.org).await;
     let mut client = s.app.client().await;
     let id = started(&mut client, start(s.org), s.owner)
         .await

@@ -70,6 +70,11 @@ async fn detached(s: &Seeded, max_tps: &str) -> String {
         .to_owned()
 }
 
+/// The flags that name one run.
+fn run_flags<'a>(org: &'a str, id: &'a str) -> [&'a str; 4] {
+    ["--organization-id", org, "--migration-id", id]
+}
+
 fn scope(org: &str) -> Vec<&str> {
     vec![
         "--organization-id",
@@ -152,12 +157,7 @@ async fn a_detached_migration_is_followed_again_and_controls_answer_with_exit_co
     let s = seeded(60).await;
     let org = s.org.to_string();
     let id = detached(&s, "40").await;
-    let run = [
-        "--organization-id",
-        org.as_str(),
-        "--migration-id",
-        id.as_str(),
-    ];
+    let run = run_flags(&org, &id);
     let update = [
         &["update", "--max-tps", "0", "--output", "json"][..],
         &run[..],
@@ -232,12 +232,7 @@ async fn a_cancelled_run_exits_1_and_recover_system_resumes_a_paused_one() {
     let s = seeded(80).await;
     let org = s.org.to_string();
     let id = detached(&s, "20").await;
-    let run = [
-        "--organization-id",
-        org.as_str(),
-        "--migration-id",
-        id.as_str(),
-    ];
+    let run = run_flags(&org, &id);
 
     assert_eq!(
         code(&cli(&s.app, s.owner, &[&["pause"][..], &run[..]].concat()).await),
@@ -496,12 +491,7 @@ async fn the_checks_measurements_assessment_and_incident_report_answer_from_the_
         .as_str()
         .unwrap()
         .to_owned();
-    let run = [
-        "--organization-id",
-        org.as_str(),
-        "--migration-id",
-        id.as_str(),
-    ];
+    let run = run_flags(&org, &id);
 
     let assessed = cli(
         &s.app,
@@ -617,12 +607,7 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
         .to_owned();
 
     // The run went on; pause and resume it from the terminal, then follow it.
-    let run = [
-        "--organization-id",
-        org.as_str(),
-        "--migration-id",
-        id.as_str(),
-    ];
+    let run = run_flags(&org, &id);
     assert_eq!(
         code(&cli(&s.app, s.owner, &[&["pause"][..], &run[..]].concat()).await),
         0

@@ -230,17 +230,7 @@ async fn a_run_that_skipped_closed_periods_warns_listing_the_skips_and_so_does_i
 async fn a_run_that_quarantined_warns_listing_the_rule() {
     let s = seeded(60).await;
     let mut client = s.app.client().await;
-    let victim: Uuid = sqlx::query_scalar(
-        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
-          WHERE id = (SELECT l.id FROM universal_transaction_lines l
-                        JOIN universal_transactions t ON t.id = l.transaction_id
-                       WHERE t.organization_id = $1 ORDER BY t.transaction_date DESC LIMIT 1)
-         RETURNING transaction_id",
-    )
-    .bind(s.org)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let victim: Uuid = crate::support::ledger::unbalance_latest(&s.pool, s.org).await;
 
     // Closed periods posted to the open one: only the quarantine is left out.
     let events = started(&mut client, start(s.org), s.owner).await;

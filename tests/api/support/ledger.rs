@@ -147,3 +147,19 @@ pub async fn foreign_objects(pool: &PgPool) -> Vec<String> {
     .await
     .unwrap()
 }
+
+/// Unbalances the organization's latest transaction (one GL line one unit
+/// off), which a run then quarantines: its id.
+pub async fn unbalance_latest(pool: &PgPool, org: Uuid) -> Uuid {
+    sqlx::query_scalar(
+        "UPDATE universal_transaction_lines SET line_amount = line_amount + 1
+          WHERE id = (SELECT l.id FROM universal_transaction_lines l
+                        JOIN universal_transactions t ON t.id = l.transaction_id
+                       WHERE t.organization_id = $1 ORDER BY t.transaction_date DESC LIMIT 1)
+         RETURNING transaction_id",
+    )
+    .bind(org)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
