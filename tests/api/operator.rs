@@ -14,17 +14,34 @@ use crate::support::{
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
 
-/// `hera-migrate <args>` as `user`, against `app`.
-async fn cli(app: &TestApp, user: Uuid, args: &[&str]) -> Output {
-    tokio::process::Command::new(BINARY)
-        .args(args)
+/// `program` with the environment of an operator: `user`'s token for `app`.
+fn operator(program: &str, app: &TestApp, user: Uuid) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
         .env("HERA_SERVER", app.endpoint())
         .env("HERA_TOKEN", token_for(user))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// `hera-migrate <args>` as `user`, against `app`.
+async fn cli(app: &TestApp, user: Uuid, args: &[&str]) -> Output {
+    operator(BINARY, app, user)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .await
         .expect("the binary runs")
+}
+
+/// The run id in the command a detached or interrupted migrate prints to
+/// re-attach.
+fn reattach_id(hint: &str) -> String {
+    hint.split("--migration-id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the command to re-attach: {hint}"))
+        .to_owned()
 }
 
 fn code(output: &Output) -> i32 {
@@ -62,12 +79,7 @@ async fn detached(s: &Seeded, max_tps: &str) -> String {
     args.extend(scope(&org));
     let started = cli(&s.app, s.owner, &args).await;
     assert_eq!(code(&started), 0, "{}", stderr(&started));
-    let hint = stderr(&started);
-    hint.split("--migration-id ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("the command to re-attach: {hint}"))
-        .to_owned()
+    reattach_id(&stderr(&started))
 }
 
 /// The flags that name one run.
@@ -276,11 +288,8 @@ async fn under_a_terminal_migrate_draws_a_live_progress_bar() {
     let command = format!(
         "{BINARY} migrate --organization-id {org} --from 2024-01-01 --to 2024-12-31 --batch-size 5 --max-tps 100"
     );
-    let output = tokio::process::Command::new("script")
+    let output = operator("script", &s.app, s.owner)
         .args(["-qec", &command, "/dev/null"])
-        .env("HERA_SERVER", s.app.endpoint())
-        .env("HERA_TOKEN", token_for(s.owner))
-        .env("RUST_LOG", "warn")
         .output()
         .await
         .expect("script(1) runs");
@@ -565,11 +574,8 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
     let org = s.org.to_string();
     let mut args = vec!["migrate", "--batch-size", "5", "--max-tps", "20"];
     args.extend(scope(&org));
-    let child = tokio::process::Command::new(BINARY)
+    let child = operator(BINARY, &s.app, s.owner)
         .args(&args)
-        .env("HERA_SERVER", s.app.endpoint())
-        .env("HERA_TOKEN", token_for(s.owner))
-        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -597,14 +603,7 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
         hint.contains("detached") && hint.contains("monitor-progress"),
         "{hint}"
     );
-    let id = hint
-        .split("--migration-id ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = reattach_id(&hint);
 
     // The run went on; pause and resume it from the terminal, then follow it.
     let run = run_flags(&org, &id);

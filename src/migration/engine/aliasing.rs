@@ -128,10 +128,9 @@ impl Engine {
             request_id,
         )
         .await?;
-        let started = store::latest_event(&mut tx, id).await?;
+        let started = store::latest_event(&mut tx, organization_id, id).await?;
         tx.commit().await?;
-        super::log_event(&started);
-        self.ring();
+        self.inner.announce(&[started]);
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(id)

@@ -2,7 +2,6 @@
 //! is recorded on the run's row under its lock, so it waits for the batch in
 //! flight (which holds that lock) and holds across servers and restarts.
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Engine, lease::Lease};
@@ -96,20 +95,14 @@ impl Engine {
             (Control::Resume, _) => Some(RunState::Running),
             (Control::Cancel, _) => Some(RunState::Cancelled),
         };
-        let event = match next {
-            Some(next) => {
-                let message = control_message(next, current, access.user_id);
-                store::set_state(&mut tx, id, next, Some(access.user_id), Some(&message), &[])
-                    .await?;
-                Some(store::latest_event(&mut tx, id).await?)
-            }
-            None => None,
-        };
-        tx.commit().await?;
-        if let Some(event) = event {
-            super::log_event(&event);
-            self.ring();
+        let mut events = Vec::new();
+        if let Some(next) = next {
+            let message = control_message(next, current, access.user_id);
+            store::set_state(&mut tx, id, next, Some(access.user_id), Some(&message), &[]).await?;
+            events.push(store::latest_event(&mut tx, organization_id, id).await?);
         }
+        tx.commit().await?;
+        self.inner.announce(&events);
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         match (self.wake(id), lease) {
             (Some(wake), _) => wake.notify_one(),
@@ -129,10 +122,9 @@ impl Engine {
         locked_state(&mut tx, organization_id, id, false).await?;
         let changes = Value::Object(update.changes.clone());
         store::set_parameters(&mut tx, id, changes, access.user_id).await?;
-        let event = store::latest_event(&mut tx, id).await?;
+        let event = store::latest_event(&mut tx, organization_id, id).await?;
         tx.commit().await?;
-        super::log_event(&event);
-        self.ring();
+        self.inner.announce(&[event]);
         if let Some(wake) = self.wake(id) {
             wake.notify_one(); // an executor waiting between batches re-reads its pace
         }
@@ -202,25 +194,30 @@ async fn resumable(
     Ok(())
 }
 
-/// Leaves a run whose server is gone PAUSED, saying why (HERA_ON_INTERRUPTED=pause),
-/// unless it is no longer RUNNING (a user's control wins).
-pub async fn pause_interrupted(pool: &PgPool, run: &Run) -> Result<()> {
-    let mut tx = scope::begin(pool, run.organization_id).await?;
-    let message = "paused: the server executing it stopped; resume it when ready \
-                   (HERA_ON_INTERRUPTED=pause)";
-    let paused = store::set_state(
-        &mut tx,
-        run.id,
-        RunState::Paused,
-        None,
-        Some(message),
-        &[RunState::Running],
-    )
-    .await?;
-    let event = store::latest_event(&mut tx, run.id).await?;
-    tx.commit().await?;
-    if paused {
-        super::log_event(&event);
+impl Engine {
+    /// Leaves a run whose server is gone PAUSED, saying why
+    /// (HERA_ON_INTERRUPTED=pause), unless it is no longer RUNNING (a user's
+    /// control wins).
+    pub(super) async fn pause_interrupted(&self, run: &Run) -> Result<()> {
+        let mut tx = scope::begin(&self.inner.pool, run.organization_id).await?;
+        let message = "paused: the server executing it stopped; resume it when ready \
+                       (HERA_ON_INTERRUPTED=pause)";
+        let running = [RunState::Running];
+        let mut events = Vec::new();
+        if store::set_state(
+            &mut tx,
+            run.id,
+            RunState::Paused,
+            None,
+            Some(message),
+            &running,
+        )
+        .await?
+        {
+            events.push(store::latest_event(&mut tx, run.organization_id, run.id).await?);
+        }
+        tx.commit().await?;
+        self.inner.announce(&events);
+        Ok(())
     }
-    Ok(())
 }

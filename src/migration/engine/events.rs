@@ -39,15 +39,13 @@ impl Engine {
         });
         receiver
     }
-
-    /// Wakes the watchers of this process: an event was appended.
-    pub(super) fn ring(&self) {
-        self.inner.ring();
-    }
 }
 
 impl Inner {
-    pub(super) fn ring(&self) {
+    /// Events this process appended (and committed): one log line each, and
+    /// the watchers of this process woken to read them.
+    pub(super) fn announce(&self, events: &[Progress]) {
+        events.iter().for_each(log_event);
         self.events.send_modify(|appended| *appended += 1);
     }
 }
@@ -111,13 +109,12 @@ pub(super) async fn record_event(
     let mut tx = scope::begin(&inner.pool, organization_id).await?;
     let stored = store::append_event(&mut tx, id, event, None).await?;
     tx.commit().await?;
-    log_event(&stored);
-    inner.ring();
+    inner.announce(std::slice::from_ref(&stored));
     Ok(stored)
 }
 
 /// One log line per event, with what an operator reads it for.
-pub(super) fn log_event(event: &Progress) {
+fn log_event(event: &Progress) {
     tracing::info!(
         migration_id = %event.migration_id,
         organization_id = %event.organization_id,

@@ -34,11 +34,7 @@ pub use events::Events;
 pub use rollback::{RollbackFields, RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};
 
-use self::{
-    events::{log_event, record_event},
-    executor::Executor,
-    lease::Lease,
-};
+use self::{events::record_event, executor::Executor, lease::Lease};
 use super::{
     progress::EventKind,
     run::{Run, RunState, store},
@@ -141,7 +137,7 @@ impl Engine {
                 }
                 OnInterrupted::Pause => {
                     tracing::warn!(migration_id = %id, %organization_id, "an interrupted run is left paused");
-                    control::pause_interrupted(&self.inner.pool, &run).await?;
+                    self.pause_interrupted(&run).await?;
                     lease.release().await;
                 }
             }

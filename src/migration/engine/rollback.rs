@@ -148,7 +148,7 @@ impl Engine {
             &request.request_id,
         )
         .await?;
-        let mut events = vec![store::latest_event(&mut tx, id).await?];
+        let mut events = vec![store::latest_event(&mut tx, organization_id, id).await?];
         let current = serde_json::to_value(store::after_batch(&mut tx, id).await?.parameters)
             .expect("parameters serialize");
         let changes: Map<String, Value> = (request.pace.iter())
@@ -157,11 +157,10 @@ impl Engine {
             .collect();
         if !changes.is_empty() {
             store::set_parameters(&mut tx, id, Value::Object(changes), access.user_id).await?;
-            events.push(store::latest_event(&mut tx, id).await?);
+            events.push(store::latest_event(&mut tx, organization_id, id).await?);
         }
         tx.commit().await?;
-        events.iter().for_each(super::log_event);
-        self.ring();
+        self.inner.announce(&events);
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(())
@@ -226,18 +225,15 @@ impl Engine {
         let mut tx = scope::begin(&self.inner.pool, access.organization_id).await?;
         let LockedRun { state, phase, .. } =
             store::lock(&mut tx, access.organization_id, id).await?;
-        let mut cancelled = None;
+        let mut cancelled = Vec::new();
         if phase == Phase::Execution && state.is_active() {
             let why = format!("cancelled by {} to be rolled back", access.user_id);
             let actor = Some(access.user_id);
             store::set_state(&mut tx, id, RunState::Cancelled, actor, Some(&why), &[]).await?;
-            cancelled = Some(store::latest_event(&mut tx, id).await?);
+            cancelled.push(store::latest_event(&mut tx, access.organization_id, id).await?);
         }
         tx.commit().await?;
-        if let Some(event) = cancelled {
-            super::log_event(&event);
-            self.ring();
-        }
+        self.inner.announce(&cancelled);
         if let Some(wake) = self.wake(id) {
             wake.notify_one();
         }

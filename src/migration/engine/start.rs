@@ -113,8 +113,7 @@ impl Engine {
         });
         let event = store::append_event(&mut tx, id, &started, Some(access.user_id)).await?;
         tx.commit().await?;
-        super::log_event(&event);
-        self.ring();
+        self.inner.announce(&[event]);
         let run = store::get(&self.inner.pool, organization_id, id).await?;
         self.launch(&run, lease, Some(super::current_trace()));
         Ok(id)

@@ -103,26 +103,6 @@ impl Phase {
             Self::Aliasing => RunState::Succeeded,
         }
     }
-
-    /// The phase's counters, and the count they are measured against: a
-    /// rollback restores what the execution migrated; an execution and an
-    /// application of aliases look at the candidates they counted first.
-    pub fn progress_of(self, record: &RunRecord) -> (Counters, i64) {
-        match self {
-            Self::Execution | Self::Aliasing => (
-                record.counters,
-                record.total_candidates.unwrap_or(record.counters.processed),
-            ),
-            Self::Rollback => (
-                record
-                    .rollback
-                    .as_ref()
-                    .map(|r| r.counters)
-                    .unwrap_or_default(),
-                record.counters.migrated,
-            ),
-        }
-    }
 }
 
 /// What a run does when a candidate's period takes no postings.

@@ -101,10 +101,7 @@ impl Executor {
             appended.push(store::append_event(&mut tx, self.id, event, None).await?);
         }
         tx.commit().await?;
-        for event in &appended {
-            super::super::log_event(event);
-        }
-        self.inner.ring();
+        self.inner.announce(&appended);
         Ok(Committed {
             result,
             pacing,

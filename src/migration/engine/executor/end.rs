@@ -24,19 +24,17 @@ impl Executor {
         if let Err(error) = self.record_end(state, message).await {
             tracing::error!(%error, "recording the end of the run failed");
         }
-        self.inner.ring();
     }
 
     async fn record_end(&self, state: RunState, message: &str) -> Result<()> {
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
         let active = [RunState::Running, RunState::Paused];
+        let mut events = Vec::new();
         if store::set_state(&mut tx, self.id, state, None, Some(message), &active).await? {
-            let event = store::latest_event(&mut tx, self.id).await?;
-            tx.commit().await?;
-            super::super::log_event(&event);
-        } else {
-            tx.commit().await?;
+            events.push(store::latest_event(&mut tx, self.organization_id, self.id).await?);
         }
+        tx.commit().await?;
+        self.inner.announce(&events);
         Ok(())
     }
 }

@@ -67,38 +67,33 @@ pub async fn rollback_began_after(pool: &PgPool, organization_id: Uuid, id: Uuid
     Ok(u64::try_from(sequence).unwrap_or(0))
 }
 
-const LATEST: &str = "SELECT l.line_data FROM universal_transaction_lines l
-    WHERE l.transaction_id = $1 AND l.line_type = 'MIGRATION_EVENT'
-    ORDER BY l.line_number DESC
-    LIMIT 1";
-
-const LATEST_OF: &str = "SELECT l.line_data FROM universal_transaction_lines l
-    WHERE l.transaction_id = $1 AND l.organization_id = $2 AND l.line_type = 'MIGRATION_EVENT'
-    ORDER BY l.line_number DESC
-    LIMIT 1";
-
-/// Run `id`'s latest event, read alone (a watcher's check between events);
-/// a run recorded before events existed answers the one its record makes.
-pub async fn latest_of(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Progress> {
-    let mut tx = scope::begin_read_only(pool, organization_id).await?;
-    let event: Option<Json<Progress>> = sqlx::query_scalar(LATEST_OF)
-        .bind(id)
-        .bind(organization_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.rollback().await?;
-    match event {
-        Some(Json(event)) => Ok(event),
-        None => Ok(super::get(pool, organization_id, id).await?.latest),
-    }
-}
+/// The latest event through the one SQL definition of it
+/// (`hera_migration_latest_event_v2`: a run recorded before events existed
+/// answers the one its record makes).
+const LATEST: &str =
+    "SELECT hera_migration_latest_event_v2(id, organization_id, metadata, updated_at)
+      FROM universal_transactions
+     WHERE id = $1 AND organization_id = $2 AND transaction_type = 'MIGRATION_RUN'";
 
 /// Run `id`'s latest event, in `conn`'s transaction (after a change that
 /// appended one in SQL, to log it).
-pub async fn latest_event(conn: &mut PgConnection, id: Uuid) -> Result<Progress> {
-    let event: Option<Json<Progress>> = sqlx::query_scalar(LATEST)
+pub async fn latest_event(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Progress> {
+    let Json(event): Json<Progress> = sqlx::query_scalar(LATEST)
         .bind(id)
-        .fetch_optional(conn)
+        .bind(organization_id)
+        .fetch_one(conn)
         .await?;
-    Ok(event.map(|Json(event)| event).unwrap_or_default())
+    Ok(event)
+}
+
+/// Run `id`'s latest event, read alone (a watcher's check between events).
+pub async fn latest_of(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Progress> {
+    let mut tx = scope::begin_read_only(pool, organization_id).await?;
+    let event = latest_event(&mut tx, organization_id, id).await?;
+    tx.rollback().await?;
+    Ok(event)
 }
