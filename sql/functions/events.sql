@@ -15,7 +15,7 @@
 --    estimated_completion, health, errors, warnings, lock_backoffs,
 --    pacing: {throttled, reason, operator_chosen, detail, throttled_ms},
 --    message, actor, emitted_at}
--- kind: STARTED, BATCH, PAUSED, RESUMED, UPDATED, CANCELLED,
+-- kind: STARTED, PLANNED, BATCH, PAUSED, RESUMED, UPDATED, CANCELLED,
 -- THROTTLE_STARTED, THROTTLE_ENDED, LOCK_BACKOFF, TAKEN_OVER, INTERRUPTED,
 -- ROLLBACK_STARTED, ENDED.
 

@@ -116,23 +116,36 @@ CREATE OR REPLACE FUNCTION hera_migration_preview_balance_screen_v2(
     OUT gl_read_ms numeric
 )
 LANGUAGE plpgsql VOLATILE -- it reads the clock
+AS $fn$
+DECLARE
+    v_started timestamptz;
+BEGIN
+    v_started := clock_timestamp();
+    SELECT q.suspect INTO suspect FROM hera_migration_preview_gl_pass_v2(p_organization_id) q;
+    gl_read_ms := extract(epoch FROM clock_timestamp() - v_started) * 1000;
+END;
+$fn$;
+
+-- The balance screen's pass over every GL line (see above). A RETURN QUERY
+-- of its own because that is how PL/pgSQL lets PostgreSQL run a query in
+-- parallel workers: a SELECT INTO (or an assignment) asks for a row or two
+-- and always runs alone.
+CREATE OR REPLACE FUNCTION hera_migration_preview_gl_pass_v2(p_organization_id uuid)
+RETURNS TABLE (suspect boolean)
+LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_custom_plan
 SET work_mem = '256MB'
 SET enable_nestloop = off
 SET enable_sort = off
 SET jit = off
 AS $fn$
-DECLARE
-    v_started timestamptz;
 BEGIN
-    v_started := clock_timestamp();
+    RETURN QUERY
     SELECT coalesce(sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)
                         * (uuid_hash_extended(l.transaction_id, 20241231) % 1000000007)), 0) <> 0
-      INTO suspect
       FROM universal_transaction_lines l
      WHERE l.organization_id = p_organization_id
        AND l.smart_code LIKE '%.GL.%';
-    gl_read_ms := extract(epoch FROM clock_timestamp() - v_started) * 1000;
 END;
 $fn$;
 
@@ -225,11 +238,6 @@ CREATE OR REPLACE FUNCTION hera_migration_preview_groups_v2(
 )
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SET plan_cache_mode = force_custom_plan
-SET work_mem = '256MB'
-SET enable_nestloop = off
-SET enable_sort = off
-SET jit = off
 AS $fn$
 DECLARE
     v_period_ids uuid[];
@@ -242,14 +250,43 @@ BEGIN
       INTO v_period_ids, v_starts, v_start_ids, v_ends
       FROM hera_migration_preview_periods_v2(p_organization_id) p;
 
+    SELECT q.groups INTO v_groups
+      FROM hera_migration_preview_group_pass_v2(p_organization_id, p_from_date, p_to_date, p_statuses,
+                                                v_period_ids, v_starts, v_start_ids, v_ends) q;
+    RETURN v_groups;
+END;
+$fn$;
+
+-- The one pass of hera_migration_preview_groups_v2, given the periods as
+-- arrays: a RETURN QUERY, so that it can run in parallel workers (see
+-- hera_migration_preview_gl_pass_v2).
+CREATE OR REPLACE FUNCTION hera_migration_preview_group_pass_v2(
+    p_organization_id uuid,
+    p_from_date date,
+    p_to_date date,
+    p_statuses text[],
+    p_period_ids uuid[],
+    p_starts date[],
+    p_start_ids uuid[],
+    p_ends date[]
+)
+RETURNS TABLE (groups jsonb)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_custom_plan
+SET work_mem = '256MB'
+SET enable_nestloop = off
+SET enable_sort = off
+SET jit = off
+AS $fn$
+BEGIN
+    RETURN QUERY
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'smart_code', g.smart_code, 'period_id', g.period_id, 'status', g.status,
                'keys', g.keys, 'fx', g.fx, 'transactions', g.transactions,
                'positive', g.positive, 'negative', g.negative, 'amount', g.amount, 'state', g.state)), '[]')
-      INTO v_groups
       FROM (SELECT c.smart_code,
                    hera_migration_preview_period_of_v2(c.fiscal_period_entity_id, c.day,
-                                                       v_period_ids, v_starts, v_start_ids, v_ends) AS period_id,
+                                                       p_period_ids, p_starts, p_start_ids, p_ends) AS period_id,
                    c.status, c.keys, c.fx,
                    count(*) AS transactions,
                    count(*) FILTER (WHERE c.total_amount > 0) AS positive,
@@ -272,7 +309,6 @@ BEGIN
                        AND hera_migration_is_v1_business_row_v2(t.smart_code, t.metadata)
                    ) c
              GROUP BY 1, 2, 3, 4, 5) g;
-    RETURN v_groups;
 END;
 $fn$;
 

@@ -26,3 +26,7 @@ $$;
 -- signatures without it are dropped, so each name has one function.
 DROP FUNCTION IF EXISTS hera_migration_validate_v2(uuid);
 DROP FUNCTION IF EXISTS hera_migration_check_completeness_v2(uuid, uuid, jsonb);
+-- The batch and rollback proofs take the originals' rows as read before the
+-- update (universal_transactions[]) rather than their JSON images.
+DROP FUNCTION IF EXISTS hera_migration_batch_verify_v2(uuid[], uuid[], uuid[], jsonb);
+DROP FUNCTION IF EXISTS hera_migration_rollback_verify_v2(uuid[], uuid[], uuid[], jsonb);

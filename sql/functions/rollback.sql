@@ -59,7 +59,7 @@ AS $$ SELECT hera_migration_original_keys_v2() || ARRAY['rollback_history'] $$;
 -- being voided: the pair nets to zero per account, currency and period fields
 -- (what leaves the ledger is worth nothing, so the trial balance cannot move),
 -- and, when it does, no original reads otherwise than intended against
--- p_before ({<original id>: kept image taken before it was restored}; NULL
+-- p_before (the originals' rows as read before they were restored; NULL
 -- skips that test). Returns the failures, [{transaction_id, rule, reason}]
 -- ([] when the proof holds); hera_migration_restore_v2 raises them as HM001
 -- so that hera_migration_isolate_v2 leaves exactly those originals migrated.
@@ -70,7 +70,7 @@ CREATE OR REPLACE FUNCTION hera_migration_rollback_verify_v2(
     p_originals uuid[],
     p_reversals uuid[],
     p_reposts uuid[],
-    p_before jsonb DEFAULT NULL
+    p_before universal_transactions[] DEFAULT NULL
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -91,9 +91,10 @@ BEGIN
                          'changed after the migration): voiding them would move the trial balance')), '[]')
       INTO v_bad
       FROM unnest(v_off) o;
-    IF jsonb_array_length(v_bad) = 0 THEN
-        v_bad := hera_migration_image_changes_v2(p_before, hera_migration_marked_columns_v2(),
-                                                 hera_migration_restored_keys_v2(), 'restored');
+    -- The originals as restored: as the UPDATE wrote them unless a trigger
+    -- or rule could have changed them (see hera_migration_write_copies_v2).
+    IF jsonb_array_length(v_bad) = 0 AND p_before IS NOT NULL AND hera_migration_writes_may_be_altered_v2() THEN
+        v_bad := hera_migration_original_changes_v2(p_before, hera_migration_restored_keys_v2(), 'restored');
     END IF;
     RETURN v_bad;
 END;
@@ -112,7 +113,9 @@ $fn$;
 CREATE OR REPLACE FUNCTION hera_migration_restore_v2(p_ids uuid[], p_args jsonb)
 RETURNS integer
 LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan
+-- Not force_custom_plan: it would plan every foreign-key check of these
+-- updates again (see hera_migration_write_copies_v2).
+SET plan_cache_mode = auto
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET jit = off
@@ -124,13 +127,12 @@ DECLARE
     v_reason   text := p_args ->> 'reason';
     v_revs     uuid[];
     v_reps     uuid[];
-    v_before   jsonb;
+    v_before   universal_transactions[];
     v_bad      jsonb;
 BEGIN
     SELECT coalesce(array_agg((t.metadata ->> 'reversal_id')::uuid ORDER BY o.n), '{}'),
            coalesce(array_agg((t.metadata ->> 'migrated_to')::uuid ORDER BY o.n), '{}'),
-           jsonb_object_agg(t.id, hera_migration_kept_image_v2(t, hera_migration_marked_columns_v2(),
-                                                               hera_migration_restored_keys_v2()))
+           array_agg(t)
       INTO v_revs, v_reps, v_before
       FROM unnest(p_ids) WITH ORDINALITY AS o (id, n)
       JOIN universal_transactions t ON t.id = o.id;

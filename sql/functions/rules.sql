@@ -132,3 +132,17 @@ AS $$
                 'could not restore it')
     END
 $$;
+
+-- Whether hera_migration_screen_v2 could set candidate t aside: its tests
+-- alone, which PostgreSQL inlines (the screen itself it cannot), so that
+-- the common case, nothing in the way, costs no function call. Callers
+-- screen only the rows for which this holds.
+CREATE OR REPLACE FUNCTION hera_migration_may_screen_v2(t universal_transactions, p_target text, p_sign_rule boolean)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT hera_migration_has_original_keys_v2(t.metadata)
+        OR (p_sign_rule AND NOT (hera_migration_total_sign_ok_v2(t.smart_code, t.total_amount)
+                                 AND hera_migration_total_sign_ok_v2(p_target, t.total_amount)))
+        OR hera_migration_fx_blocked_v2(t)
+$$;

@@ -202,6 +202,57 @@ AS $$
                FROM hera_migration_trial_balance_v2(p_organization_id) tb), '[]'))
 $$;
 
+-- The plan of a run that started before its plan was checked (a start
+-- without an expected fingerprint streams at once; its executor checks the
+-- plan before the first write): p_plan's total_candidates, prediction and
+-- plan_fingerprint (hera_migration_preview_candidates_v2's) recorded as a
+-- checked start records them, under the run's lock.
+CREATE OR REPLACE FUNCTION hera_migration_record_plan_v2(p_run_id uuid, p_plan jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_parameters jsonb;
+BEGIN
+    SELECT coalesce(r.metadata -> 'parameters', '{}') INTO v_parameters FROM hera_migration_lock_run_v2(p_run_id) r;
+    PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object(
+        'total_candidates', p_plan -> 'total_candidates',
+        'prediction', p_plan -> 'prediction',
+        'parameters', v_parameters || jsonb_build_object('plan_fingerprint', p_plan -> 'plan_fingerprint')));
+END;
+$fn$;
+
+-- The trial balance of a run the engine executes, in two steps around its
+-- first batch. Before it (p_trial_balance NULL): the run's snapshot says
+-- trial_balance_pending, so that no batch takes it, while the engine reads
+-- the ledger in a REPEATABLE READ transaction whose snapshot it took before
+-- the first batch began (so what it reads is the ledger before any write of
+-- the run). Then (p_trial_balance: hera_migration_ledger_snapshot_v2's
+-- answer in that transaction): recorded in place of the mark. A run whose
+-- snapshot holds a trial balance already keeps it, and one that has run a
+-- batch is not marked again (a reading the server's end interrupted cannot
+-- be redone once the ledger moved). Returns whether the snapshot changed.
+CREATE OR REPLACE FUNCTION hera_migration_record_trial_balance_v2(p_run_id uuid, p_trial_balance jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_snapshot jsonb;
+    v_batches  bigint;
+BEGIN
+    SELECT coalesce(r.metadata -> 'snapshot', '{}'), coalesce((r.metadata #>> '{counters,batches}')::bigint, 0)
+      INTO v_snapshot, v_batches
+      FROM hera_migration_lock_run_v2(p_run_id) r;
+    IF v_snapshot ? 'trial_balance' OR (p_trial_balance IS NULL AND v_batches > 0) THEN
+        RETURN false;
+    END IF;
+    PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('snapshot',
+                CASE WHEN p_trial_balance IS NULL THEN v_snapshot || '{"trial_balance_pending": true}'
+                     ELSE (v_snapshot - 'trial_balance_pending') || p_trial_balance END));
+    RETURN true;
+END;
+$fn$;
+
 -- The run records the tables that exist when it is created (the catalog
 -- half of its snapshot, which ValidateMigration compares against); its first
 -- batch records the trial balance, the other half: taking that here would

@@ -4,9 +4,11 @@ CREATE OR REPLACE FUNCTION hera_migration_line_net_v2(p_side text, p_amount nume
 RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE upper(p_side) WHEN 'DR' THEN coalesce(p_amount, 0)
-                              WHEN 'CR' THEN -coalesce(p_amount, 0)
-                              ELSE 0 END
+    -- upper(p_side) = 'DR', without a case mapping per line (one of the
+    -- passes' largest costs over millions of lines)
+    SELECT CASE WHEN p_side IN ('DR', 'Dr', 'dR', 'dr') THEN coalesce(p_amount, 0)
+                WHEN p_side IN ('CR', 'Cr', 'cR', 'cr') THEN -coalesce(p_amount, 0)
+                ELSE 0 END
 $$;
 
 -- The ledger invariant, computed HERA's way (like its view

@@ -194,8 +194,12 @@ BEGIN
             'summary', CASE WHEN v_snapshot ? 'trial_balance'
                             THEN 'the run''s trial balance was recorded by an earlier version, per account code '
                                  'only: nothing to compare with per account, currency and period'
+                            WHEN v_snapshot ? 'trial_balance_pending'
+                                THEN 'the run''s trial balance before its first write was still being read, or its '
+                                     'reading was interrupted (the server stopped): nothing to compare with'
                             ELSE 'the run recorded no trial balance when it began: nothing to compare with' END,
             'details', jsonb_build_object('snapshot', CASE WHEN v_snapshot ? 'trial_balance' THEN 'earlier format'
+                                                           WHEN v_snapshot ? 'trial_balance_pending' THEN 'pending'
                                                            ELSE 'absent' END));
     END IF;
 END;

@@ -15,8 +15,10 @@
 -- Every change also names its author (updated_by: HERA's actor audit refuses
 -- an update without one), stamps updated_at and bumps version.
 --
--- p_rows: {<id>: {status?, code?, metadata?, upper}}; an absent key keeps
--- the column as it is; upper (the caller read it with the row: smart_code =
+-- p_rows: {<id>: {status?, code?, metadata?, merge?, upper}}; an absent key
+-- keeps the column as it is; metadata replaces the row's metadata, merge is
+-- added to it (metadata || merge: the caller then sends only the keys it
+-- writes, not a copy of every row's metadata); upper (the caller read it with the row: smart_code =
 -- upper(smart_code)) says which UPDATE the row needs, so that a form no row
 -- has costs nothing (HERA's headers are mostly all-upper, our own rows
 -- never). Returns how many rows changed.
@@ -37,7 +39,9 @@ BEGIN
         UPDATE universal_transactions t
            SET transaction_status = coalesce(p_rows -> t.id::text ->> 'status', t.transaction_status),
                transaction_code = coalesce(p_rows -> t.id::text ->> 'code', t.transaction_code),
-               metadata = coalesce(p_rows -> t.id::text -> 'metadata', t.metadata),
+               metadata = coalesce(p_rows -> t.id::text -> 'metadata',
+                                   coalesce(t.metadata, '{}') || (p_rows -> t.id::text -> 'merge'),
+                                   t.metadata),
                version = coalesce(t.version, 1) + 1,
                updated_by = coalesce(p_actor, t.updated_by),
                updated_at = now(),
@@ -49,7 +53,9 @@ BEGIN
         UPDATE universal_transactions t
            SET transaction_status = coalesce(p_rows -> t.id::text ->> 'status', t.transaction_status),
                transaction_code = coalesce(p_rows -> t.id::text ->> 'code', t.transaction_code),
-               metadata = coalesce(p_rows -> t.id::text -> 'metadata', t.metadata),
+               metadata = coalesce(p_rows -> t.id::text -> 'metadata',
+                                   coalesce(t.metadata, '{}') || (p_rows -> t.id::text -> 'merge'),
+                                   t.metadata),
                version = coalesce(t.version, 1) + 1,
                updated_by = coalesce(p_actor, t.updated_by),
                updated_at = now()
@@ -78,4 +84,23 @@ AS $$
                       l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
                       t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
             HAVING sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) <> 0) x
+$$;
+
+-- Whether anything but our own statements could decide what the two
+-- transaction tables hold after our writes: an enabled trigger of the
+-- database's own (a foreign key's internal triggers only check) or a rewrite
+-- rule on universal_transactions or universal_transaction_lines. Without
+-- one, a row reads exactly as our INSERT or UPDATE wrote it, and the proofs
+-- that re-read what a batch wrote can rest on how it was written (see
+-- hera_migration_write_copies_v2). A catalog lookup, asked at each batch, so
+-- a trigger created during a run takes effect from the next batch.
+CREATE OR REPLACE FUNCTION hera_migration_writes_may_be_altered_v2()
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid IN (to_regclass('universal_transactions'), to_regclass('universal_transaction_lines'))
+                      AND NOT tgisinternal AND tgenabled <> 'D')
+        OR EXISTS (SELECT 1 FROM pg_rewrite
+                    WHERE ev_class IN (to_regclass('universal_transactions'), to_regclass('universal_transaction_lines')))
 $$;

@@ -19,6 +19,20 @@ pub async fn begin_read_only(
     scoped(pool.begin_with("BEGIN READ ONLY").await?, organization_id).await
 }
 
+/// A read-only transaction that sees the database as of its first statement
+/// (REPEATABLE READ) for as long as it lasts: none of the writes committed
+/// after it began, however long its reads take.
+pub async fn begin_snapshot(
+    pool: &PgPool,
+    organization_id: Uuid,
+) -> Result<OrgTransaction, sqlx::Error> {
+    let tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    // Its first statement (setting the scope) takes the snapshot.
+    scoped(tx, organization_id).await
+}
+
 async fn scoped(
     mut tx: OrgTransaction,
     organization_id: Uuid,

@@ -28,6 +28,7 @@ pub enum Health {
 pub enum EventKind {
     #[default]
     Started,
+    Planned,
     Batch,
     Paused,
     Resumed,
@@ -46,6 +47,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Started => "STARTED",
+            Self::Planned => "PLANNED",
             Self::Batch => "BATCH",
             Self::Paused => "PAUSED",
             Self::Resumed => "RESUMED",

@@ -408,3 +408,63 @@ async fn the_previews_prediction_is_what_the_run_does() {
     );
     s.app.stop().await;
 }
+
+/// A start that expects no fingerprint streams STARTED at once; its executor
+/// checks the plan before the first write (PLANNED, recorded as a checked
+/// start records it) and reads the trial balance beside the batches, so the
+/// run ends with the snapshot its validation compares against.
+#[tokio::test]
+async fn an_unchecked_start_streams_first_and_plans_before_the_first_write() {
+    let s = runs::seeded(120).await;
+    let mut client = s.app.client().await;
+    let events = runs::started(&mut client, start(s.org), s.owner).await;
+    use MigrationEventKind as K;
+    let kinds = kinds(&events);
+    assert_eq!(&kinds[..2], &[K::Started, K::Planned], "{kinds:?}");
+    assert!(
+        in_order(&kinds, &[K::Planned, K::Batch, K::Ended]),
+        "{kinds:?}"
+    );
+    assert!(
+        events[0]
+            .message
+            .contains("the plan is checked before the first write"),
+        "{}",
+        events[0].message
+    );
+    let planned = &events[1];
+    assert!(
+        planned.message.starts_with("plan checked: ") && planned.message.contains("predicted"),
+        "{}",
+        planned.message
+    );
+    let id = &events[0].migration_id;
+    let (total, fingerprint, snapshot): (i64, String, serde_json::Value) = sqlx::query_as(
+        "SELECT (metadata ->> 'total_candidates')::bigint, metadata #>> '{parameters,plan_fingerprint}',
+                metadata -> 'snapshot'
+           FROM universal_transactions WHERE id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(total, events.last().unwrap().transactions_processed);
+    assert!(!fingerprint.is_empty());
+    assert!(snapshot.get("trial_balance").is_some(), "{snapshot}");
+    assert!(
+        snapshot.get("trial_balance_pending").is_none(),
+        "{snapshot}"
+    );
+    let report = runs::validate(&mut client, s.org, s.owner, id).await;
+    let trial_balance = report
+        .checks
+        .iter()
+        .find(|c| c.name == "trial_balance")
+        .expect("a trial_balance check");
+    assert_eq!(
+        trial_balance.result(),
+        CheckResult::Pass,
+        "{trial_balance:?}"
+    );
+    s.app.stop().await;
+}

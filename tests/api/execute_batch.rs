@@ -479,3 +479,91 @@ async fn the_balance_proof_alone_holds_for_written_batches_and_names_a_changed_c
     assert_eq!(proof[0]["transaction_id"], json!(victim));
     assert_eq!(proof[0]["rule"], "copies_unbalanced");
 }
+
+/// What a batch writes holds its proof by construction; the batch reads it
+/// back only where a trigger or rule of the database could have changed it,
+/// asked at each batch: a trigger created mid-run is heard from the next
+/// batch on. A run whose trial balance the engine is reading beside it
+/// (trial_balance_pending) takes none in its first batch.
+#[tokio::test]
+async fn the_proof_reads_back_once_a_trigger_could_act_and_a_pending_trial_balance_is_left_alone() {
+    let Scene {
+        _db,
+        pool,
+        org,
+        actor,
+    } = scene(60).await;
+    let may_be_altered = || async {
+        sqlx::query_scalar::<_, bool>("SELECT hera_migration_writes_may_be_altered_v2()")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(
+        !may_be_altered().await,
+        "our own schema has foreign keys only"
+    );
+    let run = create_run(
+        &pool,
+        org,
+        actor,
+        json!({"from_date": "2024-01-01", "to_date": "2024-12-31", "batch_size": 20,
+               "closed_period_policy": "POST_TO_OPEN_PERIOD"}),
+    )
+    .await;
+    let marked: bool = sqlx::query_scalar("SELECT hera_migration_record_trial_balance_v2($1)")
+        .bind(run)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(marked);
+    let first = call(&pool, BATCH, run).await;
+    assert_eq!(first["migrated"], 20);
+
+    // A trigger that skews the next line copied: the next batch's proof
+    // reads it back and sets its original aside.
+    let victim: Uuid = sqlx::query_scalar(
+        "UPDATE universal_transaction_lines SET description = 'skew me'
+          WHERE id = (SELECT l.id FROM universal_transaction_lines l
+                        JOIN universal_transactions t ON t.id = l.transaction_id
+                       WHERE t.organization_id = $1 AND t.transaction_status = 'posted'
+                         AND t.smart_code LIKE '%.v1'
+                       ORDER BY t.transaction_date, t.id LIMIT 1)
+         RETURNING transaction_id",
+    )
+    .bind(org)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION skew_line() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.line_amount := NEW.line_amount + 1; RETURN NEW; END $$;
+         CREATE TRIGGER skew BEFORE INSERT ON universal_transaction_lines
+            FOR EACH ROW WHEN (NEW.description = 'skew me') EXECUTE FUNCTION skew_line();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(may_be_altered().await);
+    let second = call(&pool, BATCH, run).await;
+    assert_eq!(
+        second["failed_verification_ids"],
+        json!([victim]),
+        "{second}"
+    );
+    assert_eq!(second["migrated"], 19);
+    assert_eq!(unbalanced_written(&pool, run).await, 0);
+
+    let snapshot: Value = sqlx::query_scalar(
+        "SELECT metadata -> 'snapshot' FROM universal_transactions WHERE id = $1",
+    )
+    .bind(run)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshot["trial_balance_pending"], json!(true), "{snapshot}");
+    assert!(
+        snapshot.get("trial_balance").is_none(),
+        "no batch took it: {snapshot}"
+    );
+}

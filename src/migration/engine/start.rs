@@ -74,7 +74,10 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
 impl Engine {
     /// Creates a run (or finds the one this `request_id` created) and starts
     /// executing it. ABORTED while the organization has another active run;
-    /// FAILED_PRECONDITION when the plan no longer has the expected fingerprint.
+    /// FAILED_PRECONDITION when the plan no longer has the expected
+    /// fingerprint. Only a start that expects a fingerprint waits for the
+    /// plan (a full read of the candidates); any other streams at once, and
+    /// its executor checks the plan before the first write (PLANNED).
     pub async fn start(&self, access: &Access, request: &StartRequest) -> Result<Uuid> {
         let organization_id = access.organization_id;
         // What the caller asked for, which a retry with the same request_id
@@ -86,9 +89,16 @@ impl Engine {
             return Ok(id);
         }
         let lease = self.claim(&mut tx, organization_id).await?;
-        let plan = checked_plan(&mut tx, organization_id, request).await?;
+        let plan = if request.expected_plan_fingerprint.is_empty() {
+            None
+        } else {
+            Some(checked_plan(&mut tx, organization_id, request).await?)
+        };
         let parameters = Parameters {
-            plan_fingerprint: plan.plan_fingerprint.clone(),
+            plan_fingerprint: plan
+                .as_ref()
+                .map(|plan| plan.plan_fingerprint.clone())
+                .unwrap_or_default(),
             ..request.parameters.clone()
         };
         let request_id = (!request.request_id.is_empty()).then_some(request.request_id.as_str());
@@ -100,15 +110,19 @@ impl Engine {
             request_id,
         )
         .await?;
-        let recorded_plan = json!({
-            "total_candidates": plan.total_candidates,
-            "requested": requested,
-            "prediction": plan.prediction,
-        });
-        store::patch(&mut tx, id, recorded_plan).await?;
+        let mut recorded = json!({ "requested": requested });
+        if let Some(plan) = &plan {
+            recorded["total_candidates"] = json!(plan.total_candidates);
+            recorded["prediction"] = json!(plan.prediction);
+        }
+        store::patch(&mut tx, id, recorded).await?;
+        let outlook = match &plan {
+            Some(plan) => plan_summary(plan),
+            None => "the plan is checked before the first write".to_owned(),
+        };
         let started = json!({
             "kind": EventKind::Started,
-            "message": started_message(access.user_id, &parameters, &plan),
+            "message": format!("{}; {outlook}", request_summary(access.user_id, &parameters)),
             "actor": access.user_id,
         });
         let event = store::append_event(&mut tx, id, &started, Some(access.user_id)).await?;
@@ -121,22 +135,28 @@ impl Engine {
 }
 
 /// "started by <user>: 2024-01-01 to 2024-12-31, ...": what the run will do,
-/// as asked and as the plan predicts.
-fn started_message(actor: Uuid, parameters: &Parameters, plan: &Preview) -> String {
-    let p = &plan.prediction;
+/// as asked.
+fn request_summary(actor: Uuid, parameters: &Parameters) -> String {
     let pace = match parameters.max_transactions_per_second {
         Some(rate) => format!(", at most {rate} transactions/s"),
         None => String::new(),
     };
     format!(
-        "started by {actor}: {} to {}, batches of {}{pace}, statuses {}, closed periods {}; \
-         {} candidate(s), predicted {} migrated, {} skipped ({} closed period, {} unmapped), {} \
-         quarantined",
+        "started by {actor}: {} to {}, batches of {}{pace}, statuses {}, closed periods {}",
         parameters.from_date,
         parameters.to_date,
         parameters.batch_size,
         parameters.candidate_statuses.join(", "),
         parameters.closed_period_policy.as_str(),
+    )
+}
+
+/// "<n> candidate(s), predicted ...": what the plan predicts.
+pub(super) fn plan_summary(plan: &Preview) -> String {
+    let p = &plan.prediction;
+    format!(
+        "{} candidate(s), predicted {} migrated, {} skipped ({} closed period, {} unmapped), {} \
+         quarantined",
         plan.total_candidates,
         p.migrated,
         p.skipped_closed + p.skipped_unmapped,
@@ -179,7 +199,23 @@ async fn checked_plan(
     organization_id: Uuid,
     request: &StartRequest,
 ) -> Result<Preview> {
-    let parameters = &request.parameters;
+    let plan = plan(tx, organization_id, &request.parameters).await?;
+    if request.expected_plan_fingerprint != plan.plan_fingerprint {
+        return Err(Error::FailedPrecondition(format!(
+            "expected_plan_fingerprint: the plan has changed since it was previewed (it is now {})",
+            plan.plan_fingerprint
+        )));
+    }
+    Ok(plan)
+}
+
+/// The plan of a run with these parameters, as the preview makes it
+/// (without its time estimate).
+pub(super) async fn plan(
+    conn: &mut sqlx::PgConnection,
+    organization_id: Uuid,
+    parameters: &Parameters,
+) -> Result<Preview> {
     let Json(plan): Json<Preview> = sqlx::query_scalar(PLAN)
         .bind(organization_id)
         .bind(parameters.from_date)
@@ -187,15 +223,7 @@ async fn checked_plan(
         .bind(Json(&parameters.smart_code_mappings))
         .bind(&parameters.candidate_statuses)
         .bind(parameters.closed_period_policy.as_str())
-        .fetch_one(&mut **tx)
+        .fetch_one(conn)
         .await?;
-    if !request.expected_plan_fingerprint.is_empty()
-        && request.expected_plan_fingerprint != plan.plan_fingerprint
-    {
-        return Err(Error::FailedPrecondition(format!(
-            "expected_plan_fingerprint: the plan has changed since it was previewed (it is now {})",
-            plan.plan_fingerprint
-        )));
-    }
     Ok(plan)
 }

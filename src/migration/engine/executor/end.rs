@@ -20,7 +20,9 @@ impl Executor {
     /// Records the end of the run, unless it ended meanwhile (say, cancelled
     /// just as its last batch committed: a user's control wins, and its
     /// event says so).
-    pub(super) async fn finish(&self, state: RunState, message: &str) {
+    /// A run ends once its trial balance is recorded.
+    pub(super) async fn finish(&mut self, state: RunState, message: &str) {
+        self.trial_balance_read().await;
         if let Err(error) = self.record_end(state, message).await {
             tracing::error!(%error, "recording the end of the run failed");
         }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod batch;
 mod end;
+mod prepare;
 
 use self::batch::{Committed, is_lock_wait};
 use super::{
@@ -26,7 +27,7 @@ use crate::{
     error::{Error, Result},
     migration::{
         progress::{EventKind, Health, ThrottleReason, Throughput},
-        run::{Phase, Run, RunState, store},
+        run::{Parameters, Phase, Run, RunState, store},
     },
 };
 
@@ -47,6 +48,10 @@ pub struct Executor {
     /// What held the run back after its latest event, and for how long in all.
     throttle: ThrottleReason,
     throttled_ms: i64,
+    /// The parameters of a run whose plan is still to be checked.
+    unplanned: Option<Parameters>,
+    /// The trial balance's reading, beside the batches (see prepare.rs).
+    trial_balance: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Executor {
@@ -63,6 +68,12 @@ impl Executor {
             throughput: Throughput::default(),
             throttle: run.latest.pacing.reason,
             throttled_ms: run.latest.pacing.throttled_ms,
+            unplanned: run
+                .record
+                .total_candidates
+                .is_none()
+                .then(|| run.record.parameters.clone()),
+            trial_balance: None,
         }
     }
 
@@ -86,6 +97,12 @@ impl Executor {
     }
 
     pub async fn run(mut self) {
+        if let Err(error) = self.prepare().await {
+            tracing::error!(%error, "the run could not be prepared; it stops before its first write");
+            self.finish(RunState::Failed, &error.to_string()).await;
+            self.lease.release().await;
+            return;
+        }
         let mut backoff = Backoff::default();
         loop {
             if self.inner.shutdown.is_cancelled() {
@@ -159,7 +176,7 @@ impl Executor {
 
     /// Ends the run when its batch was the last, and otherwise waits as its
     /// pace asks. False when the executor should stop.
-    async fn committed(&self, batch: &Committed) -> bool {
+    async fn committed(&mut self, batch: &Committed) -> bool {
         let result = &batch.result;
         if result.done {
             let message = match self.phase {

@@ -10,9 +10,13 @@ use uuid::Uuid;
 
 mod events;
 mod list;
+mod prepare;
 
 pub use events::{append_event, events_after, latest_event, latest_of, rollback_began_after};
 pub use list::{PageToken, list, page_size};
+pub use prepare::{
+    mark_trial_balance_pending, read_trial_balance, record_plan, record_trial_balance,
+};
 
 use super::{Parameters, Run, RunState};
 use crate::{
