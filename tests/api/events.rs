@@ -468,3 +468,38 @@ async fn an_unchecked_start_streams_first_and_plans_before_the_first_write() {
     );
     s.app.stop().await;
 }
+
+/// Many watchers of one live run, some joining mid-way: each gets every
+/// event once, in sequence, identical to the history (live events come from
+/// memory, the history fills what came before they joined).
+#[tokio::test]
+async fn many_watchers_each_get_every_event_once_in_sequence() {
+    let s = runs::seeded(120).await;
+    let mut client = s.app.client().await;
+    let mut stream = start_slow(&mut client, s.org, s.owner).await;
+    let id = stream.next().await.unwrap().unwrap().migration_id;
+    let mut watchers = Vec::new();
+    for n in 0..24 {
+        if n == 12 {
+            until_batches(&mut client, s.org, s.owner, &id, 3).await;
+        }
+        let mut client = client.clone();
+        let request = watch(s.org, &id);
+        let owner = s.owner;
+        watchers.push(tokio::spawn(async move {
+            watched(&mut client, request, owner).await
+        }));
+    }
+    let history = watched(&mut client, watch(s.org, &id), s.owner).await;
+    let sequences: Vec<u64> = history.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=history.len() as u64).collect::<Vec<_>>());
+    assert_eq!(history.last().unwrap().kind(), MigrationEventKind::Ended);
+    for watcher in watchers {
+        assert_eq!(
+            watcher.await.unwrap(),
+            history,
+            "a watcher saw what the history holds"
+        );
+    }
+    s.app.stop().await;
+}

@@ -1,11 +1,15 @@
 //! A run's events as watchers get them: read from its history (so every
 //! watcher, on any server and after any restart, gets every event, each with
 //! the content it was stored with), then followed live until the run ends.
-//! Each one is logged, once, by the process that appended it.
-use std::time::Duration;
+//! Live, an event this process appended reaches its watchers from memory,
+//! exactly as stored (a hundred watchers cost no query per event); the
+//! history is read again only to fill a gap (an event appended by another
+//! server, or more than the backlog at once) and, while nothing arrives,
+//! every POLL. Each event is logged, once, by the process that appended it.
+use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::{Engine, Inner};
@@ -23,6 +27,9 @@ const PAGE: i64 = 256;
 /// How often a watcher reads the history when this process appended nothing
 /// (the run executes on another server, or a control was made there).
 const POLL: Duration = Duration::from_millis(500);
+/// Appends kept for watchers that fall behind; one further behind reads the
+/// history instead.
+pub(super) const APPENDED_BACKLOG: usize = 1024;
 
 impl Engine {
     /// Run `id`'s events after sequence `after` (0: its whole history), then
@@ -33,7 +40,14 @@ impl Engine {
         let (sender, receiver) = mpsc::channel(16);
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            if let Err(error) = follow(&inner, organization_id, id, after, &sender).await {
+            let follower = Follower {
+                inner: &inner,
+                organization_id,
+                id,
+                after,
+                sender: &sender,
+            };
+            if let Err(error) = follower.follow().await {
                 let _ = sender.send(Err(error)).await;
             }
         });
@@ -43,59 +57,117 @@ impl Engine {
 
 impl Inner {
     /// Events this process appended (and committed): one log line each, and
-    /// the watchers of this process woken to read them.
+    /// handed to the watchers of this process.
     pub(super) fn announce(&self, events: &[Progress]) {
         events.iter().for_each(log_event);
-        self.events.send_modify(|appended| *appended += 1);
+        // No receiver (no watcher) is no error.
+        let _ = self.events.send(Arc::from(events));
     }
 }
 
-async fn follow(
-    inner: &Inner,
+/// What one watcher has been given so far.
+struct Follower<'a> {
+    inner: &'a Inner,
     organization_id: Uuid,
     id: Uuid,
-    mut after: u64,
-    sender: &mpsc::Sender<Result<Progress>>,
-) -> Result<()> {
-    let mut bell = inner.events.subscribe();
-    loop {
-        bell.borrow_and_update();
-        let page = store::events_after(&inner.pool, organization_id, id, after, PAGE).await?;
-        let full = page.len() as i64 == PAGE;
-        let mut ended = false;
-        for event in page {
-            after = event.sequence;
-            ended = event.state.is_terminal();
-            if sender.send(Ok(event)).await.is_err() {
-                return Ok(()); // the watcher went away; the run goes on
+    /// The sequence of the last event sent.
+    after: u64,
+    sender: &'a mpsc::Sender<Result<Progress>>,
+}
+
+impl Follower<'_> {
+    async fn follow(mut self) -> Result<()> {
+        // Subscribed before the history is read: nothing appended after the
+        // read can be missed.
+        let mut appended = self.inner.events.subscribe();
+        loop {
+            if self.caught_up_to_the_end().await? {
+                return Ok(());
             }
-        }
-        if full {
-            continue;
-        }
-        if ended {
-            return Ok(());
-        }
-        let latest = store::latest_of(&inner.pool, organization_id, id).await?;
-        if latest.state.is_terminal() && latest.sequence <= after {
-            // Ended before `after` (or before events were recorded): its end.
-            let _ = sender.send(Ok(latest)).await;
-            return Ok(());
-        }
-        if latest.sequence > after {
-            continue; // appended meanwhile
-        }
-        tokio::select! {
-            _ = bell.changed() => {}
-            () = tokio::time::sleep(POLL) => {}
-            () = sender.closed() => return Ok(()),
-            () = inner.shutdown.cancelled() => {
-                return Err(Error::Unavailable(
-                    "the server is stopping; the run goes on and can be watched again".into(),
-                ));
+            loop {
+                let next = tokio::select! {
+                    next = appended.recv() => next,
+                    () = tokio::time::sleep(POLL) => break,
+                    () = self.sender.closed() => return Ok(()),
+                    () = self.inner.shutdown.cancelled() => {
+                        return Err(Error::Unavailable(
+                            "the server is stopping; the run goes on and can be watched again".into(),
+                        ));
+                    }
+                };
+                match next {
+                    Ok(events) => match self.take(&events).await {
+                        Taken::InSequence => {}
+                        Taken::Ended => return Ok(()),
+                        Taken::Gap => break,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                }
             }
         }
     }
+
+    /// Sends this run's events among `events` that follow the last one sent.
+    async fn take(&mut self, events: &[Progress]) -> Taken {
+        let id = self.id;
+        for event in events.iter().filter(|e| e.migration_id == id) {
+            if event.sequence <= self.after {
+                continue; // sent already (read from the history)
+            }
+            if event.sequence > self.after + 1 {
+                return Taken::Gap; // another's append in between: read the history
+            }
+            if !self.send(event.clone()).await || event.state.is_terminal() {
+                return Taken::Ended;
+            }
+        }
+        Taken::InSequence
+    }
+
+    /// Whether the watcher still listens.
+    async fn send(&mut self, event: Progress) -> bool {
+        self.after = event.sequence;
+        self.sender.send(Ok(event)).await.is_ok()
+    }
+
+    /// Sends what the history holds after the last event sent; true when
+    /// the run has ended (its terminal event sent) or the watcher went away.
+    async fn caught_up_to_the_end(&mut self) -> Result<bool> {
+        let inner = self.inner;
+        loop {
+            let page =
+                store::events_after(&inner.pool, self.organization_id, self.id, self.after, PAGE)
+                    .await?;
+            let full = page.len() as i64 == PAGE;
+            for event in page {
+                let ended = event.state.is_terminal();
+                if !self.send(event).await || ended {
+                    return Ok(true);
+                }
+            }
+            if full {
+                continue;
+            }
+            let latest = store::latest_of(&inner.pool, self.organization_id, self.id).await?;
+            if latest.state.is_terminal() && latest.sequence <= self.after {
+                // Ended before `after` (or before events were recorded): its end.
+                let _ = self.sender.send(Ok(latest)).await;
+                return Ok(true);
+            }
+            if latest.sequence <= self.after {
+                return Ok(false);
+            }
+            // Appended meanwhile: read again.
+        }
+    }
+}
+
+/// What a batch of appended events did for a follower.
+enum Taken {
+    InSequence,
+    Ended,
+    Gap,
 }
 
 /// Appends `event` to run `id`'s history in a transaction of its own, logs

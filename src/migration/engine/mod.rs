@@ -24,7 +24,7 @@ use std::{
 };
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
@@ -36,7 +36,7 @@ pub use start::{StartFields, StartRequest, start_request};
 
 use self::{events::record_event, executor::Executor, lease::Lease};
 use super::{
-    progress::EventKind,
+    progress::{EventKind, Progress},
     run::{Run, RunState, store},
 };
 use crate::{
@@ -67,9 +67,10 @@ struct Inner {
     /// Cancelled at shutdown: executors stop after the batch in flight.
     shutdown: CancellationToken,
     executors: TaskTracker,
-    /// Rung whenever this process appends an event to any run's history:
-    /// watchers read the history again at once instead of at their next poll.
-    events: watch::Sender<u64>,
+    /// Every event this process appends to any run's history, once
+    /// committed: its watchers take them from here, and read the history
+    /// only to catch up (see events.rs).
+    events: broadcast::Sender<Arc<[Progress]>>,
 }
 
 impl Engine {
@@ -87,7 +88,7 @@ impl Engine {
                 active: Mutex::new(HashMap::new()),
                 shutdown,
                 executors: TaskTracker::new(),
-                events: watch::Sender::new(0),
+                events: broadcast::channel(events::APPENDED_BACKLOG).0,
             }),
         }
     }
