@@ -259,7 +259,11 @@ $fn$;
 
 -- The one pass of hera_migration_preview_groups_v2, given the periods as
 -- arrays: a RETURN QUERY, so that it can run in parallel workers (see
--- hera_migration_preview_gl_pass_v2).
+-- hera_migration_preview_gl_pass_v2), each grouping its share of the rows.
+-- The planner cannot tell how many rows the version test keeps (it guesses
+-- a few hundred of a million) and would rather ship every row to one
+-- process to group there, which doubles the pass: passing a row between
+-- processes is priced as what it costs here.
 CREATE OR REPLACE FUNCTION hera_migration_preview_group_pass_v2(
     p_organization_id uuid,
     p_from_date date,
@@ -273,6 +277,7 @@ CREATE OR REPLACE FUNCTION hera_migration_preview_group_pass_v2(
 RETURNS TABLE (groups jsonb)
 LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_custom_plan
+SET parallel_tuple_cost = 10
 SET work_mem = '256MB'
 SET enable_nestloop = off
 SET enable_sort = off

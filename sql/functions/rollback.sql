@@ -143,7 +143,7 @@ BEGIN
                     'upper', t.smart_code = upper(t.smart_code),
                     'status', 'voided',
                     'code', t.transaction_code || '-VOID-' || v_run,
-                    'metadata', coalesce(t.metadata, '{}') || jsonb_build_object(
+                    'merge', jsonb_build_object(
                         'voided_at', now(), 'void_reason', v_reason, 'rolled_back_by_run', v_run,
                         'rollback_batch_id', v_op, 'voided_transaction_code', t.transaction_code,
                         'status_before_void', t.transaction_status))), '{}')
@@ -170,8 +170,7 @@ BEGIN
                                        'restored_at', now(),
                                        'rollback_batch_id', v_op,
                                        'reason', v_reason)))))
-           FROM universal_transactions t
-          WHERE t.id = ANY (p_ids)),
+           FROM unnest(v_before) t), -- the originals as read above (locked by the caller)
         v_actor);
 
     -- 3. Verify (hera_migration_rollback_verify_v2): each original's voided

@@ -111,6 +111,7 @@ impl Follower<'_> {
     /// Sends this run's events among `events` that follow the last one sent.
     async fn take(&mut self, events: &[Progress]) -> Taken {
         let id = self.id;
+        let mut ended = false;
         for event in events.iter().filter(|e| e.migration_id == id) {
             if event.sequence <= self.after {
                 continue; // sent already (read from the history)
@@ -118,11 +119,18 @@ impl Follower<'_> {
             if event.sequence > self.after + 1 {
                 return Taken::Gap; // another's append in between: read the history
             }
-            if !self.send(event.clone()).await || event.state.is_terminal() {
+            // Ended only if nothing follows (a rollback may begin with the end
+            // of the execution it cancels).
+            ended = event.state.is_terminal();
+            if !self.send(event.clone()).await {
                 return Taken::Ended;
             }
         }
-        Taken::InSequence
+        if ended {
+            Taken::Ended
+        } else {
+            Taken::InSequence
+        }
     }
 
     /// Whether the watcher still listens.
@@ -140,14 +148,20 @@ impl Follower<'_> {
                 store::events_after(&inner.pool, self.organization_id, self.id, self.after, PAGE)
                     .await?;
             let full = page.len() as i64 == PAGE;
+            // An end followed by more (a rollback after its execution's
+            // end) is not the end: only the latest event says.
+            let mut ended = false;
             for event in page {
-                let ended = event.state.is_terminal();
-                if !self.send(event).await || ended {
+                ended = event.state.is_terminal();
+                if !self.send(event).await {
                     return Ok(true);
                 }
             }
             if full {
                 continue;
+            }
+            if ended {
+                return Ok(true);
             }
             let latest = store::latest_of(&inner.pool, self.organization_id, self.id).await?;
             if latest.state.is_terminal() && latest.sequence <= self.after {
