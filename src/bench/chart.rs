@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use super::timeline::BatchSample;
+use super::timeline::{BatchSample, median};
 
 const SIZE: (u32, u32) = (1000, 520);
 
@@ -14,7 +14,10 @@ pub fn write_svg(path: &Path, batches: &[BatchSample], title: &str) -> anyhow::R
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let x_max = batches.len().max(1) as f64;
     let rate_max = upper(batches.iter().map(BatchSample::per_second));
-    let ms_max = upper(batches.iter().map(|b| b.ms));
+    // A rare stall (a checkpoint, a neighbour's burst) would flatten the
+    // batch times into the floor: their axis stops at three times the
+    // median batch, and the few above it are drawn at its top.
+    let ms_max = ms_axis_top(batches);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -28,11 +31,14 @@ pub fn write_svg(path: &Path, batches: &[BatchSample], title: &str) -> anyhow::R
         .configure_mesh()
         .x_desc("batch number")
         .y_desc("migrated transactions / s")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_secondary_axes()
         .y_desc("batch time (ms)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     let rate = batches.iter().map(|b| (b.number as f64, b.per_second()));
@@ -41,11 +47,11 @@ pub fn write_svg(path: &Path, batches: &[BatchSample], title: &str) -> anyhow::R
         .map_err(|e| anyhow!("{e}"))?
         .label("throughput (migrated/s)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    let time = batches.iter().map(|b| (b.number as f64, b.ms));
+    let time = batches.iter().map(|b| (b.number as f64, b.ms.min(ms_max)));
     chart
         .draw_secondary_series(LineSeries::new(time, &RED))
         .map_err(|e| anyhow!("{e}"))?
-        .label("batch time (ms)")
+        .label(format!("batch time (ms, shown up to {ms_max:.0})"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart
         .configure_series_labels()
@@ -56,6 +62,14 @@ pub fn write_svg(path: &Path, batches: &[BatchSample], title: &str) -> anyhow::R
         .map_err(|e| anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// The batch-time axis: up to three times the median batch (or the longest
+/// batch, if shorter).
+fn ms_axis_top(batches: &[BatchSample]) -> f64 {
+    let times: Vec<f64> = batches.iter().map(|b| b.ms).collect();
+    let longest = upper(times.iter().copied());
+    median(&times).map_or(longest, |m| (3.0 * m).min(longest))
 }
 
 /// A round top for an axis holding `values` (1 when there are none).

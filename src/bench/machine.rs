@@ -8,6 +8,11 @@ pub struct Machine {
     pub postgres_version: String,
     /// Whether the server under test was a release build.
     pub release_build: bool,
+    /// /proc/loadavg when the bench began: other work on the machine (a
+    /// build, another test suite on the same PostgreSQL) skews the figures.
+    pub load_at_start: String,
+    /// /proc/loadavg when it ended (filled in then).
+    pub load_at_end: String,
 }
 
 impl Machine {
@@ -19,7 +24,14 @@ impl Machine {
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             postgres_version,
             release_build: !cfg!(debug_assertions),
+            load_at_start: read_trimmed("/proc/loadavg"),
+            load_at_end: String::new(),
         }
+    }
+
+    /// Notes the load as the bench ends.
+    pub fn ended(&mut self) {
+        self.load_at_end = read_trimmed("/proc/loadavg");
     }
 }
 

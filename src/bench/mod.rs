@@ -112,7 +112,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<ExitCode> {
         .server_version()
         .await
         .unwrap_or_else(|error| format!("unknown ({error:#})"));
-    let machine = machine::Machine::describe(postgres);
+    let mut machine = machine::Machine::describe(postgres);
     let mut measured = Measurements::default();
     let mut bench = scenes::Bench::new(&cluster, sizes);
     // Ctrl-C stops the scenes (their servers die with them) but not the
@@ -127,6 +127,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<ExitCode> {
     if interrupted {
         anyhow::bail!("interrupted");
     }
+    machine.ended();
     let figures = figures::all(&measured);
     let report = report::Report {
         figures: &figures,

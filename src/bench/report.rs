@@ -43,18 +43,20 @@ impl Report<'_> {
     pub fn print_table(&self) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", table(self.figures))?;
+        let build = if self.machine.release_build {
+            ""
+        } else {
+            " (a debug build: not comparable)"
+        };
         writeln!(
             out,
-            "scale {} on {} cores, {} MB, PostgreSQL {}{}",
+            "scale {} on {} cores, {} MB, PostgreSQL {}{build}; load average {} at the start, {} at the end",
             self.sizes.scale,
             self.machine.cores,
             self.machine.memory_mb,
             self.machine.postgres_version,
-            if self.machine.release_build {
-                ""
-            } else {
-                " (a debug build: not comparable)"
-            }
+            first_field(&self.machine.load_at_start),
+            first_field(&self.machine.load_at_end),
         )?;
         let holding: Vec<String> = self
             .figures
@@ -76,6 +78,11 @@ impl Report<'_> {
         )?;
         Ok(())
     }
+}
+
+/// The 1-minute load average of a /proc/loadavg line.
+fn first_field(loadavg: &str) -> &str {
+    loadavg.split_whitespace().next().unwrap_or("?")
 }
 
 fn list(letters: &[String]) -> String {

@@ -198,9 +198,9 @@ pub async fn measure(
         migration: RunSummary::of(&run),
     };
     progress!(
-        "k. traffic: p99 {:?} ms idle, {:?} ms during the migration ({} postings)",
-        traffic.idle.p99_ms,
-        traffic.during_migration.p99_ms,
+        "k. traffic: p99 {:.1} ms idle, {:.1} ms during the migration ({} postings)",
+        traffic.idle.p99_ms.unwrap_or(f64::NAN),
+        traffic.during_migration.p99_ms.unwrap_or(f64::NAN),
         traffic.during_migration.samples
     );
     Ok(traffic)
