@@ -72,7 +72,9 @@ async fn the_bench_measures_every_figure_and_writes_its_json_and_chart() {
 
     for letter in FIGURES {
         assert!(
-            printed.lines().any(|line| line.starts_with(&format!("{letter}. "))),
+            printed
+                .lines()
+                .any(|line| line.starts_with(&format!("{letter}. "))),
             "the table names figure {letter}:\n{printed}"
         );
     }
@@ -92,7 +94,11 @@ async fn the_bench_measures_every_figure_and_writes_its_json_and_chart() {
     assert!(!json["big_run_batches"].as_array().unwrap().is_empty());
 
     let svg = std::fs::read_to_string(out.path().join("bench.svg")).unwrap();
-    assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(
+        svg.trim_start().starts_with("<svg"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
     assert!(svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("batch time (ms)") && svg.contains("migrated transactions / s"));
 
