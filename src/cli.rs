@@ -1,5 +1,5 @@
-//! The binary's commands: `serve`, `seed-demo`, `token`, and the operator's
-//! commands (`operator/`: clients of a running server).
+//! The binary's commands: `serve`, `seed-demo`, `token`, `bench` (`bench/`),
+//! and the operator's commands (`operator/`: clients of a running server).
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -46,6 +46,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(settings) => serve(settings).await,
         Command::SeedDemo(settings) => seed_demo(settings).await,
         Command::Token(settings) => mint_token(settings),
+        Command::Bench(settings) => return crate::bench::run(settings).await,
         Command::Operator(command) => return Ok(crate::operator::run(command).await),
     }
     .map(|()| ExitCode::SUCCESS)

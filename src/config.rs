@@ -26,6 +26,8 @@ pub enum Command {
     SeedDemo(SeedDemoSettings),
     /// Mint a bearer token for a user with the configured secret.
     Token(TokenSettings),
+    /// Measure the engine against its yardsticks on databases of its own (BENCHMARKS.md).
+    Bench(BenchSettings),
     /// The operator's commands, each a client of a running server.
     #[command(flatten)]
     Operator(crate::operator::OperatorCommand),
@@ -241,6 +243,45 @@ pub struct SeedDemoSettings {
     pub jwt_secret: Option<Secret>,
 }
 
+/// `hera-migrate bench`: what to measure at which size, and where to write it.
+#[derive(Debug, Clone, Args)]
+pub struct BenchSettings {
+    /// Fraction of the full sizes (1.0: an organization of a million transactions;
+    /// 0.002 finishes in well under a minute).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub scale: f64,
+    /// Where bench.json and bench.svg are written.
+    #[arg(long, default_value = "target/bench")]
+    pub output_dir: PathBuf,
+    /// PostgreSQL on which the bench creates (and drops) its databases. Unset: the embedded default cluster.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_bench_database_url)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded default (used only without DATABASE_URL).
+    #[arg(long, env = "HERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Leave the bench's databases in place afterwards.
+    #[arg(long)]
+    pub keep_databases: bool,
+}
+
+/// A bench scale: above 0, at most 10 (ten times the full benchmark).
+fn parse_scale(text: &str) -> Result<f64, String> {
+    let scale: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if scale.is_finite() && scale > 0.0 && scale <= 10.0 {
+        Ok(scale)
+    } else {
+        Err(format!("{scale} is out of range (above 0, at most 10)"))
+    }
+}
+
+/// The bench hands the URL on to the servers it spawns, so it keeps the text.
+fn parse_bench_database_url(value: &str) -> Result<String, String> {
+    parse_database_url(value).map(|_| value.to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -284,5 +325,13 @@ mod tests {
         assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
         assert!(parse_ttl("1w").is_err());
         assert!(parse_ttl("0s").is_err());
+    }
+
+    #[test]
+    fn bench_scales_are_positive_and_bounded() {
+        assert_eq!(parse_scale("0.002").unwrap(), 0.002);
+        assert!(parse_scale("0").is_err());
+        assert!(parse_scale("11").is_err());
+        assert!(parse_scale("NaN").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! hera-migrate: the gRPC control plane for HERA Finance DNA v2 migrations.
 //!
-//! Layout: `config` (flags and environment), `telemetry` (tracing and
+//! Layout: `config` (flags and environment), `bench` (`hera-migrate bench`: the
+//! benchmark, an edge of its own), `telemetry` (tracing and
 //! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
 //! `db` (pool, embedded cluster, schema install), `migration` (the phases,
 //! the engine, the run model and store), `operations` (environment checks and
@@ -11,6 +12,7 @@
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -7,6 +7,7 @@ mod aliasing;
 mod api_surface;
 mod architecture;
 mod auth;
+mod bench;
 mod binary;
 mod config;
 mod dry_run;

@@ -1,0 +1,89 @@
+//! The runs the bench starts: a migration of 2024 with every candidate
+//! migrated (POST_TO_OPEN_PERIOD: closed periods' candidates are posted to the
+//! first open one rather than skipped), no pacing; and its rollback.
+use std::time::{Duration, Instant};
+
+use super::{
+    client::{Client, Owner},
+    progress,
+    timeline::Timeline,
+};
+use crate::proto::{
+    ClosedPeriodPolicy, MigrationEventKind, MigrationProgress, RollbackMigrationRequest,
+    StartMigrationRequest,
+};
+
+/// How often a long run reports on stderr.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+pub fn start_request(owner: &Owner, batch_size: u32) -> StartMigrationRequest {
+    StartMigrationRequest {
+        organization_id: owner.org.to_string(),
+        from_date: "2024-01-01".into(),
+        to_date: "2024-12-31".into(),
+        batch_size: i32::try_from(batch_size).expect("a batch size fits"),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
+        ..Default::default()
+    }
+}
+
+/// Migrates `owner`'s organization and follows the run to its end.
+pub async fn migrate(
+    client: &Client,
+    owner: &Owner,
+    batch_size: u32,
+    label: &str,
+) -> anyhow::Result<Timeline> {
+    let mut client = client.clone();
+    let called_at = Instant::now();
+    let stream = client
+        .start_migration(owner.request(start_request(owner, batch_size)))
+        .await?
+        .into_inner();
+    Timeline::follow(called_at, stream, reporter(label)).await
+}
+
+/// Rolls back run `migration_id` and follows it to ROLLED_BACK.
+pub async fn roll_back(
+    client: &Client,
+    owner: &Owner,
+    migration_id: &str,
+    label: &str,
+) -> anyhow::Result<Timeline> {
+    let mut client = client.clone();
+    let request = RollbackMigrationRequest {
+        organization_id: owner.org.to_string(),
+        migration_id: migration_id.to_owned(),
+        reason: "hera-migrate bench: the rollback's throughput".into(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let called_at = Instant::now();
+    let stream = client
+        .rollback_migration(owner.request(request))
+        .await?
+        .into_inner();
+    Timeline::follow(called_at, stream, reporter(label)).await
+}
+
+/// A progress line every [`REPORT_EVERY`] while batches arrive.
+fn reporter(label: &str) -> impl FnMut(&MigrationProgress) + use<> {
+    let label = label.to_owned();
+    let mut last = Instant::now();
+    move |event| {
+        if event.kind() == MigrationEventKind::Batch && last.elapsed() >= REPORT_EVERY {
+            last = Instant::now();
+            progress!(
+                "{label}: batch {}, {} of {} looked at ({:.0}/s)",
+                event.batch_number,
+                event.transactions_processed,
+                event.transactions_processed + event.transactions_remaining,
+                event
+                    .performance_metrics
+                    .as_ref()
+                    .map_or(0.0, |m| m.transactions_per_second),
+            );
+        }
+    }
+}
