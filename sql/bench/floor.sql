@@ -31,7 +31,7 @@ headers AS (
       JOIN universal_transactions s ON s.id = p.id
      CROSS JOIN LATERAL (VALUES
            (p.reversal, '-Y1', s.smart_code::text),
-           (p.repost, '-Y2', hera_smart_code_at_version(s.smart_code, 2))
+           (p.repost, '-Y2', left(s.smart_code, -1) || '2') -- .v1 to .v2, no function call per row
            ) AS copy (id, suffix, smart_code)
     RETURNING 1),
 lines AS (
@@ -49,7 +49,7 @@ lines AS (
       JOIN universal_transaction_lines l ON l.transaction_id = p.id
      CROSS JOIN LATERAL (VALUES
            (p.reversal, -1, l.smart_code::text),
-           (p.repost, 1, hera_smart_code_at_version(l.smart_code, 2))
+           (p.repost, 1, left(l.smart_code, -1) || '2')
            ) AS copy (id, sign, smart_code)
     RETURNING 1),
 updated AS (
