@@ -203,15 +203,7 @@ async fn an_original_whose_copy_fails_verification_is_quarantined_and_the_batch_
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql(
-        "CREATE FUNCTION skew_line() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN NEW.line_amount := NEW.line_amount + 1; RETURN NEW; END $$;
-         CREATE TRIGGER skew BEFORE INSERT ON universal_transaction_lines
-            FOR EACH ROW WHEN (NEW.description = 'skew me') EXECUTE FUNCTION skew_line();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    skew_copied_lines_described_skew_me(&pool).await;
 
     let run = create_run(
         &pool,
@@ -240,6 +232,20 @@ async fn an_original_whose_copy_fails_verification_is_quarantined_and_the_batch_
     );
     assert_eq!(unbalanced_written(&pool, run).await, 0);
     assert_eq!(trial_balance(&pool, org).await, before);
+}
+
+/// A trigger that adds 1 to the amount of every line copied whose
+/// description is 'skew me': what the batch's proof must catch.
+async fn skew_copied_lines_described_skew_me(pool: &PgPool) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION skew_line() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.line_amount := NEW.line_amount + 1; RETURN NEW; END $$;
+         CREATE TRIGGER skew BEFORE INSERT ON universal_transaction_lines
+            FOR EACH ROW WHEN (NEW.description = 'skew me') EXECUTE FUNCTION skew_line();",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// The org's first `limit` candidates in the order a run takes them.
@@ -535,15 +541,7 @@ async fn the_proof_reads_back_once_a_trigger_could_act_and_a_pending_trial_balan
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql(
-        "CREATE FUNCTION skew_line() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN NEW.line_amount := NEW.line_amount + 1; RETURN NEW; END $$;
-         CREATE TRIGGER skew BEFORE INSERT ON universal_transaction_lines
-            FOR EACH ROW WHEN (NEW.description = 'skew me') EXECUTE FUNCTION skew_line();",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    skew_copied_lines_described_skew_me(&pool).await;
     assert!(may_be_altered().await);
     let second = call(&pool, BATCH, run).await;
     assert_eq!(
