@@ -150,8 +150,7 @@ $fn$;
 -- holds); hera_migration_write_copies_v2 raises them as HM001. It writes
 -- nothing, so it can be run from psql over a committed batch, e.g. with the
 -- originals' metadata reversal_id and migrated_to as the copies.
--- Lookups by key only: planned like the write unit it belongs to. The
--- copies' GL lines are read once, for both sums.
+-- Lookups by key only: planned like the write unit it belongs to.
 CREATE OR REPLACE FUNCTION hera_migration_batch_verify_v2(
     p_originals uuid[],
     p_reversals uuid[],
@@ -169,29 +168,12 @@ AS $fn$
 DECLARE
     v_bad jsonb;
 BEGIN
-    WITH gl AS MATERIALIZED (
-        SELECT c.copy_id, c.original, l.entity_id, l.line_data ->> 'gl_account_code' AS gl_account_code,
-               l.line_data ->> 'account_code' AS account_code, l.line_data ->> 'account' AS account,
-               t.transaction_currency_code, t.fiscal_period_entity_id, t.fiscal_year, t.fiscal_period,
-               (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
-               hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount) AS net
-          FROM unnest(p_reversals || p_reposts, p_originals || p_originals) AS c (copy_id, original)
-          JOIN universal_transactions t ON t.id = c.copy_id
-          JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
-    )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'transaction_id', x.original, 'rule', 'copies_unbalanced',
                'reason', 'its reversal and repost, as the database wrote them, do not balance or do not net '
                          'to zero per account and period (a trigger changed them)')), '[]')
       INTO v_bad
-      FROM (SELECT original FROM gl
-             GROUP BY copy_id, original
-            HAVING abs(sum(net)) >= 0.0001
-            UNION
-            SELECT original FROM gl
-             GROUP BY original, entity_id, gl_account_code, account_code, account, transaction_currency_code,
-                      fiscal_period_entity_id, fiscal_year, fiscal_period, day
-            HAVING sum(net) <> 0) x;
+      FROM hera_migration_copies_off_v2(p_reversals || p_reposts, p_originals || p_originals) x;
     IF jsonb_array_length(v_bad) = 0 AND p_before IS NOT NULL THEN
         v_bad := hera_migration_original_changes_v2(p_before, hera_migration_original_keys_v2(), 'marked reversed');
     END IF;

@@ -30,3 +30,5 @@ DROP FUNCTION IF EXISTS hera_migration_check_completeness_v2(uuid, uuid, jsonb);
 -- update (universal_transactions[]) rather than their JSON images.
 DROP FUNCTION IF EXISTS hera_migration_batch_verify_v2(uuid[], uuid[], uuid[], jsonb);
 DROP FUNCTION IF EXISTS hera_migration_rollback_verify_v2(uuid[], uuid[], uuid[], jsonb);
+-- The pair check and the copies' balance are one function (one read).
+DROP FUNCTION IF EXISTS hera_migration_pairs_off_v2(uuid[], uuid[]);

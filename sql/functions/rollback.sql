@@ -82,7 +82,9 @@ AS $fn$
 DECLARE
     -- Computed once: called inside the query, the planner would also run it
     -- while planning (its argument is a constant under force_custom_plan).
-    v_off uuid[] := hera_migration_pairs_off_v2(p_reversals || p_reposts, p_originals || p_originals);
+    v_off uuid[] := ARRAY(SELECT x.original
+                           FROM hera_migration_copies_off_v2(p_reversals || p_reposts, p_originals || p_originals) x
+                          WHERE x.pair_off);
     v_bad jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(

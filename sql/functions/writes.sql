@@ -67,23 +67,39 @@ END;
 $fn$;
 
 -- Of a migration's copies (p_copies[i] a reversal or repost of
--- p_originals[i]), the originals whose pair does not net to zero per account
--- (every key HERA names one by), currency and period fields: what a trigger
--- or a later edit changed. Zero means the pair leaves every balance of the
--- trial balance as it was, whether it is written or voided.
-CREATE OR REPLACE FUNCTION hera_migration_pairs_off_v2(p_copies uuid[], p_originals uuid[])
-RETURNS uuid[]
+-- p_originals[i]), the originals whose copies read otherwise than written:
+-- copy_unbalanced, a copy whose GL lines do not balance (DR = CR); pair_off,
+-- a pair that does not net to zero per account (every key HERA names one
+-- by), currency and period fields. A pair that nets to zero leaves every
+-- balance of the trial balance as it was, whether it is written or voided.
+-- The copies' GL lines are read once, for both.
+CREATE OR REPLACE FUNCTION hera_migration_copies_off_v2(p_copies uuid[], p_originals uuid[])
+RETURNS TABLE (original uuid, copy_unbalanced boolean, pair_off boolean)
 LANGUAGE sql STABLE
 AS $$
-    SELECT coalesce(array_agg(DISTINCT x.original), '{}')
-      FROM (SELECT c.original
-              FROM unnest(p_copies, p_originals) AS c (copy_id, original)
-              JOIN universal_transactions t ON t.id = c.copy_id
-              JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
-             GROUP BY c.original, l.entity_id, l.line_data ->> 'gl_account_code', l.line_data ->> 'account_code',
-                      l.line_data ->> 'account', t.transaction_currency_code, t.fiscal_period_entity_id,
-                      t.fiscal_year, t.fiscal_period, (t.transaction_date AT TIME ZONE 'UTC')::date
-            HAVING sum(hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount)) <> 0) x
+    WITH gl AS MATERIALIZED (
+        SELECT c.copy_id, c.original, l.entity_id, l.line_data ->> 'gl_account_code' AS gl_account_code,
+               l.line_data ->> 'account_code' AS account_code, l.line_data ->> 'account' AS account,
+               t.transaction_currency_code, t.fiscal_period_entity_id, t.fiscal_year, t.fiscal_period,
+               (t.transaction_date AT TIME ZONE 'UTC')::date AS day,
+               hera_migration_line_net_v2(l.line_data ->> 'side', l.line_amount) AS net
+          FROM unnest(p_copies, p_originals) AS c (copy_id, original)
+          JOIN universal_transactions t ON t.id = c.copy_id
+          JOIN universal_transaction_lines l ON l.transaction_id = c.copy_id AND l.smart_code LIKE '%.GL.%'
+    ),
+    unbalanced AS (
+        SELECT DISTINCT gl.original FROM gl GROUP BY gl.copy_id, gl.original HAVING abs(sum(gl.net)) >= 0.0001
+    ),
+    off AS (
+        SELECT DISTINCT gl.original FROM gl
+         GROUP BY gl.original, gl.entity_id, gl.gl_account_code, gl.account_code, gl.account,
+                  gl.transaction_currency_code, gl.fiscal_period_entity_id, gl.fiscal_year, gl.fiscal_period, gl.day
+        HAVING sum(gl.net) <> 0
+    )
+    SELECT o.original,
+           o.original IN (SELECT u.original FROM unbalanced u),
+           o.original IN (SELECT f.original FROM off f)
+      FROM (SELECT u.original FROM unbalanced u UNION SELECT f.original FROM off f) o
 $$;
 
 -- Whether anything but our own statements could decide what the two

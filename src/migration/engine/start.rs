@@ -110,12 +110,10 @@ impl Engine {
             request_id,
         )
         .await?;
-        let mut recorded = json!({ "requested": requested });
+        store::patch(&mut tx, id, json!({ "requested": requested })).await?;
         if let Some(plan) = &plan {
-            recorded["total_candidates"] = json!(plan.total_candidates);
-            recorded["prediction"] = json!(plan.prediction);
+            store::record_plan(&mut tx, id, &recorded_plan(plan)).await?;
         }
-        store::patch(&mut tx, id, recorded).await?;
         let outlook = match &plan {
             Some(plan) => plan_summary(plan),
             None => "the plan is checked before the first write".to_owned(),
@@ -149,6 +147,15 @@ fn request_summary(actor: Uuid, parameters: &Parameters) -> String {
         parameters.candidate_statuses.join(", "),
         parameters.closed_period_policy.as_str(),
     )
+}
+
+/// What a run records of its checked plan (`hera_migration_record_plan_v2`).
+pub(super) fn recorded_plan(plan: &Preview) -> Value {
+    json!({
+        "total_candidates": plan.total_candidates,
+        "prediction": plan.prediction,
+        "plan_fingerprint": plan.plan_fingerprint,
+    })
 }
 
 /// "<n> candidate(s), predicted ...": what the plan predicts.

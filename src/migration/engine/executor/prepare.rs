@@ -41,12 +41,7 @@ impl Executor {
     async fn check_plan(&self, parameters: &crate::migration::run::Parameters) -> Result<()> {
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
         let plan = start::plan(&mut tx, self.organization_id, parameters).await?;
-        let recorded = json!({
-            "total_candidates": plan.total_candidates,
-            "prediction": plan.prediction,
-            "plan_fingerprint": plan.plan_fingerprint,
-        });
-        store::record_plan(&mut tx, self.id, &recorded).await?;
+        store::record_plan(&mut tx, self.id, &start::recorded_plan(&plan)).await?;
         let planned = json!({
             "kind": EventKind::Planned,
             "message": format!("plan checked: {}", start::plan_summary(&plan)),
