@@ -59,6 +59,10 @@ $$;
 -- reposted, but a rollback could never put it back to posted.
 -- The installer writes the test below when the table has HERA's FX columns
 -- (hera-migrate's own schema has them too); without them there is no gate.
+-- The test (sql/functions/rules_fx_gate.sql) opens with a byte comparison of
+-- the two codes: codes equal byte for byte (or missing) cannot differ once
+-- trimmed and upper-cased, and that one comparison is all most rows cost
+-- (the preview asks it of every candidate).
 CREATE OR REPLACE FUNCTION hera_migration_fx_incomplete_v2(t universal_transactions)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -86,13 +90,14 @@ AS $$
 $$;
 
 -- Whether HERA's FX posting gate would refuse to set t back to posted after
--- a migration: posted now, and its FX fields incomplete.
+-- a migration: its FX fields incomplete (the cheap test, first), and posted
+-- now.
 CREATE OR REPLACE FUNCTION hera_migration_fx_blocked_v2(t universal_transactions)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT upper(coalesce(t.transaction_status, '')) = 'POSTED'
-       AND coalesce(hera_migration_fx_incomplete_v2(t), false)
+    SELECT coalesce(hera_migration_fx_incomplete_v2(t), false)
+       AND upper(coalesce(t.transaction_status, '')) = 'POSTED'
 $$;
 
 -- Why candidate t, to be reposted under p_target, cannot be migrated and

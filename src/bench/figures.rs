@@ -184,14 +184,29 @@ fn scale(m: &Measurements) -> Built {
     let big = m.big.as_ref()?.run.steady_ms_per_1000?;
     let base = m.base.as_ref()?.steady_ms_per_1000?;
     let over = ratio(big, base);
+    // PostgreSQL's own growth over the same sizes, when the floor was
+    // measured on both: what the engine adds is its ratio over this one.
+    let floors = m.floor.as_ref().zip(m.big_floor.as_ref());
+    let floor_over =
+        floors.and_then(|(small, large)| ratio(large.ms_per_1000(), small.ms_per_1000()));
+    let floor_note = floor_over.map_or(String::new(), |f| format!("; the floor {f:.2}x"));
     let value = format!(
-        "{big:.1} vs {base:.1} ms per 1,000 ({:.2}x)",
+        "{big:.1} vs {base:.1} ms per 1,000 ({:.2}x{floor_note})",
         over.unwrap_or(f64::NAN)
     );
     Some((
         value,
         over,
-        json!({"big_ms_per_1000": big, "base_ms_per_1000": base, "ratio": over, "run": m.big.as_ref().map(|b| &b.run)}),
+        json!({
+            "big_ms_per_1000": big,
+            "base_ms_per_1000": base,
+            "ratio": over,
+            "floor_big_ms_per_1000": m.big_floor.as_ref().map(|f| f.ms_per_1000()),
+            "floor_ratio": floor_over,
+            "engine_over_floor_at_1m": m.big_floor.as_ref().and_then(|f| ratio(big, f.ms_per_1000())),
+            "big_floor": m.big_floor,
+            "run": m.big.as_ref().map(|b| &b.run),
+        }),
     ))
 }
 

@@ -38,7 +38,13 @@ impl Floor {
     }
 }
 
-pub async fn measure(conn: &mut PgConnection, org: Uuid, batch: u32) -> anyhow::Result<Floor> {
+/// The floor on `org`'s ledger; `what` names it in the progress lines.
+pub async fn measure(
+    conn: &mut PgConnection,
+    org: Uuid,
+    batch: u32,
+    what: &str,
+) -> anyhow::Result<Floor> {
     // The batch plans with JIT off; so does its floor.
     conn.execute("SET jit = off").await?;
     let sql = Adaptation::read(conn).await?.render(FLOOR_SQL);
@@ -52,7 +58,7 @@ pub async fn measure(conn: &mut PgConnection, org: Uuid, batch: u32) -> anyhow::
         }
     }
     let median_ms = median(&rounds_ms).context("no floor round")?;
-    progress!("a. floor: median {median_ms:.1} ms for {batch} originals");
+    progress!("{what}: median {median_ms:.1} ms for {batch} originals");
     Ok(Floor {
         rounds_ms,
         median_ms,

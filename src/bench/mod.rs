@@ -49,6 +49,9 @@ pub(crate) use progress;
 #[derive(Default)]
 pub struct Measurements {
     floor: Option<floor::Floor>,
+    /// The floor again on the big organization, so that d can tell
+    /// PostgreSQL's own growth with the ledger's size from the engine's.
+    big_floor: Option<floor::Floor>,
     guide: Option<guide::Guide>,
     base: Option<engine::RunSummary>,
     rollback: Option<engine::RunSummary>,

@@ -4,8 +4,9 @@
 //! - engine: the base run (b), its rollback (g), business traffic during a
 //!   run (k), reporting aliases (f);
 //! - fleet: ten organizations at once against one (h), a hundred watchers (i);
-//! - big: the preview (e) on a server of its own, then the 1 M run (d, j, l)
-//!   on a fresh server, so that its peak memory is the run's alone.
+//! - big: the preview (e) on a server of its own, the floor again at this
+//!   size (d: PostgreSQL's own growth), then the 1 M run (d, j, l) on a fresh
+//!   server, so that its peak memory is the run's alone.
 use anyhow::Context as _;
 use sqlx::Connection as _;
 
@@ -81,7 +82,7 @@ impl<'a> Bench<'a> {
         let org = seeded.organizations[0].id;
         let mut conn = database.connect().await?;
         let batch = self.sizes.batch;
-        m.floor = m.record("a", floor::measure(&mut conn, org, batch).await);
+        m.floor = m.record("a", floor::measure(&mut conn, org, batch, "a. floor").await);
         m.guide = m.record("c", guide::measure(&mut conn, org, batch).await);
         let _ = conn.close().await;
         Ok(())
@@ -151,6 +152,13 @@ impl<'a> Bench<'a> {
             Ok(())
         })
         .await?;
+        // After the preview, which sees every candidate; the run then
+        // migrates the rest (the floor's originals are reversed by then).
+        let mut conn = database.connect().await?;
+        let at_scale =
+            floor::measure(&mut conn, owner.org, self.sizes.batch, "d. floor at 1 M").await;
+        m.big_floor = m.record("d", at_scale);
+        let _ = conn.close().await;
         let server = ServerChild::spawn(&database.url, &self.secret).await?;
         let outcome = async {
             let client = client::connect(&server.endpoint()).await?;
