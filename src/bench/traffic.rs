@@ -142,6 +142,9 @@ impl Posting {
     }
 }
 
+/// Postings made, and not counted, before the idle ones.
+const WARM_UP: usize = 10;
+
 /// Posts at [`PER_SECOND`] until `count` postings are made or `stop` fires;
 /// the latencies in ms.
 async fn post_steadily(
@@ -173,6 +176,11 @@ pub async fn measure(
     (batch, idle_posts): (u32, usize),
 ) -> anyhow::Result<Traffic> {
     let mut conn = conn;
+    // Not counted: a connection's first postings parse their statements and
+    // fill its caches, which no posting after them pays.
+    post_steadily(&mut conn, &posting, Some(WARM_UP), CancellationToken::new())
+        .await
+        .context("warming up on the idle database")?;
     let idle = post_steadily(
         &mut conn,
         &posting,
