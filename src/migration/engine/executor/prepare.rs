@@ -52,17 +52,20 @@ impl Executor {
         Ok(())
     }
 
-    /// Takes a snapshot of the database now, before any batch, marks the
-    /// run's trial balance as being read, and reads it from that snapshot
-    /// in a task of its own. None when the run holds one already (or has run
-    /// a batch: a reading interrupted by the server's end cannot be redone).
+    /// Marks the run's trial balance as being read, takes a snapshot of the
+    /// database (before any batch: none runs until this returns), and reads
+    /// the trial balance from it in a task of its own. None when the run
+    /// holds one already (or has run a batch: a reading interrupted by the
+    /// server's end cannot be redone). One pool connection at a time: runs
+    /// starting together, each holding one while it waited for a second,
+    /// would take the whole pool and wait on each other.
     async fn read_trial_balance(&self) -> Result<Option<JoinHandle<()>>> {
-        let snapshot = scope::begin_snapshot(&self.inner.pool, self.organization_id).await?;
         let mut tx = scope::begin(&self.inner.pool, self.organization_id).await?;
         if !store::mark_trial_balance_pending(&mut tx, self.id).await? {
             return Ok(None);
         }
         tx.commit().await?;
+        let snapshot = scope::begin_snapshot(&self.inner.pool, self.organization_id).await?;
         let (pool, organization_id, id) = (self.inner.pool.clone(), self.organization_id, self.id);
         let reading = async move {
             let started = Instant::now();
