@@ -242,7 +242,9 @@ DECLARE
     v_targets  text[];
     v_moves    boolean[];
     v_before   universal_transactions[];
-    v_lines    bigint;
+    v_lines    universal_transaction_lines[];
+    v_codes    text[];
+    v_code_targets text[];
     v_written  bigint;
     v_bad      jsonb;
 BEGIN
@@ -259,7 +261,23 @@ BEGIN
     -- The originals as they are before anything is written: what the copies
     -- are made of, and what the proof compares them with afterwards.
     v_before := ARRAY(SELECT t FROM universal_transactions t WHERE t.id = ANY (p_ids));
-    SELECT count(*) INTO v_lines FROM universal_transaction_lines l WHERE l.transaction_id = ANY (p_ids);
+    -- Their lines, read once: what the line copies are made of, how many
+    -- there are (a trigger that skips one is caught below), and their codes.
+    v_lines := ARRAY(SELECT l FROM universal_transaction_lines l WHERE l.transaction_id = ANY (p_ids));
+    -- Each distinct line code's v2 form, computed once: an explicit
+    -- mapping's target, else the code at v2 when it is a v1 code.
+    SELECT coalesce(array_agg(c.smart_code), '{}'),
+           coalesce(array_agg(coalesce(
+               (SELECT nullif(btrim(m ->> 'target_smart_code'), '')
+                  FROM jsonb_array_elements(coalesce(p_args -> 'smart_code_mappings', '[]')) m
+                 WHERE hera_smart_code_normalize(m ->> 'source_smart_code')
+                       = hera_smart_code_normalize(c.smart_code)
+                 LIMIT 1),
+               CASE WHEN hera_smart_code_is_v1(c.smart_code)
+                    THEN hera_smart_code_at_version(c.smart_code, 2)
+                    ELSE c.smart_code END)), '{}')
+      INTO v_codes, v_code_targets
+      FROM (SELECT DISTINCT l.smart_code::text AS smart_code FROM unnest(v_lines) l) c;
 
     -- The headers: each original's reversal and repost, by one INSERT.
     INSERT INTO universal_transactions (
@@ -297,19 +315,6 @@ BEGIN
            ) AS copy (id, suffix, smart_code, context);
 
     -- The lines: the reversal's negated, the repost's under their v2 codes.
-    WITH line_codes AS MATERIALIZED ( -- each distinct line code's v2 form, computed once
-        SELECT l.smart_code,
-               coalesce((SELECT nullif(btrim(m ->> 'target_smart_code'), '')
-                           FROM jsonb_array_elements(coalesce(p_args -> 'smart_code_mappings', '[]')) m
-                          WHERE hera_smart_code_normalize(m ->> 'source_smart_code')
-                                = hera_smart_code_normalize(l.smart_code)
-                          LIMIT 1),
-                        CASE WHEN hera_smart_code_is_v1(l.smart_code)
-                             THEN hera_smart_code_at_version(l.smart_code, 2)
-                             ELSE l.smart_code END) AS target
-          FROM (SELECT DISTINCT smart_code FROM universal_transaction_lines
-                 WHERE transaction_id = ANY (p_ids)) l
-    )
     INSERT INTO universal_transaction_lines (
         organization_id, transaction_id, line_number, entity_id, line_type, description,
         quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
@@ -321,17 +326,17 @@ BEGIN
            copy.smart_code, l.line_data, v_actor, v_actor
            /*@line_copy_values*//*@*/
       FROM unnest(p_ids, v_revs, v_reps) AS m (id, rev_id, rep_id)
-      JOIN universal_transaction_lines l ON l.transaction_id = m.id
-      JOIN line_codes lc ON lc.smart_code = l.smart_code
+      JOIN unnest(v_lines) l ON l.transaction_id = m.id
+      JOIN unnest(v_codes, v_code_targets) AS lc (smart_code, target) ON lc.smart_code = l.smart_code
      CROSS JOIN LATERAL (VALUES
            (m.rev_id, -1, 'REVERSAL: ' || coalesce(l.description, ''), l.smart_code::text),
            (m.rep_id, 1, l.description, lc.target)
            ) AS copy (id, sign, description, smart_code);
     GET DIAGNOSTICS v_written = ROW_COUNT;
-    IF v_written <> 2 * coalesce(v_lines, 0) THEN
+    IF v_written <> 2 * cardinality(v_lines) THEN
         -- A trigger skipped rows (a BEFORE trigger returning NULL): which
         -- original's, isolation finds out.
-        RAISE EXCEPTION 'the database kept % of the % copied lines', v_written, 2 * coalesce(v_lines, 0)
+        RAISE EXCEPTION 'the database kept % of the % copied lines', v_written, 2 * cardinality(v_lines)
               USING ERRCODE = 'HM002';
     END IF;
 
