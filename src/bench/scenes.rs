@@ -153,7 +153,7 @@ impl<'a> Bench<'a> {
         })
         .await?;
         // After the preview, which sees every candidate; the run then
-        // migrates the rest (the floor's originals are reversed by then).
+        // migrates the rest (the floor's rounds reverse their originals).
         let mut conn = database.connect().await?;
         let at_scale = floor::measure(
             &mut conn,
