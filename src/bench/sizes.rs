@@ -13,8 +13,8 @@ pub struct Sizes {
     pub big: u64,
     /// The base organization (figures b, g) and the one under traffic (k).
     pub base: u64,
-    /// The floor's database (figures a, c): the base size, or more when the
-    /// rounds need more originals.
+    /// The floor's organization (figures a, c), in the base run's database:
+    /// the base size, or more when the rounds need more originals.
     pub floor: u64,
     /// The organization given reporting aliases (f).
     pub aliases: u64,

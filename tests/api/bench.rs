@@ -108,7 +108,7 @@ async fn the_bench_measures_every_figure_and_writes_its_json_and_chart() {
         .iter()
         .map(|name| name.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(databases.len(), 4, "{databases:?}");
+    assert_eq!(databases.len(), 3, "{databases:?}");
     if std::env::var("DATABASE_URL").is_ok_and(|url| !url.trim().is_empty()) {
         assert_eq!(still_there(&databases).await, 0, "dropped: {databases:?}");
     }
