@@ -29,6 +29,10 @@ pub enum Error {
     Unimplemented(&'static str),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A run's executor lost its lease to another server: its batch did not
+    /// commit (see hera_migration_take_lease_v2).
+    #[error("{0}")]
+    Fenced(String),
     #[error("database error: {}", describe_database(.0))]
     Database(sqlx::Error),
 }
@@ -93,7 +97,38 @@ fn describe_database(error: &sqlx::Error) -> String {
     text
 }
 
+/// SQLSTATEs of a database that went away under a session: the class
+/// connection_exception (08), admin_shutdown, crash_shutdown,
+/// cannot_connect_now (a restart in progress) and too_many_connections.
+const UNAVAILABLE_STATES: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// Whether `error` says the database could not be reached (or dropped the
+/// session), rather than that it refused what was asked: worth waiting out.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || UNAVAILABLE_STATES.contains(&code.as_ref())
+        }),
+        _ => false,
+    }
+}
+
 impl Error {
+    /// The database could not be reached: a restart, a failover, a severed
+    /// connection. What was asked may succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(error) => database_unavailable(error),
+            _ => false,
+        }
+    }
+
     pub fn invalid(field: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field: field.into(),

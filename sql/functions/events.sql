@@ -16,8 +16,8 @@
 --    pacing: {throttled, reason, operator_chosen, detail, throttled_ms},
 --    message, actor, emitted_at}
 -- kind: STARTED, PLANNED, BATCH, PAUSED, RESUMED, UPDATED, CANCELLED,
--- THROTTLE_STARTED, THROTTLE_ENDED, LOCK_BACKOFF, TAKEN_OVER, INTERRUPTED,
--- ROLLBACK_STARTED, ENDED.
+-- THROTTLE_STARTED, THROTTLE_ENDED, LOCK_BACKOFF, TAKEN_OVER,
+-- DATABASE_UNAVAILABLE, INTERRUPTED, ROLLBACK_STARTED, ENDED.
 
 -- The counts of a run as its record holds them, per phase: an execution and
 -- an application of aliases against the candidates they counted first (for

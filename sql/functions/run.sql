@@ -138,6 +138,31 @@ BEGIN
 END;
 $fn$;
 
+-- The fence of a run's executors. An executor that takes a run (it holds
+-- the organization's lease: src/migration/engine/lease.rs) moves the run's
+-- lease generation on, under the run's row lock; every batch reads the
+-- generation under that same lock, which it holds to its commit, and commits
+-- only when it is its executor's. So once a server has taken a run over, the
+-- one it took it from (its lease lost, say its lease's session cut, and not
+-- noticed yet) can commit no batch of it: its batch in flight commits before
+-- the move (the move waits for its lock) or is refused after it. p_server
+-- names the executing server in the run's record. Returns the generation.
+CREATE OR REPLACE FUNCTION hera_migration_take_lease_v2(p_run_id uuid, p_server text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_generation bigint;
+BEGIN
+    SELECT coalesce((l.metadata #>> '{lease,generation}')::bigint, 0) + 1
+      INTO v_generation
+      FROM hera_migration_lock_run_v2(p_run_id) l;
+    PERFORM hera_migration_update_run_v2(p_run_id, jsonb_build_object('lease', jsonb_build_object(
+        'generation', v_generation, 'server', p_server, 'since', now())));
+    RETURN v_generation;
+END;
+$fn$;
+
 -- A MIGRATION_OPERATION audit row of a run's work (a batch of reverse and
 -- repost, of rollback, an application of aliases): completed, zero total,
 -- its metadata p_metadata, by p_actor. Every such row is written here.

@@ -38,6 +38,8 @@ pub enum EventKind {
     ThrottleEnded,
     LockBackoff,
     TakenOver,
+    /// The database could not be reached; the run waited and went on.
+    DatabaseUnavailable,
     Interrupted,
     RollbackStarted,
     Ended,
@@ -57,6 +59,7 @@ impl EventKind {
             Self::ThrottleEnded => "THROTTLE_ENDED",
             Self::LockBackoff => "LOCK_BACKOFF",
             Self::TakenOver => "TAKEN_OVER",
+            Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Self::Interrupted => "INTERRUPTED",
             Self::RollbackStarted => "ROLLBACK_STARTED",
             Self::Ended => "ENDED",

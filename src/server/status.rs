@@ -17,7 +17,7 @@ impl From<Error> for Status {
             Error::Unauthenticated(_) => Status::unauthenticated(message),
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::Aborted(_) => Status::aborted(message),
+            Error::Aborted(_) | Error::Fenced(_) => Status::aborted(message),
             Error::AlreadyExists(_) => Status::already_exists(message),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(_) => Status::unavailable(message),
@@ -32,11 +32,10 @@ impl From<Error> for Status {
 /// Connection trouble is UNAVAILABLE (callers may retry); anything else is
 /// INTERNAL, without leaking SQL details to the caller.
 fn database_status(error: &sqlx::Error) -> Status {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            Status::unavailable("the database is unavailable; retry later")
-        }
-        _ => Status::internal("internal database error; see the server log"),
+    if crate::error::database_unavailable(error) {
+        Status::unavailable("the database is unavailable; retry later")
+    } else {
+        Status::internal("internal database error; see the server log")
     }
 }
 

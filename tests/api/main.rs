@@ -23,6 +23,7 @@ mod hera_production;
 mod incidents;
 mod logs;
 mod operator;
+mod outages;
 mod pacing;
 mod performance;
 mod preview;

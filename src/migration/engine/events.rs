@@ -30,6 +30,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// Appends kept for watchers that fall behind; one further behind reads the
 /// history instead.
 pub(super) const APPENDED_BACKLOG: usize = 1024;
+/// How long a watcher's stream outlasts a database that does not answer (a
+/// restart, a failover) before it ends with UNAVAILABLE and how to re-attach.
+const OUTLASTED: Duration = Duration::from_secs(60);
+/// How often a watcher asks a database that does not answer again.
+const OUTAGE_RECHECK: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Run `id`'s events after sequence `after` (0: its whole history), then
@@ -81,8 +86,14 @@ impl Follower<'_> {
         // read can be missed.
         let mut appended = self.inner.events.subscribe();
         loop {
-            if self.caught_up_to_the_end().await? {
-                return Ok(());
+            match self.caught_up_to_the_end().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(error) if error.is_unavailable() => {
+                    self.outlast(&error).await?;
+                    continue;
+                }
+                Err(error) => return Err(error),
             }
             loop {
                 let next = tokio::select! {
@@ -131,6 +142,34 @@ impl Follower<'_> {
         } else {
             Taken::InSequence
         }
+    }
+
+    /// Waits (the stream stays open) until the database answers again, up to
+    /// [`OUTLASTED`]; then the stream ends with UNAVAILABLE and the call that
+    /// picks it up where it stopped.
+    async fn outlast(&self, error: &Error) -> Result<()> {
+        let since = tokio::time::Instant::now();
+        while since.elapsed() < OUTLASTED {
+            tokio::select! {
+                () = tokio::time::sleep(OUTAGE_RECHECK) => {}
+                () = self.sender.closed() => return Ok(()),
+                () = self.inner.shutdown.cancelled() => break,
+            }
+            if sqlx::query("SELECT 1")
+                .execute(&self.inner.pool)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "it has not answered for {} s ({error}). The run goes on by itself once the \
+             database is back: re-attach with WatchMigration (migration_id {}, after_sequence {})",
+            since.elapsed().as_secs(),
+            self.id,
+            self.after
+        )))
     }
 
     /// Whether the watcher still listens.

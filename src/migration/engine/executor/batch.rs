@@ -77,6 +77,10 @@ impl Executor {
                 .fetch_one(&mut *tx)
                 .await?;
         let after = store::after_batch(&mut tx, self.id).await?;
+        if after.lease_generation != Some(self.generation) {
+            tx.rollback().await?;
+            return Err(self.fenced(after.lease_generation));
+        }
         let pacing = Pacing::of(&after.parameters);
         let took = started.elapsed();
         if result.halted.is_some() {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod batch;
 mod end;
+mod outage;
 mod prepare;
 
 use self::batch::{Committed, is_lock_wait};
@@ -43,6 +44,9 @@ pub struct Executor {
     /// The run's pace when it was launched; each batch reads it anew.
     pacing: Pacing,
     lease: Lease,
+    /// This executor's lease generation, once it took the run (see
+    /// hera_migration_take_lease_v2); 0 before.
+    generation: i64,
     wake: Arc<Notify>,
     throughput: Throughput,
     /// What held the run back after its latest event, and for how long in all.
@@ -64,6 +68,7 @@ impl Executor {
             dry_run: run.record.parameters.dry_run,
             pacing: Pacing::of(&run.record.parameters),
             lease,
+            generation: 0,
             wake,
             throughput: Throughput::default(),
             throttle: run.latest.pacing.reason,
@@ -97,9 +102,7 @@ impl Executor {
     }
 
     pub async fn run(mut self) {
-        if let Err(error) = self.prepare().await {
-            tracing::error!(%error, "the run could not be prepared; it stops before its first write");
-            self.finish(RunState::Failed, &error.to_string()).await;
+        if !self.take_up().await {
             self.lease.release().await;
             return;
         }
@@ -110,8 +113,11 @@ impl Executor {
                 break;
             }
             if !self.lease.held().await {
-                tracing::warn!("the lease on this run was lost; another server may resume it");
-                break;
+                let lost = Error::Unavailable("the session holding this run's lease ended".into());
+                if !self.database_lost(&lost).await {
+                    break;
+                }
+                continue;
             }
             let started = Instant::now();
             // The size is always explicit: the run's own, or smaller while
@@ -146,6 +152,15 @@ impl Executor {
                         break;
                     }
                 }
+                Err(error) if error.is_unavailable() => {
+                    if !self.database_lost(&error).await {
+                        break;
+                    }
+                }
+                Err(error @ Error::Fenced(_)) => {
+                    tracing::warn!(%error, "another server executes this run now");
+                    break;
+                }
                 Err(error) => {
                     tracing::error!(%error, "batch failed; the run stops");
                     self.finish(RunState::Failed, &error.to_string()).await;
@@ -154,6 +169,30 @@ impl Executor {
             }
         }
         self.lease.release().await;
+    }
+
+    /// Takes the run (its fence) and prepares it, waiting out a database that
+    /// is away; false when it stops before its first batch.
+    async fn take_up(&mut self) -> bool {
+        loop {
+            let taken = match self.take_lease().await {
+                Ok(()) => self.prepare().await,
+                Err(error) => Err(error),
+            };
+            match taken {
+                Ok(()) => return true,
+                Err(error) if error.is_unavailable() => {
+                    if !self.database_lost(&error).await {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the run could not be prepared; it stops before its first write");
+                    self.finish(RunState::Failed, &error.to_string()).await;
+                    return false;
+                }
+            }
+        }
     }
 
     /// The run was no longer RUNNING (the control that paused or ended it

@@ -51,8 +51,10 @@ const STATE_AND_PARAMETERS: &str = "SELECT metadata ->> 'state', metadata -> 'pa
 const ENDED_AS: &str =
     "SELECT metadata ->> 'state', metadata ->> 'message' FROM universal_transactions WHERE id = $1";
 const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
-           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined'
+           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined',
+           (metadata #>> '{lease,generation}')::bigint
       FROM universal_transactions WHERE id = $1";
+const TAKE_LEASE: &str = "SELECT hera_migration_take_lease_v2($1, $2)";
 const RUNNING_EVERYWHERE: &str = include_str!("../../../../sql/queries/running_runs.sql");
 const ACTIVE: &str = "SELECT id FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
@@ -300,6 +302,9 @@ pub async fn ended_as(conn: &mut PgConnection, id: Uuid) -> Result<(Option<RunSt
 /// (which UpdateMigration may have changed) and, for a dry run, its position.
 pub struct AfterBatch {
     pub parameters: Parameters,
+    /// The generation of the executor the run's row names now (see
+    /// hera_migration_take_lease_v2): the batch commits only if it is its own.
+    pub lease_generation: Option<i64>,
     /// cursor, counters, quarantined_ids, quarantined: what a dry run keeps.
     position: Value,
 }
@@ -310,10 +315,11 @@ type AfterBatchRow = (
     Option<Value>,
     Option<Value>,
     Option<Value>,
+    Option<i64>,
 );
 
 pub async fn after_batch(conn: &mut PgConnection, id: Uuid) -> Result<AfterBatch> {
-    let (Json(parameters), cursor, counters, quarantined_ids, quarantined): AfterBatchRow =
+    let (Json(parameters), cursor, counters, quarantined_ids, quarantined, lease_generation): AfterBatchRow =
         sqlx::query_as(AFTER_BATCH).bind(id).fetch_one(conn).await?;
     let mut position = serde_json::Map::new();
     for (key, value) in [
@@ -328,8 +334,19 @@ pub async fn after_batch(conn: &mut PgConnection, id: Uuid) -> Result<AfterBatch
     }
     Ok(AfterBatch {
         parameters,
+        lease_generation,
         position: Value::Object(position),
     })
+}
+
+/// Run `id` is executed by `server` from now on: its lease generation moves
+/// on (the fence of hera_migration_take_lease_v2), which it returns.
+pub async fn take_lease(conn: &mut PgConnection, id: Uuid, server: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(TAKE_LEASE)
+        .bind(id)
+        .bind(server)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// A dry run's batch rolls back; what it learnt (where the next batch
