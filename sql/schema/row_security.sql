@@ -28,7 +28,11 @@ BEGIN
                              'universal_transaction_lines']
     LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO hera_migrate_app', t);
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        -- Only when off: ALTER TABLE takes an ACCESS EXCLUSIVE lock, which
+        -- would stop the business (and deadlock with a batch) at every start.
+        IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = t::regclass) THEN
+            EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        END IF;
         IF NOT EXISTS (SELECT 1 FROM pg_policy
                         WHERE polname = 'hera_migrate_org_isolation'
                           AND polrelid = t::regclass) THEN

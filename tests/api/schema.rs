@@ -68,6 +68,42 @@ async fn concurrent_installs_both_succeed() {
     assert_eq!(catalog::tables(&pool).await, public(&schema::SACRED_SIX));
 }
 
+/// A server that starts while the business writes (or another server's
+/// batch runs) takes no table lock: a reinstall finds indexes and row
+/// security in place and leaves them, instead of waiting behind the writers
+/// and blocking everyone else (or deadlocking with a batch).
+#[tokio::test]
+async fn a_reinstall_waits_for_no_writer() {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    schema::install(&pool).await.unwrap();
+    let mut writer = pool.begin().await.unwrap();
+    for table in [
+        "universal_transactions",
+        "universal_transaction_lines",
+        "core_entities",
+        "core_relationships",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {table} IN ROW EXCLUSIVE MODE"
+        )))
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    }
+    let mut installer = <sqlx::PgConnection as sqlx::Connection>::connect_with(&db.options())
+        .await
+        .unwrap();
+    sqlx::query("SET lock_timeout = '2s'")
+        .execute(&mut installer)
+        .await
+        .unwrap();
+    schema::install_on(&mut installer)
+        .await
+        .expect("a reinstall does not wait on the writers' locks");
+    writer.rollback().await.unwrap();
+}
+
 #[tokio::test]
 async fn attach_mode_leaves_every_table_column_constraint_and_trigger_as_it_was() {
     let (db, pool) = hera_production().await;
