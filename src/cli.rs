@@ -47,6 +47,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SeedDemo(settings) => seed_demo(settings).await,
         Command::Token(settings) => mint_token(settings),
         Command::Bench(settings) => return crate::bench::run(settings).await,
+        Command::Faults(settings) => return crate::faults::run(settings).await,
         Command::Operator(command) => return Ok(crate::operator::run(command).await),
     }
     .map(|()| ExitCode::SUCCESS)

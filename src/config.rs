@@ -28,6 +28,8 @@ pub enum Command {
     Token(TokenSettings),
     /// Measure the engine against its yardsticks on databases of its own (BENCHMARKS.md).
     Bench(BenchSettings),
+    /// A fault campaign: a migration, its aliases and its rollback under kills, restarts and storms (README, "Faults on purpose").
+    Faults(FaultSettings),
     /// The operator's commands, each a client of a running server.
     #[command(flatten)]
     Operator(crate::operator::OperatorCommand),
@@ -262,6 +264,26 @@ pub struct BenchSettings {
     /// Leave the bench's databases in place afterwards.
     #[arg(long)]
     pub keep_databases: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FaultSettings {
+    /// Transactions of the campaign's organization.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub transactions: u64,
+    /// SIGKILLs of the server per phase (migration, aliases, rollback); the
+    /// other faults fall between them.
+    #[arg(long, default_value_t = 20)]
+    pub kills: u32,
+    /// Transactions per batch.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Seed of the faults' moments and kinds (and of the data): the same seed, the same campaign.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory of the campaign's private PostgreSQL, kept afterwards. Unset: a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A bench scale: above 0, at most 10 (ten times the full benchmark).

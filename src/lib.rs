@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod faults;
 pub mod incidents;
 pub mod migration;
 pub mod operations;

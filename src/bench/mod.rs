@@ -17,7 +17,7 @@ use crate::config::BenchSettings;
 
 mod aliases;
 mod chart;
-mod client;
+pub(crate) mod client;
 mod databases;
 mod engine;
 mod figures;
@@ -30,7 +30,7 @@ mod report;
 mod rollback;
 mod runs;
 mod scenes;
-mod server;
+pub(crate) mod server;
 mod sizes;
 mod targets;
 mod timeline;

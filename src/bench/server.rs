@@ -118,6 +118,11 @@ impl ServerChild {
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
+    /// SIGKILL, and its exit reaped: a crash, for the fault campaign.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// SIGTERM, then a kill if it outlives [`STOPPED_WITHIN`].
     pub async fn stop(mut self) {
         let pid = i32::try_from(self.pid).expect("a pid");

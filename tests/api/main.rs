@@ -16,6 +16,7 @@ mod engine;
 mod environment;
 mod events;
 mod execute_batch;
+mod faults;
 mod grpcurl;
 mod health;
 mod hera_fixture;
