@@ -104,13 +104,16 @@ async fn campaign(
     eprintln!("faults: applying reporting aliases to the organization");
     let aliasing = start_aliases(&mut chaos, settings.batch_size, pace).await?;
     let (run, tally) = chaos.drive(&aliasing, settings.kills).await?;
-    let mut report = phase_report("aliases", &aliasing, &run, tally, &mut chaos, &before).await?;
+    let mut report = phase_report(
+        ("aliases", MigrationState::Succeeded),
+        &aliasing,
+        &run,
+        tally,
+        &mut chaos,
+        &before,
+    )
+    .await?;
     let progress = run.progress.clone().unwrap_or_default();
-    expect(
-        &mut report.failures,
-        run.state() == MigrationState::Succeeded,
-        || format!("ended {:?}", run.state()),
-    );
     expect(
         &mut report.failures,
         report.counts.aliased == progress.transactions_migrated
@@ -129,13 +132,16 @@ async fn campaign(
     eprintln!("faults: migrating {} transactions", settings.transactions);
     let id = start_migration(&mut chaos, settings.batch_size, pace).await?;
     let (run, tally) = chaos.drive(&id, settings.kills).await?;
-    let mut report = phase_report("migration", &id, &run, tally, &mut chaos, &before).await?;
+    let mut report = phase_report(
+        ("migration", MigrationState::Succeeded),
+        &id,
+        &run,
+        tally,
+        &mut chaos,
+        &before,
+    )
+    .await?;
     let (c, n) = (report.counts, settings.transactions as i64);
-    expect(
-        &mut report.failures,
-        run.state() == MigrationState::Succeeded,
-        || format!("ended {:?}", run.state()),
-    );
     expect(
         &mut report.failures,
         c.originals_reversed == n && c.live_reversals == n && c.live_reposts == n,
@@ -151,13 +157,16 @@ async fn campaign(
     eprintln!("faults: rolling the migration back");
     start_rollback(&mut chaos, &id, pace).await?;
     let (run, tally) = chaos.drive(&id, settings.kills).await?;
-    let mut report = phase_report("rollback", &id, &run, tally, &mut chaos, &before).await?;
+    let mut report = phase_report(
+        ("rollback", MigrationState::RolledBack),
+        &id,
+        &run,
+        tally,
+        &mut chaos,
+        &before,
+    )
+    .await?;
     let c = report.counts;
-    expect(
-        &mut report.failures,
-        run.state() == MigrationState::RolledBack,
-        || format!("ended {:?}", run.state()),
-    );
     expect(
         &mut report.failures,
         c.originals_reversed == 0 && c.live_reversals == 0 && c.live_reposts == 0,
@@ -176,10 +185,11 @@ async fn campaign(
     Ok(reports)
 }
 
-/// The checks every phase shares: nothing doubled, half written or
-/// unbalanced, the trial balance as before, the history whole and ordered.
+/// The checks every phase shares: ended in the state an undisturbed one
+/// ends in, nothing doubled, half written or unbalanced, the trial balance
+/// as before, the history whole and ordered.
 async fn phase_report(
-    phase: &'static str,
+    (phase, ends): (&'static str, MigrationState),
     id: &str,
     run: &Migration,
     faults: Tally,
@@ -190,6 +200,9 @@ async fn phase_report(
     let mut admin = chaos.admin().await?;
     let counts = checks::counts(&mut admin, org).await?;
     let mut failures = checks::history_faults(&mut admin, id.parse()?).await?;
+    expect(&mut failures, run.state() == ends, || {
+        format!("ended {:?}, not {ends:?}", run.state())
+    });
     expect(&mut failures, counts.doubled == 0, || {
         format!("{} originals copied twice", counts.doubled)
     });
