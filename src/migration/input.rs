@@ -2,7 +2,7 @@
 //! names its field.
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 
 use super::smart_code;
 use crate::error::{Error, Result};
@@ -24,8 +24,45 @@ pub fn date(field: &'static str, value: &str) -> Result<NaiveDate> {
     if value.trim().is_empty() {
         return Err(Error::invalid(field, "is required (YYYY-MM-DD)"));
     }
-    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-        .map_err(|_| Error::invalid(field, format!("{value:?} is not a date (YYYY-MM-DD)")))
+    let date = NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| Error::invalid(field, format!("{value:?} is not a date (YYYY-MM-DD)")))?;
+    // Year 0 does not exist in PostgreSQL's calendar (1 BC precedes AD 1).
+    if date.year() < 1 {
+        return Err(Error::invalid(
+            field,
+            format!("{value:?} is out of range (years run from 0001)"),
+        ));
+    }
+    Ok(date)
+}
+
+/// The longest request id: a UUID or a caller's own key fits many times.
+pub const MAX_REQUEST_ID: usize = 200;
+
+/// A caller's idempotency key: trimmed, at most [`MAX_REQUEST_ID`]
+/// characters, none of them a control character (NUL included, which
+/// PostgreSQL's text cannot hold).
+pub fn request_id(value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > MAX_REQUEST_ID {
+        return Err(Error::invalid(
+            "request_id",
+            format!("is longer than {MAX_REQUEST_ID} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid("request_id", "holds a control character"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Free text kept as given (a reason): anything but NUL, which PostgreSQL's
+/// text cannot hold.
+pub fn no_nul(field: &'static str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(field, "holds a NUL character"));
+    }
+    Ok(())
 }
 
 /// An inclusive date range whose start is not after its end.
@@ -54,15 +91,24 @@ pub fn batch(field: &'static str, value: i32) -> Result<i32> {
 
 /// A rate limit: a positive, finite number per second.
 pub fn rate(field: &'static str, value: f64) -> Result<f64> {
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(Error::invalid(
+    if !(value.is_finite() && value > 0.0) {
+        return Err(Error::invalid(
             field,
             format!("{value} is not a positive number"),
-        ))
+        ));
     }
+    // Beyond any batch's reach, and a number PostgreSQL's NUMERIC holds.
+    if value > MAX_RATE {
+        return Err(Error::invalid(
+            field,
+            format!("{value} is out of range (at most {MAX_RATE})"),
+        ));
+    }
+    Ok(value)
 }
+
+/// The highest rate limit: a billion transactions a second is no limit.
+pub const MAX_RATE: f64 = 1e9;
 
 /// A pause between batches, in milliseconds: at most an hour.
 pub fn delay_ms(field: &'static str, value: u32) -> Result<u32> {
@@ -148,6 +194,19 @@ pub fn mappings(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_dates_and_rates_the_database_could_not_hold_are_refused() {
+        assert_eq!(request_id("  key-1 ").unwrap(), "key-1");
+        assert!(request_id("a\0b").is_err());
+        assert!(request_id("\u{1b}[31m").is_err());
+        assert!(request_id(&"r".repeat(MAX_REQUEST_ID + 1)).is_err());
+        assert!(date("from_date", "0000-01-01").is_err());
+        assert!(date("from_date", "0001-01-01").is_ok());
+        assert!(rate("max_transactions_per_second", f64::MAX).is_err());
+        assert!(rate("max_transactions_per_second", MAX_RATE).is_ok());
+        assert!(no_nul("reason", "wrong\0mapping").is_err());
+    }
 
     fn pair(s: &str, t: &str) -> (String, String) {
         (s.into(), t.into())

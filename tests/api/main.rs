@@ -21,6 +21,7 @@ mod grpcurl;
 mod health;
 mod hera_fixture;
 mod hera_production;
+mod hostile;
 mod incidents;
 mod logs;
 mod operator;

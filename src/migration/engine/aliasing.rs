@@ -56,7 +56,7 @@ pub fn alias_request(
         // An alias without a target is refused by the SQL that applies them
         // (hera_migration_alias_mappings_v2), before anything is written.
         mappings: input::mappings(mappings)?,
-        request_id: request_id.trim().to_owned(),
+        request_id: input::request_id(request_id)?,
         batch_size: input::batch("batch_size", batch_size)?,
         max_transactions_per_second,
     })

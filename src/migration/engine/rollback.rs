@@ -65,6 +65,7 @@ pub fn rollback_request(fields: RollbackFields<'_>) -> Result<RollbackRequest> {
             format!("is longer than {MAX_REASON} characters"),
         ));
     }
+    input::no_nul("reason", reason)?;
     let mut pace = Map::new();
     match fields.max_transactions_per_second {
         Some(rate) if rate != 0.0 => {
@@ -91,7 +92,7 @@ pub fn rollback_request(fields: RollbackFields<'_>) -> Result<RollbackRequest> {
     }
     Ok(RollbackRequest {
         reason: reason.to_owned(),
-        request_id: fields.request_id.trim().to_owned(),
+        request_id: input::request_id(fields.request_id)?,
         force: fields.force,
         pace,
     })

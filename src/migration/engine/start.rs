@@ -66,7 +66,7 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
             batch_delay_ms: 0,
             plan_fingerprint: String::new(),
         },
-        request_id: fields.request_id.trim().to_owned(),
+        request_id: input::request_id(fields.request_id)?,
         expected_plan_fingerprint: fields.expected_plan_fingerprint.trim().to_owned(),
     })
 }
