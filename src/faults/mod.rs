@@ -103,13 +103,11 @@ async fn campaign(
 
     eprintln!("faults: applying reporting aliases to the organization");
     let aliasing = start_aliases(&mut chaos, settings.batch_size, pace).await?;
-    let (run, tally) = chaos.drive(&aliasing, settings.kills).await?;
-    let mut report = phase_report(
+    let (run, mut report) = phase(
+        &mut chaos,
         ("aliases", MigrationState::Succeeded),
         &aliasing,
-        &run,
-        tally,
-        &mut chaos,
+        settings.kills,
         &before,
     )
     .await?;
@@ -131,13 +129,11 @@ async fn campaign(
 
     eprintln!("faults: migrating {} transactions", settings.transactions);
     let id = start_migration(&mut chaos, settings.batch_size, pace).await?;
-    let (run, tally) = chaos.drive(&id, settings.kills).await?;
-    let mut report = phase_report(
+    let (_, mut report) = phase(
+        &mut chaos,
         ("migration", MigrationState::Succeeded),
         &id,
-        &run,
-        tally,
-        &mut chaos,
+        settings.kills,
         &before,
     )
     .await?;
@@ -156,13 +152,11 @@ async fn campaign(
 
     eprintln!("faults: rolling the migration back");
     start_rollback(&mut chaos, &id, pace).await?;
-    let (run, tally) = chaos.drive(&id, settings.kills).await?;
-    let mut report = phase_report(
+    let (_, mut report) = phase(
+        &mut chaos,
         ("rollback", MigrationState::RolledBack),
         &id,
-        &run,
-        tally,
-        &mut chaos,
+        settings.kills,
         &before,
     )
     .await?;
@@ -183,6 +177,19 @@ async fn campaign(
         server.stop().await;
     }
     Ok(reports)
+}
+
+/// The phase of run `id` under faults to its end, and its report.
+async fn phase(
+    chaos: &mut Chaos<'_>,
+    name_and_end: (&'static str, MigrationState),
+    id: &str,
+    kills: u32,
+    before: &str,
+) -> anyhow::Result<(Migration, PhaseReport)> {
+    let (run, tally) = chaos.drive(id, kills).await?;
+    let report = phase_report(name_and_end, id, &run, tally, chaos, before).await?;
+    Ok((run, report))
 }
 
 /// The checks every phase shares: ended in the state an undisturbed one

@@ -54,6 +54,20 @@ fn hostile_ids() -> Vec<(&'static str, String)> {
     ids
 }
 
+/// Adds to `$corpus` a case calling `$method` with `$request`, as the
+/// organization's owner.
+macro_rules! case {
+    ($corpus:expr, $name:expr, $allowed:expr, $method:ident, $request:expr) => {{
+        let mut client = $corpus.client.clone();
+        let request = $corpus.as_owner($request);
+        $corpus.add(
+            $name,
+            $allowed,
+            boxed(async move { client.$method(request).await }),
+        );
+    }};
+}
+
 fn boxed<F, T>(future: F) -> Call
 where
     F: Future<Output = Result<T, Status>> + Send + 'static,
@@ -110,94 +124,94 @@ impl Corpus {
     /// Every RPC that names a run, given `id` as its migration_id.
     fn naming_a_run(&mut self, label: &str, id: &str, allowed: &'static [Code]) {
         let (org, id) = (self.org.to_string(), id.to_owned());
-        let mut c = self.client.clone();
-        let r = self.as_owner(GetMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-        });
-        self.add(
+        case!(
+            self,
             format!("GetMigration {label}"),
             allowed,
-            boxed(async move { c.get_migration(r).await }),
+            get_migration,
+            GetMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(WatchMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            after_sequence: 0,
-        });
-        self.add(
+        case!(
+            self,
             format!("WatchMigration {label}"),
             allowed,
-            boxed(async move { c.watch_migration(r).await }),
+            watch_migration,
+            WatchMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                after_sequence: 0,
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(PauseMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            request_id: String::new(),
-        });
-        self.add(
+        case!(
+            self,
             format!("PauseMigration {label}"),
             allowed,
-            boxed(async move { c.pause_migration(r).await }),
+            pause_migration,
+            PauseMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                request_id: String::new(),
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(ResumeMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            request_id: String::new(),
-        });
-        self.add(
+        case!(
+            self,
             format!("ResumeMigration {label}"),
             allowed,
-            boxed(async move { c.resume_migration(r).await }),
+            resume_migration,
+            ResumeMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                request_id: String::new(),
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(CancelMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            ..Default::default()
-        });
-        self.add(
+        case!(
+            self,
             format!("CancelMigration {label}"),
             allowed,
-            boxed(async move { c.cancel_migration(r).await }),
+            cancel_migration,
+            CancelMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                ..Default::default()
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(UpdateMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            batch_size: Some(10),
-            ..Default::default()
-        });
-        self.add(
+        case!(
+            self,
             format!("UpdateMigration {label}"),
             allowed,
-            boxed(async move { c.update_migration(r).await }),
+            update_migration,
+            UpdateMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                batch_size: Some(10),
+                ..Default::default()
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(ValidateMigrationRequest {
-            organization_id: org.clone(),
-            migration_id: id.clone(),
-            ..Default::default()
-        });
-        self.add(
+        case!(
+            self,
             format!("ValidateMigration {label}"),
             allowed,
-            boxed(async move { c.validate_migration(r).await }),
+            validate_migration,
+            ValidateMigrationRequest {
+                organization_id: org.clone(),
+                migration_id: id.clone(),
+                ..Default::default()
+            }
         );
-        let mut c = self.client.clone();
-        let r = self.as_owner(RollbackMigrationRequest {
-            organization_id: org,
-            migration_id: id,
-            reason: "hostile corpus".into(),
-            ..Default::default()
-        });
-        self.add(
+        case!(
+            self,
             format!("RollbackMigration {label}"),
             allowed,
-            boxed(async move { c.rollback_migration(r).await }),
+            rollback_migration,
+            RollbackMigrationRequest {
+                organization_id: org,
+                migration_id: id,
+                reason: "hostile corpus".into(),
+                ..Default::default()
+            }
         );
     }
 }
@@ -393,60 +407,60 @@ async fn every_hostile_request_gets_its_status_and_the_ledger_is_unchanged() {
         ("1 MB", "r".repeat(1 << 20)),
         ("empty", String::new()),
     ] {
-        let mut c = corpus.client.clone();
-        let r = corpus.as_owner(RollbackMigrationRequest {
-            organization_id: s.org.to_string(),
-            migration_id: Uuid::new_v4().to_string(),
-            reason,
-            ..Default::default()
-        });
-        corpus.add(
+        case!(
+            corpus,
             format!("RollbackMigration reason {label}"),
             INVALID,
-            boxed(async move { c.rollback_migration(r).await }),
+            rollback_migration,
+            RollbackMigrationRequest {
+                organization_id: s.org.to_string(),
+                migration_id: Uuid::new_v4().to_string(),
+                reason,
+                ..Default::default()
+            }
         );
     }
 
     // Listing.
     for (label, size) in [("-1", -1), ("min", i32::MIN)] {
-        let mut c = corpus.client.clone();
-        let r = corpus.as_owner(ListMigrationsRequest {
-            organization_id: s.org.to_string(),
-            page_size: size,
-            ..Default::default()
-        });
-        corpus.add(
+        case!(
+            corpus,
             format!("ListMigrations page_size {label}"),
             INVALID,
-            boxed(async move { c.list_migrations(r).await }),
+            list_migrations,
+            ListMigrationsRequest {
+                organization_id: s.org.to_string(),
+                page_size: size,
+                ..Default::default()
+            }
         );
     }
     for (label, token) in hostile_texts().into_iter().skip(1) {
-        let mut c = corpus.client.clone();
-        let r = corpus.as_owner(ListMigrationsRequest {
-            organization_id: s.org.to_string(),
-            page_token: token,
-            ..Default::default()
-        });
-        corpus.add(
+        case!(
+            corpus,
             format!("ListMigrations page_token {label}"),
             INVALID,
-            boxed(async move { c.list_migrations(r).await }),
+            list_migrations,
+            ListMigrationsRequest {
+                organization_id: s.org.to_string(),
+                page_token: token,
+                ..Default::default()
+            }
         );
     }
 
     // Aliases.
     for (label, size) in [("-1", -1), ("max", i32::MAX)] {
-        let mut c = corpus.client.clone();
-        let r = corpus.as_owner(ApplyReportingAliasesRequest {
-            organization_id: s.org.to_string(),
-            batch_size: size,
-            ..Default::default()
-        });
-        corpus.add(
+        case!(
+            corpus,
             format!("ApplyReportingAliases batch_size {label}"),
             INVALID,
-            boxed(async move { c.apply_reporting_aliases(r).await }),
+            apply_reporting_aliases,
+            ApplyReportingAliasesRequest {
+                organization_id: s.org.to_string(),
+                batch_size: size,
+                ..Default::default()
+            }
         );
     }
 
