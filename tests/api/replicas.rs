@@ -189,3 +189,77 @@ async fn a_server_killed_mid_run_is_resumed_by_the_next_with_the_result_of_an_un
     );
     assert_eq!(trial_balance(&pool, org).await, before);
 }
+
+/// Two replicas; the executing one is killed. The other takes the run over
+/// within its lease check interval (200 ms here, plus the time to notice),
+/// and the audit trail shows the two never wrote batches at once: every
+/// batch's audit row before the takeover is the killed server's, every one
+/// after it the survivor's, batch numbers strictly increasing in time.
+#[tokio::test]
+async fn a_killed_replica_is_taken_over_within_the_lease_interval_and_the_two_never_overlap() {
+    let (db, pool, org, owner) = installed(400).await;
+    let before = trial_balance(&pool, org).await;
+    let mut first = server_on(&db);
+    let second = server_on(&db);
+    let mut client = client_of(&first).await;
+    let paced = StartMigrationRequest {
+        batch_size: 5,
+        max_transactions_per_second: Some(200.0),
+        ..start(org)
+    };
+    let mut events = client
+        .start_migration(as_user(paced, owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = loop {
+        let event = events.next().await.unwrap().unwrap();
+        if event.transactions_processed >= 50 {
+            break event.migration_id;
+        }
+    };
+    let mut survivor = client_of(&second).await;
+    let followed = watch_on(&mut survivor, org, owner, &id).await;
+    first.signal(libc::SIGKILL);
+    let killed_at: chrono::DateTime<chrono::Utc> = chrono::Utc::now();
+    first.exit_within(Duration::from_secs(10)).await;
+
+    let rest = collect(followed).await;
+    assert_eq!(rest.last().unwrap().state(), MigrationState::Succeeded);
+    let (taken_at,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as(
+        "SELECT (line_data ->> 'emitted_at')::timestamptz FROM universal_transaction_lines
+          WHERE transaction_id = $1::uuid AND line_data ->> 'kind' = 'TAKEN_OVER'",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let took = (taken_at - killed_at).to_std().unwrap_or_default();
+    assert!(
+        took < Duration::from_secs(2),
+        "taken over {took:?} after the kill (lease check every 200 ms)"
+    );
+    let audit: Vec<(i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT (metadata ->> 'batch_number')::bigint, created_at FROM universal_transactions
+          WHERE transaction_type = 'MIGRATION_OPERATION' AND metadata ->> 'migration_id' = $1
+          ORDER BY created_at, (metadata ->> 'batch_number')::bigint",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let numbers: Vec<i64> = audit.iter().map(|(n, _)| *n).collect();
+    let expected: Vec<i64> = (1..=numbers.len() as i64).collect();
+    assert_eq!(numbers, expected, "one audit row per batch, in time order");
+    let split = audit.iter().position(|(_, at)| *at > taken_at).unwrap();
+    assert!(
+        audit[..split].iter().all(|(_, at)| *at <= killed_at),
+        "no batch of the killed server began after it died"
+    );
+    assert!(split < audit.len(), "the survivor wrote the rest");
+    assert_eq!(
+        fixtures::migrated_copies(&pool, org, &id).await,
+        (400, 400, 400)
+    );
+    assert_eq!(trial_balance(&pool, org).await, before);
+}
