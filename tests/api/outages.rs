@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::support::{
     TestApp, as_user, fixtures,
-    runs::{collect, seeded_with, start, trial_balance, watch},
+    runs::{collect, seeded_with, start, start_paced_until, trial_balance, watch},
     wait,
 };
 
@@ -240,22 +240,7 @@ async fn a_database_restart_mid_run_is_waited_out_and_the_run_ends_as_an_uninter
     let before = trial_balance(&pool, org).await;
 
     let mut client = app.client().await;
-    let paced = StartMigrationRequest {
-        batch_size: 5,
-        max_transactions_per_second: Some(100.0),
-        ..start(org)
-    };
-    let mut events = client
-        .start_migration(as_user(paced, owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = loop {
-        let event = events.next().await.unwrap().unwrap();
-        if event.transactions_processed >= 50 {
-            break event.migration_id;
-        }
-    };
+    let (events, id) = start_paced_until(&mut client, (org, owner), 100.0, 50).await;
     pool.close().await;
     cluster.stop().await;
     health_becomes(&app, ServingStatus::NotServing).await;

@@ -14,8 +14,8 @@ use crate::support::{
     as_user, fixtures,
     process::{client_of, server_on},
     runs::{
-        Client, collect, installed, seeded, start, start_in_small_batches, trial_balance,
-        until_state, watch,
+        Client, collect, installed, seeded, start, start_in_small_batches, start_paced_until,
+        trial_balance, until_state, watch,
     },
 };
 
@@ -202,22 +202,7 @@ async fn a_killed_replica_is_taken_over_within_the_lease_interval_and_the_two_ne
     let mut first = server_on(&db);
     let second = server_on(&db);
     let mut client = client_of(&first).await;
-    let paced = StartMigrationRequest {
-        batch_size: 5,
-        max_transactions_per_second: Some(200.0),
-        ..start(org)
-    };
-    let mut events = client
-        .start_migration(as_user(paced, owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = loop {
-        let event = events.next().await.unwrap().unwrap();
-        if event.transactions_processed >= 50 {
-            break event.migration_id;
-        }
-    };
+    let (_events, id) = start_paced_until(&mut client, (org, owner), 200.0, 50).await;
     let mut survivor = client_of(&second).await;
     let followed = watch_on(&mut survivor, org, owner, &id).await;
     first.signal(libc::SIGKILL);

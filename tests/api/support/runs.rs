@@ -104,6 +104,33 @@ pub async fn start_in_small_batches(
     (events, id)
 }
 
+/// Starts a run of 5-transaction batches paced at `rate` a second (so that
+/// it lasts) and reads its events until `processed` are done: its stream,
+/// still open, and its id.
+pub async fn start_paced_until(
+    client: &mut Client,
+    (org, owner): (Uuid, Uuid),
+    rate: f64,
+    processed: i64,
+) -> (tonic::Streaming<MigrationProgress>, String) {
+    let paced = StartMigrationRequest {
+        batch_size: 5,
+        max_transactions_per_second: Some(rate),
+        ..start(org)
+    };
+    let mut events = client
+        .start_migration(as_user(paced, owner))
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = events.next().await.unwrap().unwrap();
+        if event.transactions_processed >= processed {
+            return (events, event.migration_id);
+        }
+    }
+}
+
 /// A digest of the organization's business rows (everything but the runs'
 /// bookkeeping): equal digests, identical ledger rows.
 /// (A run's own row and its event lines are bookkeeping, not the ledger.)
