@@ -127,22 +127,8 @@ async fn a_batch_of_a_server_whose_lease_was_taken_over_never_commits() {
     let s = seeded_with(200, |_| {}).await;
     let before = trial_balance(&s.pool, s.org).await;
     let mut client = s.app.client().await;
-    let paced = StartMigrationRequest {
-        batch_size: 5,
-        max_transactions_per_second: Some(100.0),
-        ..start(s.org)
-    };
-    let mut events = client
-        .start_migration(as_user(paced, s.owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = loop {
-        let event = events.next().await.unwrap().unwrap();
-        if event.batch_number >= 2 {
-            break event.migration_id;
-        }
-    };
+    // Two batches of 5 committed.
+    let (events, id) = start_paced_until(&mut client, (s.org, s.owner), 100.0, 10).await;
     // Another server takes the run: the fence moves on (after the batch in
     // flight, whose row lock it waits for).
     let taken_at: i64 = sqlx::query_scalar(

@@ -4,12 +4,14 @@
 //! validated as the partial run it is.
 use hera_migrate::proto::*;
 use serde_json::Value;
-use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::support::{
     as_user,
-    runs::{Seeded, collect, control, migrate, seeded, start, started, validate, validate_as},
+    runs::{
+        Seeded, collect, control, migrate, seeded, start, start_paced_until, started, validate,
+        validate_as,
+    },
 };
 
 fn check<'a>(report: &'a ValidationReport, name: &str) -> &'a ValidationCheck {
@@ -33,22 +35,7 @@ fn not_passing(report: &ValidationReport) -> Vec<(&str, CheckResult)> {
 /// A run of 5-transaction batches paced to 100 a second, cancelled once it
 /// has migrated some: its id and how many it had processed.
 async fn cancelled_mid_run(s: &Seeded, client: &mut crate::support::runs::Client) -> String {
-    let paced = StartMigrationRequest {
-        batch_size: 5,
-        max_transactions_per_second: Some(100.0),
-        ..start(s.org)
-    };
-    let mut events = client
-        .start_migration(as_user(paced, s.owner))
-        .await
-        .unwrap()
-        .into_inner();
-    let id = loop {
-        let event = events.next().await.expect("the run goes on").unwrap();
-        if event.transactions_processed > 0 {
-            break event.migration_id;
-        }
-    };
+    let (events, id) = start_paced_until(client, (s.org, s.owner), 100.0, 1).await;
     let (org, run) = control(s.org, &id);
     client
         .cancel_migration(as_user(
