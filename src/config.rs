@@ -281,6 +281,10 @@ pub struct FaultSettings {
     /// Seed of the faults' moments and kinds (and of the data): the same seed, the same campaign.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Servers over the one database: each kill hits the one executing the
+    /// run, and another must take it over within the lease interval.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub replicas: u8,
     /// Directory of the campaign's private PostgreSQL, kept afterwards. Unset: a temporary one.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -137,6 +137,11 @@ $fn$;
 -- lock (which every writer of the run holds, so sequences never collide and
 -- an event commits with the change it records, or not at all). p_actor
 -- names the writer for HERA's actor audit (else the run's starter).
+-- Each event records who wrote it and when its transaction began: the run's
+-- lease ({generation, server, since}) as the writer found it under that lock,
+-- and now(). A batch's event thus spans its batch, [transaction_began_at,
+-- emitted_at], under its executor's generation: the evidence that no two
+-- servers ever write one run's batches at once (hera-migrate faults checks it).
 -- Returns the event as stored, with its sequence.
 CREATE OR REPLACE FUNCTION hera_migration_append_event_v2(
     p_run_id uuid,
@@ -156,12 +161,14 @@ BEGIN
     v_actor := coalesce(p_actor, (v_run.metadata ->> 'started_by')::uuid);
     SELECT l.line_number, l.line_data INTO v_last
       FROM universal_transaction_lines l
-     WHERE l.transaction_id = p_run_id
+     WHERE l.transaction_id = p_run_id AND l.organization_id = v_run.organization_id
      ORDER BY l.line_number DESC
      LIMIT 1;
     v_event := hera_migration_event_v2(p_run_id, v_run.organization_id, v_run.metadata,
                                        v_last.line_data, p_event, clock_timestamp())
-               || jsonb_build_object('sequence', coalesce(v_last.line_number, 0) + 1);
+               || jsonb_build_object('sequence', coalesce(v_last.line_number, 0) + 1,
+                                     'executor', v_run.metadata -> 'lease',
+                                     'transaction_began_at', now());
     INSERT INTO universal_transaction_lines (
         organization_id, transaction_id, line_number, line_type, description,
         quantity, unit_amount, line_amount, smart_code, line_data, created_by, updated_by)
@@ -185,7 +192,7 @@ LANGUAGE sql STABLE
 AS $$
     SELECT coalesce(
         (SELECT l.line_data FROM universal_transaction_lines l
-          WHERE l.transaction_id = p_run_id
+          WHERE l.transaction_id = p_run_id AND l.organization_id = p_organization_id
           ORDER BY l.line_number DESC LIMIT 1),
         hera_migration_event_v2(p_run_id, p_organization_id, p_meta, NULL,
                                 jsonb_build_object('kind', 'STARTED', 'message', coalesce(p_meta ->> 'message', '')),

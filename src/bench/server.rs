@@ -46,6 +46,15 @@ impl ServerChild {
     /// Starts `serve` over `database_url`, verifying tokens signed with
     /// `secret`, and waits for its "listening" log line.
     pub async fn spawn(database_url: &str, secret: &str) -> anyhow::Result<Self> {
+        Self::spawn_with(database_url, secret, &[]).await
+    }
+
+    /// As [`spawn`](Self::spawn), with `settings` (environment variables) of its own.
+    pub async fn spawn_with(
+        database_url: &str,
+        secret: &str,
+        settings: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating this binary")?;
         let mut command = Command::new(exe);
         command
@@ -72,6 +81,7 @@ impl ServerChild {
                 command.env_remove(&name);
             }
         }
+        command.envs(settings.iter().map(|(name, value)| (name, value)));
         let mut child = command.spawn().context("starting the server")?;
         let pid = child.id().context("the server's pid")?;
         let stderr = child.stderr.take().context("the server's stderr")?;

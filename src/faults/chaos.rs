@@ -1,7 +1,8 @@
 //! The faults, injected at seeded random moments into one phase of a run
-//! until it ends: SIGKILL of the server (a new one is started at once, and
-//! takes the run over), `pg_terminate_backend` of the batch in flight, a
-//! restart of PostgreSQL under the running server, and a storm of pause,
+//! until it ends: SIGKILL of the server executing the run (with two or more
+//! replicas, another one takes it over; a new replica is started at once in
+//! the killed one's place), `pg_terminate_backend` of the batch in flight, a
+//! restart of PostgreSQL under the running servers, and a storm of pause,
 //! resume and update calls from concurrent callers.
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use rand::{Rng, rngs::StdRng};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 
-use super::cluster::Cluster;
+use super::{checks::Kill, cluster::Cluster};
 use crate::{
     bench::{
         client::{self, Client, Owner},
@@ -26,6 +27,12 @@ use crate::{
 const PHASE_WITHIN: Duration = Duration::from_secs(600);
 /// How long an aimed kill polls for a batch executing.
 const AIM_WITHIN: Duration = Duration::from_millis(300);
+/// How often the replicas look for a run whose executor's lease is gone:
+/// the lease interval a takeover is measured against.
+pub const LEASE_CHECK: Duration = Duration::from_millis(500);
+/// How long past the lease interval a kill waits for the standby to take
+/// the run over before the campaign goes on (the check is on the events).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 /// Backends executing a batch of any phase.
 const BATCH_BACKENDS: &str = "state = 'active' AND pid <> pg_backend_pid()
     AND (query LIKE 'SELECT hera_migration_execute_batch_v2%'
@@ -36,6 +43,8 @@ const BATCH_BACKENDS: &str = "state = 'active' AND pid <> pg_backend_pid()
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Tally {
     pub kills: u32,
+    /// Kills of the replica executing the run (the others hit a standby).
+    pub executor_kills: u32,
     /// Kills that found a batch executing in the database.
     pub kills_inside_a_batch: u32,
     pub terminated_batches: u32,
@@ -50,7 +59,12 @@ pub struct Chaos<'a> {
     pub rng: StdRng,
     pub secret: String,
     pub owner: Owner,
-    pub server: Option<ServerChild>,
+    /// The running replicas, kept at `replicas` (a killed one is replaced).
+    pub servers: Vec<ServerChild>,
+    pub replicas: usize,
+    /// The phase's kills and database restarts, as they happened.
+    pub kills: Vec<Kill>,
+    pub restarts: Vec<chrono::DateTime<chrono::Utc>>,
     /// The phases' pace (transactions a second), which storms' updates keep,
     /// and batch size, which they change only downwards (a larger batch would
     /// end the phase before its faults).
@@ -59,13 +73,25 @@ pub struct Chaos<'a> {
 }
 
 impl Chaos<'_> {
-    /// A client of the running server, starting one when none runs.
+    /// A client of a running replica, starting replicas up to `replicas`.
     pub async fn client(&mut self) -> anyhow::Result<Client> {
-        if self.server.is_none() {
-            self.server = Some(ServerChild::spawn(&self.cluster.url(), &self.secret).await?);
+        while self.servers.len() < self.replicas.max(1) {
+            let settings = [(
+                "HERA_LEASE_CHECK_INTERVAL_MS",
+                LEASE_CHECK.as_millis().to_string(),
+            )];
+            let url = self.cluster.url();
+            let server = ServerChild::spawn_with(&url, &self.secret, &settings).await?;
+            self.servers.push(server);
         }
-        let server = self.server.as_ref().expect("a server");
-        client::connect(&server.endpoint()).await
+        client::connect(&self.servers[0].endpoint()).await
+    }
+
+    /// Stops every replica.
+    pub async fn stop_servers(&mut self) {
+        for server in self.servers.drain(..) {
+            server.stop().await;
+        }
     }
 
     /// Faults into the phase of run `id` until it ends: `kills` SIGKILLs,
@@ -73,6 +99,8 @@ impl Chaos<'_> {
     /// storm. Returns the run as it ended and what was done.
     pub async fn drive(&mut self, id: &str, kills: u32) -> anyhow::Result<(Migration, Tally)> {
         let mut tally = Tally::default();
+        self.kills.clear();
+        self.restarts.clear();
         let deadline = Instant::now() + PHASE_WITHIN;
         loop {
             let run = self.get(id).await?;
@@ -102,7 +130,7 @@ impl Chaos<'_> {
                 self.terminate_batch(&mut tally).await?;
             }
             match self.rng.random_range(0..100) {
-                0..75 => self.kill(&mut tally).await?,
+                0..75 => self.kill(id, &mut tally).await?,
                 75..90 => self.terminate_batch(&mut tally).await?,
                 _ => self.storm(id, &mut tally).await?,
             }
@@ -143,21 +171,86 @@ impl Chaos<'_> {
         Ok(())
     }
 
-    async fn kill(&mut self, tally: &mut Tally) -> anyhow::Result<()> {
-        if self.server.is_none() {
+    /// SIGKILL of the replica executing run `id` (any one when none holds
+    /// its lease now).
+    async fn kill(&mut self, id: &str, tally: &mut Tally) -> anyhow::Result<()> {
+        if self.servers.is_empty() {
             return Ok(());
         }
         // Half the kills wait (a little) for a batch to be executing, so that
         // some land inside a batch's database transaction.
         let aim = self.rng.random_bool(0.5);
         let inside = self.batch_executing(aim).await?;
-        let server = self.server.take().expect("a server");
+        let executor = self.executor(id).await?;
+        let at = executor
+            .and_then(|(pid, _)| self.servers.iter().position(|s| s.pid() == pid))
+            .unwrap_or_else(|| self.rng.random_range(0..self.servers.len()));
+        let server = self.servers.remove(at);
+        let executor_generation = executor
+            .filter(|(pid, _)| *pid == server.pid())
+            .map(|(_, generation)| generation);
         if inside {
             tally.kills_inside_a_batch += 1;
         }
+        if executor_generation.is_some() {
+            tally.executor_kills += 1;
+        }
         server.kill().await;
+        self.kills.push(Kill {
+            at: chrono::Utc::now(),
+            executor_generation,
+        });
         tally.kills += 1;
+        if let Some(generation) = executor_generation
+            && !self.servers.is_empty()
+        {
+            self.await_takeover(id, generation).await?;
+        }
         Ok(())
+    }
+
+    /// Waits until a surviving replica has taken run `id` over (its lease
+    /// generation past `generation`), or the run ended, for at most the
+    /// lease interval and [`TAKEOVER_WAIT`]: the killed replica's successor
+    /// starts only then, so that the takeover is the standby's own.
+    async fn await_takeover(&self, id: &str, generation: i64) -> anyhow::Result<()> {
+        let give_up = Instant::now() + LEASE_CHECK + TAKEOVER_WAIT;
+        let mut admin = self.admin().await?;
+        while Instant::now() < give_up {
+            let (taken, active): (bool, bool) = sqlx::query_as(
+                "SELECT coalesce((metadata #>> '{lease,generation}')::bigint, 0) > $2,
+                        metadata ->> 'state' IN ('PENDING', 'RUNNING')
+                   FROM universal_transactions WHERE id = $1::uuid",
+            )
+            .bind(id)
+            .bind(generation)
+            .fetch_one(&mut admin)
+            .await?;
+            if taken || !active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    /// The process id and lease generation of run `id`'s executor, as its
+    /// row names it ("host/pid").
+    async fn executor(&self, id: &str) -> anyhow::Result<Option<(u32, i64)>> {
+        let mut admin = self.admin().await?;
+        let lease: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT metadata #>> '{lease,server}', (metadata #>> '{lease,generation}')::bigint
+               FROM universal_transactions WHERE id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_optional(&mut admin)
+        .await?;
+        let _ = admin.close().await;
+        Ok(lease.and_then(|(server, generation)| {
+            let pid = server?.rsplit_once('/')?.1.parse().ok()?;
+            Some((pid, generation?))
+        }))
     }
 
     async fn terminate_batch(&mut self, tally: &mut Tally) -> anyhow::Result<()> {
@@ -176,6 +269,7 @@ impl Chaos<'_> {
     }
 
     async fn restart_database(&mut self, tally: &mut Tally) -> anyhow::Result<()> {
+        self.restarts.push(chrono::Utc::now());
         self.cluster.restart().await?;
         tally.database_restarts += 1;
         Ok(())

@@ -1,39 +1,40 @@
-//! `hera-migrate faults`: a fault campaign against the real server binary.
-//! On a private PostgreSQL of its own (it restarts it), seeded with
-//! seed-demo, it applies reporting aliases to one organization, migrates it
-//! and rolls the migration back, each phase under seeded random faults (see
-//! chaos.rs), and after each checks from outside (checks.rs) that nothing was
-//! lost, written twice, half written or unbalanced, that the trial balance is
-//! what it was, that the run's history is complete and strictly ordered, and
-//! that the run ended as an uninterrupted one would. Exit code 0 when every
-//! check of every phase held.
+//! `hera-migrate faults`: a fault campaign against the real server binary,
+//! as replicas (two by default) over one private PostgreSQL of its own (it
+//! restarts it), seeded with seed-demo. It applies reporting aliases to one
+//! organization, migrates it and rolls the migration back, each phase under
+//! seeded random faults (see chaos.rs), and after each checks from outside
+//! (checks.rs) that nothing was lost, written twice, half written or
+//! unbalanced, that the trial balance is what it was, that the run's history
+//! is complete and strictly ordered, that no two servers' batches ever
+//! overlapped, that a killed executor's run was taken over within the lease
+//! interval, and that the run ended as an uninterrupted one would. Exit code
+//! 0 when every check of every phase held.
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use rand::SeedableRng as _;
 use serde_json::json;
-use tokio_stream::StreamExt as _;
 use uuid::Uuid;
 
 mod chaos;
 mod checks;
 mod cluster;
+mod starts;
 
 use self::{
     chaos::{Chaos, Tally},
     checks::expect,
     cluster::Cluster,
+    starts::{seeded, start_aliases, start_migration, start_rollback},
 };
 use crate::{
-    bench::client::Owner,
-    config::{DatabaseSettings, FaultSettings},
-    db::Database,
-    proto::{
-        ApplyReportingAliasesRequest, ClosedPeriodPolicy, ListMigrationsRequest, Migration,
-        MigrationPhase, MigrationState, RollbackMigrationRequest, StartMigrationRequest,
-    },
-    seed::{self, SeedParams},
+    config::FaultSettings,
+    proto::{Migration, MigrationState},
 };
+
+/// What a takeover may take beyond the lease check interval: the standby's
+/// look, its lease, the batch it then writes.
+const TAKEOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One phase's outcome.
 #[derive(Debug, serde::Serialize)]
@@ -43,6 +44,11 @@ struct PhaseReport {
     state: String,
     faults: Tally,
     counts: checks::Counts,
+    /// Who wrote the phase's batches.
+    executors: checks::Executors,
+    /// Milliseconds from each kill of the executor to the run's next event
+    /// under a later lease (kills after which the run wrote nothing more left out).
+    takeover_ms: Vec<u64>,
     /// What did not hold; empty when the phase passed.
     failures: Vec<String>,
 }
@@ -67,6 +73,8 @@ pub async fn run(settings: FaultSettings) -> anyhow::Result<ExitCode> {
         "{}",
         serde_json::to_string_pretty(&json!({
             "seed": settings.seed, "transactions": settings.transactions,
+            "replicas": settings.replicas,
+            "lease_check_interval_ms": chaos::LEASE_CHECK.as_millis(),
             "kills_per_phase": settings.kills, "kills": kills, "kills_inside_a_batch": inside,
             "passed": passed, "phases": reports,
         }))?
@@ -93,7 +101,10 @@ async fn campaign(
         rng: rand::rngs::StdRng::seed_from_u64(settings.seed),
         secret,
         owner,
-        server: None,
+        servers: Vec::new(),
+        replicas: usize::from(settings.replicas),
+        kills: Vec::new(),
+        restarts: Vec::new(),
         pace,
         batch_size: settings.batch_size,
     };
@@ -173,9 +184,7 @@ async fn campaign(
     );
     reports.push(report);
 
-    if let Some(server) = chaos.server.take() {
-        server.stop().await;
-    }
+    chaos.stop_servers().await;
     Ok(reports)
 }
 
@@ -206,7 +215,11 @@ async fn phase_report(
     let org = chaos.owner.org;
     let mut admin = chaos.admin().await?;
     let counts = checks::counts(&mut admin, org).await?;
-    let mut failures = checks::history_faults(&mut admin, id.parse()?).await?;
+    let history = checks::history(&mut admin, id.parse()?).await?;
+    let mut failures = checks::history_faults(&history);
+    let batch_phase = batch_phase(phase);
+    failures.extend(checks::overlap_faults(&history, batch_phase));
+    let takeover_ms = takeover_faults(chaos, &history, &mut failures);
     expect(&mut failures, run.state() == ends, || {
         format!("ended {:?}, not {ends:?}", run.state())
     });
@@ -241,110 +254,52 @@ async fn phase_report(
         state: format!("{:?}", run.state()),
         faults,
         counts,
+        executors: checks::executors(&history, batch_phase),
+        takeover_ms,
         failures,
     })
 }
 
-/// The campaign's organization: seed-demo's, the schema installed first.
-async fn seeded(
-    cluster: &Cluster,
-    settings: &FaultSettings,
-    secret: &str,
-) -> anyhow::Result<Owner> {
-    let database = Database::open(&DatabaseSettings {
-        database_url: Some(cluster.options()),
-        data_dir: None,
-        pool_size: 2,
-    })
-    .await?;
-    let params = SeedParams {
-        organizations: 1,
-        transactions: settings.transactions,
-        lines: 3,
-        from: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date"),
-        to: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).expect("a date"),
-        seed: i64::try_from(settings.seed % (i64::MAX as u64)).unwrap_or(1),
-    };
-    let report = seed::seed_demo(database.admin_pool(), &params).await;
-    database.close().await;
-    Owner::of(&report?.organizations[0], secret)
-}
-
-async fn start_migration(
-    chaos: &mut Chaos<'_>,
-    batch_size: u32,
-    pace: f64,
-) -> anyhow::Result<String> {
-    let mut client = chaos.client().await?;
-    let request = StartMigrationRequest {
-        organization_id: chaos.owner.org.to_string(),
-        from_date: "2024-01-01".into(),
-        to_date: "2024-12-31".into(),
-        batch_size: i32::try_from(batch_size)?,
-        request_id: Uuid::new_v4().to_string(),
-        closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
-        max_transactions_per_second: Some(pace),
-        ..Default::default()
-    };
-    let mut events = client
-        .start_migration(chaos.owner.request(request))
-        .await?
-        .into_inner();
-    let first = events.next().await.context("no first event")??;
-    Ok(first.migration_id)
-}
-
-async fn start_rollback(chaos: &mut Chaos<'_>, id: &str, pace: f64) -> anyhow::Result<()> {
-    let mut client = chaos.client().await?;
-    let request = RollbackMigrationRequest {
-        organization_id: chaos.owner.org.to_string(),
-        migration_id: id.to_owned(),
-        reason: "hera-migrate faults: a rollback under faults".into(),
-        request_id: Uuid::new_v4().to_string(),
-        max_transactions_per_second: Some(pace),
-        ..Default::default()
-    };
-    let mut events = client
-        .rollback_migration(chaos.owner.request(request))
-        .await?
-        .into_inner();
-    events.next().await.context("no first rollback event")??;
-    Ok(())
-}
-
-/// Starts the application of aliases to the organization's v1 ledger (a
-/// unary call, which the faults may cut; the run goes on) and returns its
-/// aliasing run's id.
-async fn start_aliases(
-    chaos: &mut Chaos<'_>,
-    batch_size: u32,
-    pace: f64,
-) -> anyhow::Result<String> {
-    let mut client = chaos.client().await?;
-    let request = chaos.owner.request(ApplyReportingAliasesRequest {
-        organization_id: chaos.owner.org.to_string(),
-        request_id: Uuid::new_v4().to_string(),
-        batch_size: i32::try_from(batch_size)?,
-        max_transactions_per_second: Some(pace),
-        ..Default::default()
-    });
-    let mut lister = client.clone();
-    tokio::spawn(async move { client.apply_reporting_aliases(request).await });
-    let list = ListMigrationsRequest {
-        organization_id: chaos.owner.org.to_string(),
-        page_size: 10,
-        ..Default::default()
-    };
-    for _ in 0..600 {
-        let runs = lister
-            .list_migrations(chaos.owner.request(list.clone()))
-            .await?
-            .into_inner()
-            .migrations;
-        if let Some(run) = runs.iter().find(|r| r.phase() == MigrationPhase::Aliasing) {
-            return Ok(run.migration_id.clone());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// The run phase whose batches a campaign phase writes.
+fn batch_phase(phase: &str) -> &'static str {
+    match phase {
+        "aliases" => "ALIASING",
+        "rollback" => "ROLLBACK",
+        _ => "EXECUTION",
     }
-    anyhow::bail!("no aliasing run appeared within 30 s")
+}
+
+/// How long each kill of the executor took to be taken over, in ms; with
+/// two replicas or more, one that took longer than the lease interval plus
+/// [`TAKEOVER_GRACE`] (a batch, a connection) is a failure, unless
+/// PostgreSQL was restarted in between (then every server reconnects first).
+fn takeover_faults(
+    chaos: &Chaos<'_>,
+    history: &[checks::Event],
+    failures: &mut Vec<String>,
+) -> Vec<u64> {
+    let within = chaos::LEASE_CHECK + TAKEOVER_GRACE;
+    let executor_kills = chaos
+        .kills
+        .iter()
+        .filter(|k| k.executor_generation.is_some());
+    let mut taken = Vec::new();
+    for (kill, took) in executor_kills.zip(checks::takeovers(history, &chaos.kills)) {
+        let Some(took) = took else { continue };
+        taken.push(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+        let restarted = chaos
+            .restarts
+            .iter()
+            .any(|r| *r >= kill.at && (*r - kill.at).to_std().unwrap_or_default() <= took);
+        expect(
+            failures,
+            chaos.replicas < 2 || restarted || took <= within,
+            || {
+                format!(
+                    "the run was taken over {took:?} after its executor was killed (within {within:?} expected)"
+                )
+            },
+        );
+    }
+    taken
 }

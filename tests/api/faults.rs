@@ -1,7 +1,10 @@
 //! `hera-migrate faults`, small: the shipped binary runs its campaign
-//! (aliases, a migration and its rollback, each under SIGKILLs of the server,
-//! terminated batches, a PostgreSQL restart and control storms) on a private
-//! PostgreSQL, and every check of every phase holds.
+//! (aliases, a migration and its rollback, each under SIGKILLs of the
+//! replica executing the run, terminated batches, a PostgreSQL restart and
+//! control storms) with two replicas on a private PostgreSQL, and every check
+//! of every phase holds: among them that the other replica took each killed
+//! executor's run over within the lease interval and that no two servers'
+//! batches overlapped.
 use std::process::Command;
 
 use crate::support::process::BINARY;
@@ -43,8 +46,21 @@ fn a_small_fault_campaign_loses_nothing_doubles_nothing_and_ends_every_phase_as_
     // A phase may end some kills early on a busy machine (its pace is an
     // estimate of how long it needs); the report says how many fell.
     assert!(report["kills"].as_u64().unwrap() >= 9, "{report:#}");
+    assert_eq!(report["replicas"], 2);
     for phase in phases {
         assert_eq!(phase["faults"]["database_restarts"], 1, "{phase:#}");
+        assert!(
+            phase["faults"]["executor_kills"].as_u64().unwrap() >= 1,
+            "{phase:#}"
+        );
+        assert!(
+            !phase["takeover_ms"].as_array().unwrap().is_empty(),
+            "{phase:#}"
+        );
+        assert!(
+            phase["executors"]["servers"].as_u64().unwrap() >= 2,
+            "{phase:#}"
+        );
     }
     let migration = &phases[1]["counts"];
     assert_eq!(

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::support::{
     TestApp, as_user, fixtures,
-    runs::{collect, seeded_with, start, start_paced_until, trial_balance, watch},
+    runs::{
+        collect, ledger_digest, seeded_with, start, start_paced_until, start_until, trial_balance,
+        watch,
+    },
     wait,
 };
 
@@ -168,6 +171,54 @@ async fn a_batch_of_a_server_whose_lease_was_taken_over_never_commits() {
         (200, 200, 200)
     );
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
+    s.app.stop().await;
+}
+
+/// A dry run keeps its position in a transaction of its own after each
+/// batch rolls back: the fence guards that one too, so a dry run whose lease
+/// was taken writes nothing more under the old generation, and the ledger
+/// stays as it was.
+#[tokio::test]
+async fn a_dry_run_whose_lease_was_taken_over_keeps_nothing_under_the_old_lease() {
+    let s = seeded_with(200, |_| {}).await;
+    let before = ledger_digest(&s.pool, s.org).await;
+    let mut client = s.app.client().await;
+    let dry = StartMigrationRequest {
+        batch_size: 5,
+        max_transactions_per_second: Some(100.0),
+        dry_run: true,
+        ..start(s.org)
+    };
+    let (events, id) = start_until(&mut client, s.owner, dry, 10).await;
+    let taken_at: i64 = sqlx::query_scalar(
+        "WITH taken AS (SELECT hera_migration_take_lease_v2($1::uuid, 'another server'))
+         SELECT max(line_number)::bigint FROM universal_transaction_lines, taken
+          WHERE transaction_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+
+    let streamed = collect(events).await;
+    assert_eq!(streamed.last().unwrap().state(), MigrationState::Succeeded);
+    let all = history(&s.app, s.org, s.owner, &id).await;
+    assert_strictly_ordered(&all);
+    let after: Vec<_> = all
+        .iter()
+        .filter(|e| e.sequence as i64 > taken_at)
+        .map(|e| e.kind())
+        .collect();
+    let first_batch = after.iter().position(|k| *k == MigrationEventKind::Batch);
+    let taken_over = after
+        .iter()
+        .position(|k| *k == MigrationEventKind::TakenOver);
+    assert!(
+        taken_over.is_some() && first_batch > taken_over,
+        "nothing of the fenced executor was kept after the fence moved: {after:?}"
+    );
+    assert_eq!(streamed.last().unwrap().transactions_processed, 200);
+    assert_eq!(ledger_digest(&s.pool, s.org).await, before);
     s.app.stop().await;
 }
 

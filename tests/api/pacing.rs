@@ -62,7 +62,7 @@ async fn update_changes_the_batch_size_from_the_next_batch_and_checks_its_input(
             },
             "batch_delay_ms",
         ),
-        (update(s.org, &id), "request"),
+        (update(s.org, &id), "batch_size: nothing to change"),
     ] {
         let status = refused(&mut client, s.owner, bad).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");

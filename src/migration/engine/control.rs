@@ -58,8 +58,10 @@ pub fn update_request(
         );
     }
     if changes.is_empty() {
+        // A field violation names a field of the request: the first of the
+        // three, as the one a caller most often means to set.
         return Err(Error::invalid(
-            "request",
+            "batch_size",
             "nothing to change: set batch_size, max_transactions_per_second or batch_delay_ms",
         ));
     }

@@ -150,8 +150,12 @@ impl Engine {
         )
         .await?;
         let mut events = vec![store::latest_event(&mut tx, organization_id, id).await?];
-        let current = serde_json::to_value(store::after_batch(&mut tx, id).await?.parameters)
-            .expect("parameters serialize");
+        let current = serde_json::to_value(
+            store::after_batch(&mut tx, organization_id, id)
+                .await?
+                .parameters,
+        )
+        .expect("parameters serialize");
         let changes: Map<String, Value> = (request.pace.iter())
             .filter(|(key, value)| current.get(key.as_str()).unwrap_or(&Value::Null) != *value)
             .map(|(key, value)| (key.clone(), value.clone()))

@@ -118,8 +118,19 @@ pub async fn start_paced_until(
         max_transactions_per_second: Some(rate),
         ..start(org)
     };
+    start_until(client, owner, paced, processed).await
+}
+
+/// Starts `request` and reads its stream until `processed` transactions
+/// are processed; returns the rest of the stream and the run's id.
+pub async fn start_until(
+    client: &mut Client,
+    owner: Uuid,
+    request: StartMigrationRequest,
+    processed: i64,
+) -> (tonic::Streaming<MigrationProgress>, String) {
     let mut events = client
-        .start_migration(as_user(paced, owner))
+        .start_migration(as_user(request, owner))
         .await
         .unwrap()
         .into_inner();

@@ -76,7 +76,7 @@ impl Executor {
                 .bind(batch_size)
                 .fetch_one(&mut *tx)
                 .await?;
-        let after = store::after_batch(&mut tx, self.id).await?;
+        let after = store::after_batch(&mut tx, self.organization_id, self.id).await?;
         if after.lease_generation != Some(self.generation) {
             tx.rollback().await?;
             return Err(self.fenced(after.lease_generation));
@@ -94,7 +94,16 @@ impl Executor {
         let events = self.batch_events(&result, &pacing, took);
         let mut tx = if self.dry_run {
             tx.rollback().await?;
+            // The position is kept in a transaction of its own, which the
+            // fence must guard as it guards a batch: another server may have
+            // taken the run since the batch's transaction ended.
             let mut keep = scope::begin(&self.inner.pool, self.organization_id).await?;
+            let generation =
+                store::lease_generation(&mut keep, self.organization_id, self.id).await?;
+            if generation != Some(self.generation) {
+                keep.rollback().await?;
+                return Err(self.fenced(generation));
+            }
             store::keep_dry_run_position(&mut keep, self.id, &after).await?;
             keep
         } else {

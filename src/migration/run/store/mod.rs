@@ -8,10 +8,12 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
+mod batch;
 mod events;
 mod list;
 mod prepare;
 
+pub use batch::{AfterBatch, after_batch, keep_dry_run_position, lease_generation, take_lease};
 pub use events::{append_event, events_after, latest_event, latest_of, rollback_began_after};
 pub use list::{PageToken, list, page_size};
 pub use prepare::{
@@ -47,14 +49,8 @@ const LOCK: &str = "SELECT metadata ->> 'state', coalesce(metadata ->> 'phase', 
       FROM universal_transactions
      WHERE organization_id = $1 AND id = $2 AND transaction_type = 'MIGRATION_RUN'
        FOR UPDATE";
-const STATE_AND_PARAMETERS: &str = "SELECT metadata ->> 'state', metadata -> 'parameters' FROM universal_transactions WHERE id = $1";
-const ENDED_AS: &str =
-    "SELECT metadata ->> 'state', metadata ->> 'message' FROM universal_transactions WHERE id = $1";
-const AFTER_BATCH: &str = "SELECT metadata -> 'parameters', metadata -> 'cursor',
-           metadata -> 'counters', metadata -> 'quarantined_ids', metadata -> 'quarantined',
-           (metadata #>> '{lease,generation}')::bigint
-      FROM universal_transactions WHERE id = $1";
-const TAKE_LEASE: &str = "SELECT hera_migration_take_lease_v2($1, $2)";
+const STATE_AND_PARAMETERS: &str = "SELECT metadata ->> 'state', metadata -> 'parameters'
+      FROM universal_transactions WHERE id = $1 AND organization_id = $2";
 const RUNNING_EVERYWHERE: &str = include_str!("../../../../sql/queries/running_runs.sql");
 const ACTIVE: &str = "SELECT id FROM universal_transactions
     WHERE organization_id = $1 AND transaction_type = 'MIGRATION_RUN' AND id IS DISTINCT FROM $2
@@ -278,6 +274,7 @@ pub async fn state_and_parameters(
     let (state, Json(parameters)): (Option<String>, Json<Parameters>) =
         sqlx::query_as(STATE_AND_PARAMETERS)
             .bind(id)
+            .bind(organization_id)
             .fetch_one(&mut *tx)
             .await?;
     tx.rollback().await?;
@@ -286,77 +283,6 @@ pub async fn state_and_parameters(
         .and_then(RunState::parse)
         .unwrap_or(RunState::Failed);
     Ok((state, parameters))
-}
-
-/// How the run ended, as its row says: its state and message.
-pub async fn ended_as(conn: &mut PgConnection, id: Uuid) -> Result<(Option<RunState>, String)> {
-    let (state, message): (Option<String>, Option<String>) =
-        sqlx::query_as(ENDED_AS).bind(id).fetch_one(conn).await?;
-    Ok((
-        state.as_deref().and_then(RunState::parse),
-        message.unwrap_or_default(),
-    ))
-}
-
-/// The run's row as a batch left it, in the batch's transaction: its pace
-/// (which UpdateMigration may have changed) and, for a dry run, its position.
-pub struct AfterBatch {
-    pub parameters: Parameters,
-    /// The generation of the executor the run's row names now (see
-    /// hera_migration_take_lease_v2): the batch commits only if it is its own.
-    pub lease_generation: Option<i64>,
-    /// cursor, counters, quarantined_ids, quarantined: what a dry run keeps.
-    position: Value,
-}
-
-type AfterBatchRow = (
-    Json<Parameters>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-    Option<i64>,
-);
-
-pub async fn after_batch(conn: &mut PgConnection, id: Uuid) -> Result<AfterBatch> {
-    let (Json(parameters), cursor, counters, quarantined_ids, quarantined, lease_generation): AfterBatchRow =
-        sqlx::query_as(AFTER_BATCH).bind(id).fetch_one(conn).await?;
-    let mut position = serde_json::Map::new();
-    for (key, value) in [
-        ("cursor", cursor),
-        ("counters", counters),
-        ("quarantined_ids", quarantined_ids),
-        ("quarantined", quarantined),
-    ] {
-        if let Some(value) = value {
-            position.insert(key.into(), value);
-        }
-    }
-    Ok(AfterBatch {
-        parameters,
-        lease_generation,
-        position: Value::Object(position),
-    })
-}
-
-/// Run `id` is executed by `server` from now on: its lease generation moves
-/// on (the fence of hera_migration_take_lease_v2), which it returns.
-pub async fn take_lease(conn: &mut PgConnection, id: Uuid, server: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar(TAKE_LEASE)
-        .bind(id)
-        .bind(server)
-        .fetch_one(conn)
-        .await?)
-}
-
-/// A dry run's batch rolls back; what it learnt (where the next batch
-/// starts, the counts) is kept on the run's row, which is all a dry run writes.
-pub async fn keep_dry_run_position(
-    conn: &mut PgConnection,
-    id: Uuid,
-    after: &AfterBatch,
-) -> Result<()> {
-    patch(conn, id, after.position.clone()).await
 }
 
 /// Every run recorded RUNNING, in every organization, as (id, organization):
