@@ -33,8 +33,45 @@ pub enum Error {
     /// commit (see hera_migration_take_lease_v2).
     #[error("{0}")]
     Fenced(String),
+    /// No run `id` in the caller's organization (NOT_FOUND, with a
+    /// ResourceInfo naming it).
+    #[error("migration_id: no migration {id} in organization {organization_id}")]
+    RunNotFound {
+        organization_id: uuid::Uuid,
+        id: uuid::Uuid,
+    },
+    /// A refusal a client is expected to branch on: its status code and
+    /// stable reason come from `kind`.
+    #[error("{message}")]
+    Refused { kind: Refusal, message: String },
     #[error("database error: {}", describe_database(.0))]
     Database(sqlx::Error),
+}
+
+/// The refusals with a reason of their own (`ErrorInfo.reason`), beyond the
+/// reason every status code has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The organization has another run RUNNING or PAUSED (ABORTED).
+    RunAlreadyActive,
+    /// The request_id was used before with other fields (ALREADY_EXISTS).
+    RequestIdReused,
+    /// The plan is no longer the one the caller previewed (FAILED_PRECONDITION).
+    PlanChanged,
+}
+
+impl Error {
+    pub fn refused(kind: Refusal, message: impl Into<String>) -> Self {
+        Self::Refused {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A NOT_FOUND of either kind.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound(_) | Self::RunNotFound { .. })
+    }
 }
 
 /// The SQLSTATEs our SQL functions raise for what a caller asked (their

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Access, Caller, Guard, Operation},
-    error::{Error, Result},
+    error::Result,
     incidents::{self, Assessment, Incident, IncidentRequest, LockSettings},
     migration::{
         engine::{
@@ -259,7 +259,9 @@ impl MigrationService {
         id: Uuid,
         outcome: Result<T>,
     ) -> Result<T> {
-        if let Err(Error::NotFound(_)) = &outcome {
+        if let Err(error) = &outcome
+            && error.is_not_found()
+        {
             let what = format!("migration {id}");
             self.guard
                 .record_not_found(access, operation, &what)

@@ -13,7 +13,7 @@ use super::{assessment::Assessment, report};
 use crate::{
     auth::Access,
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
     migration::input,
 };
 
@@ -180,11 +180,14 @@ impl Incident {
         if same {
             Ok(self)
         } else {
-            Err(Error::AlreadyExists(format!(
-                "request_id: {} already recorded incident {} with another migration_id, title, \
-                 description or severity",
-                request.request_id, self.id
-            )))
+            Err(Error::refused(
+                Refusal::RequestIdReused,
+                format!(
+                    "request_id: {} already recorded incident {} with another migration_id, \
+                     title, description or severity",
+                    request.request_id, self.id
+                ),
+            ))
         }
     }
 }

@@ -149,5 +149,8 @@ async fn the_service_is_called_without_a_port() {
         "{refused:?}"
     );
     let unknown = app.service().get(owner, org.id, uuid::Uuid::new_v4()).await;
-    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(Error::RunNotFound { .. })),
+        "{unknown:?}"
+    );
 }

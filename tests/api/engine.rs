@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::support::{
     TestApp, as_user,
     fixtures::{self, row_counts},
+    reason,
     runs::{
         collect, control, seeded, start, start_in_small_batches, started, trial_balance,
         until_state, watched,
@@ -90,6 +91,7 @@ async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
         .await
         .expect_err("conflict");
     assert_eq!(conflict.code(), Code::AlreadyExists);
+    assert_eq!(reason(&conflict), "REQUEST_ID_REUSED");
     assert!(
         conflict.message().starts_with("request_id:"),
         "{}",
@@ -109,6 +111,7 @@ async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
         .await
         .expect_err("aborted");
     assert_eq!(aborted.code(), Code::Aborted);
+    assert_eq!(reason(&aborted), "RUN_ALREADY_ACTIVE");
     assert!(
         aborted.message().contains(&active.to_string()),
         "{}",
@@ -131,6 +134,7 @@ async fn a_drifted_plan_and_bad_input_are_refused_and_nothing_is_written() {
         .await
         .expect_err("drifted");
     assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&status), "PLAN_CHANGED");
     assert!(
         status.message().starts_with("expected_plan_fingerprint:"),
         "{}",
@@ -341,6 +345,11 @@ async fn pause_and_resume_take_effect_between_batches() {
         .await
         .expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(reason(&unknown), "MIGRATION_NOT_FOUND");
+    let resource = tonic_types::StatusExt::get_error_details(&unknown)
+        .resource_info()
+        .cloned();
+    assert_eq!(resource.unwrap().owner, s.org.to_string());
     s.app.stop().await;
 }
 

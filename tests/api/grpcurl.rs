@@ -239,3 +239,34 @@ async fn a_migration_streamed_through_grpcurl_succeeds_with_the_ledger_unchanged
     assert_eq!(catalog::tables(&pool).await, tables, "no table created");
     app.stop().await;
 }
+
+/// An error's details read in clear in grpcurl, as reflection serves
+/// google.rpc's messages: the BadRequest naming the field and the ErrorInfo
+/// with its stable reason and domain, never "is not recognized".
+#[tokio::test]
+async fn grpcurl_prints_an_errors_bad_request_and_error_info_in_clear() {
+    use crate::support::{app::token_for, fixtures};
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 1, 5, 7).await;
+    let (org, owner) = (
+        report.organizations[0].id,
+        report.organizations[0].users[0].id,
+    );
+    let body = serde_json::json!({
+        "organization_id": org.to_string(),
+        "from_date": "2024-13-01",
+        "to_date": "2024-12-31",
+    });
+    let addr = app.addr.to_string();
+    let (ok, _, stderr) = grpcurl_as(&token_for(owner), &addr, "PreviewCandidates", &body).await;
+    assert!(!ok);
+    assert!(stderr.contains("Code: InvalidArgument"), "{stderr}");
+    assert!(!stderr.contains("not recognized"), "{stderr}");
+    assert!(stderr.contains("google.rpc.BadRequest"), "{stderr}");
+    assert!(stderr.contains(r#""field":"from_date""#), "{stderr}");
+    assert!(stderr.contains(r#""reason":"INVALID_FIELD""#), "{stderr}");
+    assert!(stderr.contains(r#""domain":"hera-migrate""#), "{stderr}");
+    app.stop().await;
+}

@@ -8,7 +8,7 @@ use super::{Engine, lease::Lease};
 use crate::{
     auth::Access,
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
     migration::{
         input,
         run::{Run, RunState, store},
@@ -184,9 +184,12 @@ async fn resumable(
     leased: bool,
 ) -> Result<()> {
     if let Some(other) = store::active(tx, organization_id, Some(id)).await? {
-        return Err(Error::Aborted(format!(
-            "organization {organization_id} has an active migration {other}; resume {id} once it ends"
-        )));
+        return Err(Error::refused(
+            Refusal::RunAlreadyActive,
+            format!(
+                "organization {organization_id} has an active migration {other}; resume {id} once it ends"
+            ),
+        ));
     }
     if !leased {
         return Err(Error::Aborted(format!(

@@ -42,7 +42,7 @@ use super::{
 use crate::{
     config::{EngineSettings, OnInterrupted},
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
 };
 
 /// A run executing here: the bell that wakes its executor (a paused one, or
@@ -194,9 +194,12 @@ impl Engine {
     /// holds the organization and locks its rows), or still ending elsewhere.
     async fn claim(&self, tx: &mut scope::OrgTransaction, organization_id: Uuid) -> Result<Lease> {
         if let Some(active) = store::active(tx, organization_id, None).await? {
-            return Err(Error::Aborted(format!(
-                "organization {organization_id} already has an active migration {active}; a new run waits for it to end"
-            )));
+            return Err(Error::refused(
+                Refusal::RunAlreadyActive,
+                format!(
+                    "organization {organization_id} already has an active migration {active}; a new run waits for it to end"
+                ),
+            ));
         }
         Lease::try_acquire(&self.inner.admin, organization_id)
             .await?

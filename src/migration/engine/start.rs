@@ -7,7 +7,7 @@ use super::Engine;
 use crate::{
     auth::Access,
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
     migration::{
         input,
         preview::Preview,
@@ -192,10 +192,13 @@ async fn find_by_request(
     if &recorded == requested {
         Ok(Some(id))
     } else {
-        Err(Error::AlreadyExists(format!(
-            "request_id: {} already started migration {id} with other parameters",
-            request.request_id
-        )))
+        Err(Error::refused(
+            Refusal::RequestIdReused,
+            format!(
+                "request_id: {} already started migration {id} with other parameters",
+                request.request_id
+            ),
+        ))
     }
 }
 
@@ -208,10 +211,13 @@ async fn checked_plan(
 ) -> Result<Preview> {
     let plan = plan(tx, organization_id, &request.parameters).await?;
     if request.expected_plan_fingerprint != plan.plan_fingerprint {
-        return Err(Error::FailedPrecondition(format!(
-            "expected_plan_fingerprint: the plan has changed since it was previewed (it is now {})",
-            plan.plan_fingerprint
-        )));
+        return Err(Error::refused(
+            Refusal::PlanChanged,
+            format!(
+                "expected_plan_fingerprint: the plan has changed since it was previewed (it is now {})",
+                plan.plan_fingerprint
+            ),
+        ));
     }
     Ok(plan)
 }

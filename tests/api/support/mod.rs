@@ -35,3 +35,13 @@ impl World {
         Self { db, app, pool, org }
     }
 }
+
+/// A status's `ErrorInfo.reason`, which every error of ours carries: what a
+/// client branches on instead of the message.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status.get_error_details().error_info().cloned();
+    let info = info.unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "hera-migrate", "{status:?}");
+    info.reason
+}

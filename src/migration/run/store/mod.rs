@@ -23,7 +23,7 @@ pub use prepare::{
 use super::{Parameters, Run, RunState};
 use crate::{
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
 };
 
 const RUN_COLUMNS: &str = "SELECT id, organization_id, metadata, created_at, updated_at,
@@ -86,10 +86,9 @@ pub async fn get(pool: &PgPool, organization_id: Uuid, id: Uuid) -> Result<Run> 
     .fetch_optional(&mut *tx)
     .await?;
     tx.rollback().await?;
-    let row = row.ok_or_else(|| {
-        Error::NotFound(format!(
-            "migration_id: no migration {id} in organization {organization_id}"
-        ))
+    let row = row.ok_or_else(|| Error::RunNotFound {
+        organization_id,
+        id,
     })?;
     from_row(row)
 }
@@ -246,11 +245,11 @@ pub async fn lock(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> R
         .bind(id)
         .fetch_optional(conn)
         .await?;
-    let (state, phase, dry_run, rollback_request_id, rollback_refused) = row.ok_or_else(|| {
-        Error::NotFound(format!(
-            "migration_id: no migration {id} in organization {organization_id}"
-        ))
-    })?;
+    let (state, phase, dry_run, rollback_request_id, rollback_refused) =
+        row.ok_or_else(|| Error::RunNotFound {
+            organization_id,
+            id,
+        })?;
     Ok(LockedRun {
         // A state that is not one of ours is not running any more.
         state: state
@@ -317,9 +316,10 @@ pub async fn refuse_while_active(
     let other = active(&mut tx, organization_id, except).await?;
     tx.rollback().await?;
     match other {
-        Some(other) => Err(Error::Aborted(format!(
-            "organization {organization_id} has an active migration {other}; {meanwhile}"
-        ))),
+        Some(other) => Err(Error::refused(
+            Refusal::RunAlreadyActive,
+            format!("organization {organization_id} has an active migration {other}; {meanwhile}"),
+        )),
         None => Ok(()),
     }
 }
