@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tokio_stream::StreamExt as _;
 
-use crate::proto::{MigrationEventKind, MigrationProgress, MigrationState};
+use crate::proto::{MigrationEventKind, MigrationProgress, MigrationState, ProgressEvent};
 
 /// One event as received.
 #[derive(Debug, Clone)]
@@ -57,13 +57,13 @@ impl Timeline {
     /// Reads `stream` to its end; `each` sees every event as it arrives.
     pub async fn follow(
         called_at: Instant,
-        mut stream: tonic::Streaming<MigrationProgress>,
+        mut stream: tonic::Streaming<impl ProgressEvent>,
         mut each: impl FnMut(&MigrationProgress),
     ) -> anyhow::Result<Self> {
         let mut events = Vec::new();
         let mut migration_id = String::new();
         while let Some(event) = stream.next().await {
-            let event = event.context("the progress stream broke")?;
+            let event = event.context("the progress stream broke")?.into_progress();
             let at = Instant::now();
             each(&event);
             if migration_id.is_empty() {

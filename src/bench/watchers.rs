@@ -66,7 +66,8 @@ async fn watched_run(
         .next()
         .await
         .context("the run's first event")?
-        .context("the run's first event")?;
+        .context("the run's first event")?
+        .into_progress();
     let mut watchers = JoinSet::new();
     for _ in 0..WATCHERS {
         let (mut client, owner) = (client.clone(), owner.clone());

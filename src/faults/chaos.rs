@@ -149,7 +149,7 @@ impl Chaos<'_> {
                 .get_migration(self.owner.request(request.clone()))
                 .await
             {
-                Ok(run) => return Ok(run.into_inner()),
+                Ok(run) => return Ok(run.into_inner().into_migration()),
                 Err(status) if status.code() == tonic::Code::Unavailable => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

@@ -62,7 +62,11 @@ pub async fn start_migration(
         .start_migration(chaos.owner.request(request))
         .await?
         .into_inner();
-    let first = events.next().await.context("no first event")??;
+    let first = events
+        .next()
+        .await
+        .context("no first event")??
+        .into_progress();
     Ok(first.migration_id)
 }
 

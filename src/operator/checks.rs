@@ -8,7 +8,7 @@ use super::{
 use crate::proto::*;
 
 fn result_name(result: i32) -> &'static str {
-    CheckResult::try_from(result).map_or("?", |r| r.as_str_name())
+    CheckResult::try_from(result).map_or("?", |r| r.short_name())
 }
 
 pub async fn environment(a: args::Checked, backups_only: bool) -> Outcome {
@@ -196,7 +196,7 @@ pub async fn preview(a: args::Previewed) -> Outcome {
 }
 
 pub fn validation_text(report: &ValidationReport) -> String {
-    let mut text = format!("validation {}:\n", report.overall().as_str_name());
+    let mut text = format!("validation {}:\n", report.overall().short_name());
     for check in &report.checks {
         text.push_str(&format!(
             "{:<5} {}: {}\n",
@@ -215,7 +215,11 @@ pub async fn validate(a: args::Validate) -> Outcome {
         migration_id: a.run.migration_id,
         allow_partial: a.allow_partial,
     };
-    let report = client.validate_migration(request).await?.into_inner();
+    let report = client
+        .validate_migration(request)
+        .await?
+        .into_inner()
+        .into_report();
     output::result(
         a.connection.output,
         &report,
@@ -246,8 +250,8 @@ fn assessment_text(r: &AssessFailureResponse) -> String {
     let mut text = format!(
         "migration {} is {} ({}) after batch {}; ledger {}; rollback {}\n{}\n",
         r.migration_id,
-        r.state().as_str_name(),
-        r.phase().as_str_name(),
+        r.state().short_name(),
+        r.phase().short_name(),
         r.last_batch_number,
         if r.ledger_balanced {
             "balanced"
@@ -279,13 +283,17 @@ pub async fn incident(a: args::Incident) -> Outcome {
         .request_id
         .clone()
         .unwrap_or_else(|| format!("incident:{}:{}", a.run.migration_id, a.title));
+    let severity =
+        Severity::from_short_name(&a.severity.trim().to_uppercase()).ok_or_else(|| {
+            Failure::usage(format!("--severity: {:?} is not SEV1 to SEV4", a.severity))
+        })?;
     let request = DocumentIncidentRequest {
         organization_id: a.run.org.organization_id,
         migration_id: a.run.migration_id,
         request_id,
         title: a.title,
         description: a.description,
-        severity: a.severity,
+        severity: severity.into(),
     };
     let response = client.document_incident(request).await?.into_inner();
     match (&a.out, a.connection.output) {

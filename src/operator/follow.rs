@@ -5,13 +5,15 @@ use tokio_stream::StreamExt;
 use tonic::Streaming;
 
 use super::{Failure, Outcome, args::Follow, client::Client, output::EventView};
-use crate::proto::{CancelMigrationRequest, MigrationProgress, MigrationState};
+use crate::proto::{
+    CancelMigrationRequest, MigrationProgress, MigrationState, ProgressEvent, ShortName,
+};
 
 /// Shows every event of `stream`; the run's end decides the outcome
 /// (FAILED or CANCELLED: exit 1).
 pub async fn follow(
     client: &mut Client,
-    mut stream: Streaming<MigrationProgress>,
+    mut stream: Streaming<impl ProgressEvent>,
     view: &EventView,
     follow: Follow,
 ) -> Outcome {
@@ -21,6 +23,7 @@ pub async fn follow(
         tokio::select! {
             event = stream.next() => match event {
                 Some(Ok(event)) => {
+                    let event = event.into_progress();
                     view.show(&event);
                     last = Some(event);
                 }
@@ -65,7 +68,7 @@ pub fn ended(last: Option<MigrationProgress>) -> Outcome {
         MigrationState::Failed | MigrationState::Cancelled => Err(Failure::failed(format!(
             "migration {} ended {}: {}",
             last.migration_id,
-            last.state().as_str_name(),
+            last.state().short_name(),
             last.message
         ))),
         _ => Ok(()),

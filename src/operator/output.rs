@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use super::args::Output;
-use crate::proto::{self, MigrationProgress};
+use crate::proto::{self, MigrationProgress, ShortName};
 
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
@@ -102,21 +102,18 @@ fn summary(event: &MigrationProgress) -> String {
         .unwrap_or_default();
     format!(
         "{} migrated {}, skipped {}, quarantined {}, remaining {} | {rate:.0} tx/s{eta} | {}{pacing}",
-        event.state().as_str_name(),
+        event.state().short_name(),
         event.transactions_migrated,
         event.transactions_skipped,
         event.transactions_quarantined,
         event.transactions_remaining,
-        event.health_status().as_str_name(),
+        event.health_status().short_name(),
     )
 }
 
 /// One event, as a line: "#12 BATCH 45.0% RUNNING migrated ...: message".
 pub fn line(event: &MigrationProgress) -> String {
-    let kind = event
-        .kind()
-        .as_str_name()
-        .trim_start_matches("MIGRATION_EVENT_KIND_");
+    let kind = event.kind().short_name();
     format!(
         "#{} {kind} {:.1}% {}: {}",
         event.sequence,

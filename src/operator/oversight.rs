@@ -109,7 +109,7 @@ pub async fn recover(a: args::Recover) -> Outcome {
                 "{}",
                 serde_json::json!({"migration_id": id, "state": run.state().as_str_name(), "action": action})
             ),
-            Output::Text => println!("{} {}: {action}", id, run.state().as_str_name()),
+            Output::Text => println!("{} {}: {action}", id, run.state().short_name()),
         }
     }
     Ok(())

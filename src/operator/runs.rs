@@ -42,7 +42,8 @@ pub async fn migrate(a: args::Migrate) -> Outcome {
         let first = stream
             .message()
             .await?
-            .ok_or_else(|| Failure::failed("the server sent no event".into()))?;
+            .ok_or_else(|| Failure::failed("the server sent no event".into()))?
+            .into_progress();
         view.show(&first);
         view.finish();
         eprintln!(
@@ -101,7 +102,7 @@ async fn latest_sequence(client: &mut Client, org: &str, id: &str) -> Result<u64
         migration_id: id.to_owned(),
     };
     let run = client.get_migration(request).await?.into_inner();
-    Ok(run.progress.map_or(0, |p| p.sequence))
+    Ok(run.into_migration().progress.map_or(0, |p| p.sequence))
 }
 
 pub(super) async fn listed(
@@ -127,8 +128,8 @@ pub(super) fn migration_line(run: &Migration) -> String {
     format!(
         "{} {} {} {latest}",
         run.migration_id,
-        run.phase().as_str_name(),
-        run.state().as_str_name()
+        run.phase().short_name(),
+        run.state().short_name()
     )
 }
 
@@ -136,35 +137,34 @@ pub async fn control(a: args::Steered, control: Control) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
     let (organization_id, migration_id) = (a.run.org.organization_id, a.run.migration_id);
     let run = match control {
-        Control::Pause => {
-            client
-                .pause_migration(PauseMigrationRequest {
-                    organization_id,
-                    migration_id,
-                    ..Default::default()
-                })
-                .await?
-        }
-        Control::Resume => {
-            client
-                .resume_migration(ResumeMigrationRequest {
-                    organization_id,
-                    migration_id,
-                    ..Default::default()
-                })
-                .await?
-        }
-        Control::Cancel => {
-            client
-                .cancel_migration(CancelMigrationRequest {
-                    organization_id,
-                    migration_id,
-                    ..Default::default()
-                })
-                .await?
-        }
-    }
-    .into_inner();
+        Control::Pause => client
+            .pause_migration(PauseMigrationRequest {
+                organization_id,
+                migration_id,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .into_migration(),
+        Control::Resume => client
+            .resume_migration(ResumeMigrationRequest {
+                organization_id,
+                migration_id,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .into_migration(),
+        Control::Cancel => client
+            .cancel_migration(CancelMigrationRequest {
+                organization_id,
+                migration_id,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .into_migration(),
+    };
     output::result(
         a.connection.output,
         &run,
@@ -184,7 +184,11 @@ pub async fn update(a: args::Update) -> Outcome {
         batch_delay_ms: a.batch_delay_ms,
         ..Default::default()
     };
-    let run = client.update_migration(request).await?.into_inner();
+    let run = client
+        .update_migration(request)
+        .await?
+        .into_inner()
+        .into_migration();
     output::result(
         a.connection.output,
         &run,
@@ -198,7 +202,7 @@ pub async fn list(a: args::Listed) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
     let mut states = Vec::new();
     for name in &a.states {
-        let state = MigrationState::from_str_name(&name.trim().to_uppercase())
+        let state = MigrationState::from_short_name(&name.trim().to_uppercase())
             .ok_or_else(|| Failure::usage(format!("--states: {name} is not a state")))?;
         states.push(state);
     }
@@ -231,6 +235,7 @@ pub async fn acceptance(a: args::Acceptance) -> Outcome {
     let view = EventView::new(a.connection.output);
     let mut last = None;
     while let Some(event) = stream.message().await? {
+        let event = event.into_progress();
         view.show(&event);
         last = Some(event);
     }
@@ -247,7 +252,8 @@ pub async fn acceptance(a: args::Acceptance) -> Outcome {
             ..Default::default()
         })
         .await?
-        .into_inner();
+        .into_inner()
+        .into_report();
     output::result(
         a.connection.output,
         &report,

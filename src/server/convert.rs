@@ -1,4 +1,5 @@
 //! From the service layer's types to the API's messages.
+use crate::proto::ShortName;
 use prost_types::Timestamp;
 
 use crate::{migration::preview::Preview, proto};
@@ -11,12 +12,12 @@ pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
 }
 
 fn risk(level: &str) -> i32 {
-    proto::RiskLevel::from_str_name(level).unwrap_or(proto::RiskLevel::Unspecified) as i32
+    proto::RiskLevel::from_short_name(level).unwrap_or(proto::RiskLevel::Unspecified) as i32
 }
 
 fn period_state(status: &str) -> i32 {
-    proto::FiscalPeriodState::from_str_name(status).unwrap_or(proto::FiscalPeriodState::Unspecified)
-        as i32
+    proto::FiscalPeriodState::from_short_name(status)
+        .unwrap_or(proto::FiscalPeriodState::Unspecified) as i32
 }
 
 pub fn preview(preview: Preview) -> proto::PreviewCandidatesResponse {
@@ -146,7 +147,9 @@ pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
                 .collect(),
             dry_run: parameters.dry_run,
             closed_period_policy: enum_value(
-                proto::ClosedPeriodPolicy::from_str_name(parameters.closed_period_policy.as_str()),
+                proto::ClosedPeriodPolicy::from_short_name(
+                    parameters.closed_period_policy.as_str(),
+                ),
                 proto::ClosedPeriodPolicy::Skip,
             ),
             max_transactions_per_second: parameters.max_transactions_per_second,
@@ -199,18 +202,15 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         organization_id: p.organization_id.to_string(),
         sequence: p.sequence,
         kind: enum_value(
-            proto::MigrationEventKind::from_str_name(&format!(
-                "MIGRATION_EVENT_KIND_{}",
-                p.kind.as_str()
-            )),
+            proto::MigrationEventKind::from_short_name(p.kind.as_str()),
             proto::MigrationEventKind::Unspecified,
         ),
         phase: enum_value(
-            proto::MigrationPhase::from_str_name(p.phase.as_str()),
+            proto::MigrationPhase::from_short_name(p.phase.as_str()),
             proto::MigrationPhase::Unspecified,
         ),
         state: enum_value(
-            proto::MigrationState::from_str_name(p.state.as_str()),
+            proto::MigrationState::from_short_name(p.state.as_str()),
             proto::MigrationState::Unspecified,
         ),
         progress_percentage: p.percentage(),
@@ -299,7 +299,7 @@ pub fn aliases(
 
 pub(super) fn check_result(result: &str) -> i32 {
     enum_value(
-        proto::CheckResult::from_str_name(result),
+        proto::CheckResult::from_short_name(result),
         proto::CheckResult::Unspecified,
     )
 }
@@ -332,8 +332,22 @@ pub fn validation(
         migration_id: migration_id.to_string(),
         overall: check_result(&report.overall),
         checks: report.checks.into_iter().map(check).collect(),
-        sacred_six_status: report.sacred_six_status.unwrap_or_default(),
-        rollback_status: report.rollback_status.unwrap_or_default(),
+        sacred_six_status: enum_value(
+            report
+                .sacred_six_status
+                .as_deref()
+                .and_then(proto::SacredSixStatus::from_short_name),
+            proto::SacredSixStatus::Unspecified,
+        ),
+        // The suite says ROLLBACK_COMPLETE / ROLLBACK_INCOMPLETE.
+        rollback_status: enum_value(
+            report
+                .rollback_status
+                .as_deref()
+                .and_then(|s| s.strip_prefix("ROLLBACK_"))
+                .and_then(proto::RollbackStatus::from_short_name),
+            proto::RollbackStatus::Unspecified,
+        ),
         validated_at: Some(timestamp(report.validated_at)),
         audit_transaction_id: report.audit_transaction_id.to_string(),
         allow_partial: report.allow_partial,

@@ -1,6 +1,7 @@
 //! From the incidents' types to the API's messages: AssessFailure's
 //! assessment and DocumentIncident's incident.
 use super::convert::{check, check_result, enum_value, set_aside, timestamp};
+use crate::proto::ShortName;
 use crate::{
     incidents::{Assessment, Incident},
     migration::progress::EventKind,
@@ -24,11 +25,11 @@ pub fn assessment(a: Assessment) -> proto::AssessFailureResponse {
         migration_id: a.id().to_string(),
         organization_id: a.organization_id().to_string(),
         state: enum_value(
-            proto::MigrationState::from_str_name(a.state().as_str()),
+            proto::MigrationState::from_short_name(a.state().as_str()),
             proto::MigrationState::Unspecified,
         ),
         phase: enum_value(
-            proto::MigrationPhase::from_str_name(a.phase().as_str()),
+            proto::MigrationPhase::from_short_name(a.phase().as_str()),
             proto::MigrationPhase::Unspecified,
         ),
         dry_run: a.dry_run(),
@@ -90,7 +91,10 @@ pub fn incident(incident: Incident) -> proto::DocumentIncidentResponse {
         recorded_at: Some(timestamp(incident.recorded_at)),
         report_markdown: incident.report_markdown,
         title: incident.title,
-        severity: incident.severity,
+        severity: enum_value(
+            proto::Severity::from_short_name(&incident.severity),
+            proto::Severity::Unspecified,
+        ),
         already_recorded: incident.already_recorded,
         migration_id: incident
             .migration_id

@@ -1,6 +1,7 @@
 //! From the operations' types (environment checks, performance
 //! measurements) to the API's messages.
 use super::convert::timestamp;
+use crate::proto::ShortName;
 use crate::{
     operations::{Environment, Kind, Measurement, Outcome, PerformanceReport},
     proto,
@@ -30,7 +31,8 @@ pub fn environment(environment: Environment) -> proto::CheckEnvironmentResponse 
             .collect(),
         database_version: environment.database_version,
         schema_version: environment.schema_version,
-        schema_mode: environment.schema_mode,
+        schema_mode: proto::SchemaMode::from_short_name(&environment.schema_mode.to_uppercase())
+            .unwrap_or(proto::SchemaMode::Unspecified) as i32,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
         run::{RunState, store},
     },
     operations::{Kind, PerformanceRequest},
-    proto::{self, ClosedPeriodPolicy, MeasurementKind, MigrationState},
+    proto::{self, ClosedPeriodPolicy, MeasurementKind, MigrationState, ShortName},
     service::ListQuery,
 };
 
@@ -44,7 +44,9 @@ fn post_to_open_period(value: i32) -> Result<bool> {
         Ok(policy) => Ok(policy == ClosedPeriodPolicy::PostToOpenPeriod),
         Err(_) => Err(Error::invalid(
             "closed_period_policy",
-            format!("{value} is not a ClosedPeriodPolicy (SKIP or POST_TO_OPEN_PERIOD)"),
+            format!(
+                "{value} is not a ClosedPeriodPolicy (CLOSED_PERIOD_POLICY_SKIP or CLOSED_PERIOD_POLICY_POST_TO_OPEN_PERIOD)"
+            ),
         )),
     }
 }
@@ -116,7 +118,7 @@ pub fn list(message: &proto::ListMigrationsRequest) -> Result<Decoded<ListQuery>
     let asked = states(&message.states)?;
     let states: Vec<RunState> = asked
         .iter()
-        .filter_map(|state| RunState::parse(state.as_str_name()))
+        .filter_map(|state| RunState::parse(state.short_name()))
         .collect();
     Ok(Decoded {
         organization_id,
@@ -191,19 +193,35 @@ pub fn rollback(
 
 /// CheckSecurity: the RPC whose right is asked about (StartMigration when empty).
 pub fn check_security(message: &proto::CheckSecurityRequest) -> Result<Decoded<Operation>> {
-    let asked = match message.operation.trim() {
-        "" => Operation::StartMigration,
-        name => Operation::from_name(name).ok_or_else(|| {
-            Error::invalid(
+    let asked = match proto::Operation::try_from(message.operation) {
+        Ok(proto::Operation::Unspecified) => Operation::StartMigration,
+        Ok(asked) => Operation::from_name(&camel_case(asked.short_name()))
+            .expect("every proto Operation names an RPC"),
+        Err(_) => {
+            return Err(Error::invalid(
                 "operation",
-                format!("{name:?} is not an RPC of MigrationService"),
-            )
-        })?,
+                format!("{} is not an Operation", message.operation),
+            ));
+        }
     };
     Ok(Decoded {
         organization_id: org(&message.organization_id)?,
         request: asked,
     })
+}
+
+/// "START_MIGRATION" -> "StartMigration": an RPC's name from its enum value.
+fn camel_case(screaming: &str) -> String {
+    screaming
+        .split('_')
+        .flat_map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .into_iter()
+                .chain(chars.flat_map(char::to_lowercase))
+        })
+        .collect()
 }
 
 /// MeasurePerformance: the kind (UNSPECIFIED is BASELINE), the sample
@@ -219,7 +237,7 @@ pub fn performance(
             return Err(Error::invalid(
                 "kind",
                 format!(
-                    "{} is not a MeasurementKind (BASELINE or TEST)",
+                    "{} is not a MeasurementKind (MEASUREMENT_KIND_BASELINE or MEASUREMENT_KIND_TEST)",
                     message.kind
                 ),
             ));
@@ -244,9 +262,22 @@ pub fn incident(message: &proto::DocumentIncidentRequest) -> Result<Decoded<Inci
             request_id: &message.request_id,
             title: &message.title,
             description: &message.description,
-            severity: &message.severity,
+            severity: severity(message.severity)?,
         })?,
     })
+}
+
+/// The severity as the incidents module reads it ("SEV2"; "" when unspecified,
+/// which it refuses as missing).
+fn severity(value: i32) -> Result<&'static str> {
+    match proto::Severity::try_from(value) {
+        Ok(proto::Severity::Unspecified) => Ok(""),
+        Ok(severity) => Ok(severity.short_name()),
+        Err(_) => Err(Error::invalid(
+            "severity",
+            format!("{value} is not a Severity (SEVERITY_SEV1 to SEVERITY_SEV4)"),
+        )),
+    }
 }
 
 /// The organization of a request that names nothing else.

@@ -23,12 +23,12 @@ impl GrpcMigrationService {
         Self { service }
     }
 
-    async fn control<T>(
+    async fn control<T, R: From<Migration>>(
         &self,
         request: &Request<T>,
         (organization_id, migration_id): (&str, &str),
         control: Control,
-    ) -> Answer<Migration> {
+    ) -> Answer<R> {
         let caller = authn::caller(request)?;
         let Decoded {
             organization_id,
@@ -38,15 +38,15 @@ impl GrpcMigrationService {
             .service
             .control(caller, organization_id, id, control)
             .await?;
-        Ok(Response::new(convert::migration(run)))
+        Ok(Response::new(convert::migration(run).into()))
     }
 }
 
 #[tonic::async_trait]
 impl migration_service_server::MigrationService for GrpcMigrationService {
-    type StartMigrationStream = ProgressStream;
-    type WatchMigrationStream = ProgressStream;
-    type RollbackMigrationStream = ProgressStream;
+    type StartMigrationStream = ProgressStream<StartMigrationResponse>;
+    type WatchMigrationStream = ProgressStream<WatchMigrationResponse>;
+    type RollbackMigrationStream = ProgressStream<RollbackMigrationResponse>;
 
     async fn preview_candidates(
         &self,
@@ -92,12 +92,15 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         Ok(Response::new(progress_stream(events)))
     }
 
-    async fn get_migration(&self, request: Request<GetMigrationRequest>) -> Answer<Migration> {
+    async fn get_migration(
+        &self,
+        request: Request<GetMigrationRequest>,
+    ) -> Answer<GetMigrationResponse> {
         let message = request.get_ref();
         let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
         let caller = authn::caller(&request)?;
         let run = self.service.get(caller, organization_id, id).await?;
-        Ok(Response::new(convert::migration(run)))
+        Ok(Response::new(convert::migration(run).into()))
     }
 
     async fn list_migrations(
@@ -116,7 +119,10 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         }))
     }
 
-    async fn pause_migration(&self, request: Request<PauseMigrationRequest>) -> Answer<Migration> {
+    async fn pause_migration(
+        &self,
+        request: Request<PauseMigrationRequest>,
+    ) -> Answer<PauseMigrationResponse> {
         let m = request.get_ref();
         let ids = (m.organization_id.as_str(), m.migration_id.as_str());
         self.control(&request, ids, Control::Pause).await
@@ -125,7 +131,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     async fn resume_migration(
         &self,
         request: Request<ResumeMigrationRequest>,
-    ) -> Answer<Migration> {
+    ) -> Answer<ResumeMigrationResponse> {
         let m = request.get_ref();
         let ids = (m.organization_id.as_str(), m.migration_id.as_str());
         self.control(&request, ids, Control::Resume).await
@@ -134,7 +140,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     async fn cancel_migration(
         &self,
         request: Request<CancelMigrationRequest>,
-    ) -> Answer<Migration> {
+    ) -> Answer<CancelMigrationResponse> {
         let m = request.get_ref();
         let ids = (m.organization_id.as_str(), m.migration_id.as_str());
         self.control(&request, ids, Control::Cancel).await
@@ -143,7 +149,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     async fn update_migration(
         &self,
         request: Request<UpdateMigrationRequest>,
-    ) -> Answer<Migration> {
+    ) -> Answer<UpdateMigrationResponse> {
         let Decoded {
             organization_id,
             request: (id, update),
@@ -153,7 +159,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             .service
             .update(caller, organization_id, id, &update)
             .await?;
-        Ok(Response::new(convert::migration(run)))
+        Ok(Response::new(convert::migration(run).into()))
     }
 
     async fn apply_reporting_aliases(
@@ -175,7 +181,7 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
     async fn validate_migration(
         &self,
         request: Request<ValidateMigrationRequest>,
-    ) -> Answer<ValidationReport> {
+    ) -> Answer<ValidateMigrationResponse> {
         let message = request.get_ref();
         let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
         let caller = authn::caller(&request)?;
@@ -183,11 +189,8 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
             .service
             .validate(caller, organization_id, id, message.allow_partial)
             .await?;
-        Ok(Response::new(convert::validation(
-            organization_id,
-            id,
-            report,
-        )))
+        let report = convert::validation(organization_id, id, report);
+        Ok(Response::new(report.into()))
     }
 
     async fn rollback_migration(

@@ -7,16 +7,19 @@ use tonic::Status;
 use super::convert;
 use crate::{migration::engine::Events, proto::MigrationProgress};
 
-/// A server stream of run events.
-pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<MigrationProgress, Status>> + Send>>;
+/// A server stream of run events, each wrapped in the RPC's own message `T`.
+pub type ProgressStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Streams a run's events as the engine reads them from its history (every
 /// one, in sequence, ending with the terminal one); a slow watcher only
 /// reads the history later and never slows the run.
-pub fn progress_stream(events: Events) -> ProgressStream {
+pub fn progress_stream<T>(events: Events) -> ProgressStream<T>
+where
+    T: From<MigrationProgress> + Send + 'static,
+{
     Box::pin(ReceiverStream::new(events).map(|event| {
         event
-            .map(|event| convert::progress(&event))
+            .map(|event| T::from(convert::progress(&event)))
             .map_err(Status::from)
     }))
 }

@@ -257,7 +257,8 @@ async fn a_paused_application_of_aliases_answers_aborted_and_finishes_once_resum
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(paused.phase(), MigrationPhase::Aliasing);
     let aborted = call.await.unwrap().expect_err("paused");
     assert_eq!(aborted.code(), Code::Aborted, "{aborted:?}");

@@ -223,7 +223,7 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     let mut client = s.app.client().await;
     let (mut events, migration_id) = start_in_small_batches(&s, &mut client).await;
     for _ in 0..2 {
-        events.next().await.unwrap().unwrap();
+        events.next().await.unwrap().unwrap().into_progress();
     }
     drop(events); // the caller goes away; the run does not
     s.app.stop().await;
@@ -257,7 +257,7 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
         .await
         .unwrap()
         .into_inner()
-        .map(|event| event.unwrap())
+        .map(|event| event.unwrap().into_progress())
         .collect()
         .await;
     let last = watched.last().unwrap();
@@ -294,7 +294,8 @@ async fn pause_and_resume_take_effect_between_batches() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(paused.state(), MigrationState::Paused);
     let at_pause = until_state(&mut events, MigrationState::Paused).await;
     assert!(at_pause.transactions_processed < 300, "paused mid-run");
@@ -310,7 +311,8 @@ async fn pause_and_resume_take_effect_between_batches() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(resumed.state(), MigrationState::Running);
     let done = until_state(&mut events, MigrationState::Succeeded).await;
     assert_eq!(done.transactions_processed, 300);
@@ -371,7 +373,8 @@ async fn cancel_stops_after_the_batch_in_flight_and_keeps_what_was_migrated() {
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(cancelled.state(), MigrationState::Cancelled);
     let last = collect(events).await.pop().unwrap();
     assert_eq!(

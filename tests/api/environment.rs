@@ -107,7 +107,7 @@ async fn every_check_answers_and_backups_are_unknown_without_archiving() {
         }
     );
     assert_eq!(response.schema_version, "2");
-    assert_eq!(response.schema_mode, "owned");
+    assert_eq!(response.schema_mode(), SchemaMode::Owned);
     for name in [
         "schema_mode",
         "column_contract",
@@ -232,7 +232,7 @@ async fn attached_to_hera_production() {
         .expect("the environment checked")
         .into_inner();
     assert_every_check_answered(&response);
-    assert_eq!(response.schema_mode, "attached");
+    assert_eq!(response.schema_mode(), SchemaMode::Attached);
     for name in ["schema_mode", "column_contract"] {
         assert_eq!(check(&response, name).result(), CheckResult::Pass);
     }

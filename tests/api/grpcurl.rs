@@ -56,7 +56,7 @@ async fn reflection_lists_and_describes_the_service_and_health_answers() {
     .unwrap();
     assert!(description.contains("rpc StartMigration"), "{description}");
     assert!(
-        description.contains("stream .hera.migration.v2.MigrationProgress"),
+        description.contains("stream .hera.migration.v2.StartMigrationResponse"),
         "{description}"
     );
 
@@ -148,7 +148,7 @@ async fn a_migration_streamed_through_grpcurl_succeeds_with_the_ledger_unchanged
 
     let start = serde_json::json!({
         "organization_id": org, "from_date": "2024-01-01", "to_date": "2024-12-31",
-        "batch_size": 5, "closed_period_policy": "POST_TO_OPEN_PERIOD", "request_id": "acceptance-1",
+        "batch_size": 5, "closed_period_policy": "CLOSED_PERIOD_POLICY_POST_TO_OPEN_PERIOD", "request_id": "acceptance-1",
         "max_transactions_per_second": 200
     });
     let streaming = tokio::spawn({
@@ -192,13 +192,17 @@ async fn a_migration_streamed_through_grpcurl_succeeds_with_the_ledger_unchanged
     .await;
     assert!(ok, "{stderr}");
     let watched = messages(&watched);
-    assert_eq!(watched.last().unwrap()["state"], "SUCCEEDED", "{watched:?}");
+    let watched_last = &watched.last().unwrap()["progress"];
+    assert_eq!(
+        watched_last["state"], "MIGRATION_STATE_SUCCEEDED",
+        "{watched:?}"
+    );
 
     let (ok, streamed, stderr) = streaming.await.unwrap();
     assert!(ok, "{stderr}");
     let streamed = messages(&streamed);
-    let last = streamed.last().unwrap();
-    assert_eq!(last["state"], "SUCCEEDED", "{last}");
+    let last = &streamed.last().unwrap()["progress"];
+    assert_eq!(last["state"], "MIGRATION_STATE_SUCCEEDED", "{last}");
     assert_eq!(last["progressPercentage"], 100.0, "{last}");
     assert_eq!(
         last["transactionsProcessed"],

@@ -346,7 +346,7 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
         CheckResult::Pass,
         "{report:#?}"
     );
-    assert_eq!(report.sacred_six_status, "COMPLIANT");
+    assert_eq!(report.sacred_six_status(), SacredSixStatus::Compliant);
     assert_eq!(
         check(&report, "trial_balance").result(),
         CheckResult::Pass,
@@ -371,7 +371,11 @@ async fn attached_to_hera_production_the_ledger_stays_exact_through_migration_ro
     );
     assert_eq!(ledger::hera_trial_balance(&pool, a.id).await, tb_a);
     let report = validate(&mut client, a.id, a.users.owner, &id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
+    assert_eq!(
+        report.rollback_status(),
+        RollbackStatus::Complete,
+        "{report:#?}"
+    );
     assert_eq!(check(&report, "trial_balance").result(), CheckResult::Pass);
     let ours: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT smart_code::text FROM universal_transactions
@@ -469,7 +473,7 @@ async fn validation_of_an_untouched_hera_database_is_not_fail() {
     assert_ne!(report.overall(), CheckResult::Fail, "{report:#?}");
     let zero = check(&report, "zero_tables");
     assert_eq!(zero.result(), CheckResult::Pass, "{zero:?}");
-    assert_eq!(report.sacred_six_status, "COMPLIANT");
+    assert_eq!(report.sacred_six_status(), SacredSixStatus::Compliant);
     assert!(
         zero.details["tables_outside_six_list"].contains("entity_workflow_configs"),
         "{zero:?}"
@@ -721,7 +725,7 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
         "the ledger is whole meanwhile"
     );
     let report = validate(&mut client, a.id, a.users.owner, &run.migration_id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_INCOMPLETE");
+    assert_eq!(report.rollback_status(), RollbackStatus::Incomplete);
     assert_eq!(
         check(&report, "rollback").result(),
         CheckResult::Warn,
@@ -746,7 +750,11 @@ async fn a_refused_restore_is_named_and_retried_once_fixed() {
     );
     assert_eq!(ledger::originals(&pool, a.id).await, before);
     let report = validate(&mut client, a.id, a.users.owner, &run.migration_id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
+    assert_eq!(
+        report.rollback_status(),
+        RollbackStatus::Complete,
+        "{report:#?}"
+    );
     app.stop().await;
 }
 

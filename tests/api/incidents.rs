@@ -85,7 +85,8 @@ async fn resumed(client: &mut Client, s: &Seeded, id: &str) -> MigrationProgress
         .resume_migration(as_user(resume, s.owner))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(run.state(), MigrationState::Running, "{run:?}");
     assert_eq!(run.finished_at, None, "a resumed run has not finished");
     let watch = WatchMigrationRequest {
@@ -195,6 +196,7 @@ async fn a_failed_run_waits_for_the_organizations_active_run_before_it_resumes()
         .await
         .unwrap()
         .unwrap()
+        .into_progress()
         .migration_id;
     let resume = |id: &str| ResumeMigrationRequest {
         organization_id: s.org.to_string(),
@@ -356,7 +358,7 @@ fn incident(s: &Seeded, id: &str, request_id: &str) -> DocumentIncidentRequest {
         request_id: request_id.into(),
         title: "Batches gave up on the business's row locks".into(),
         description: "Month-end close held locks for minutes.".into(),
-        severity: "sev2".into(),
+        severity: Severity::Sev2.into(),
     }
 }
 
@@ -389,7 +391,7 @@ async fn an_incident_report_names_every_batch_and_event_and_is_recorded_once_per
         .into_inner();
     let report = &first.report_markdown;
     assert!(!first.already_recorded);
-    assert_eq!(first.severity, "SEV2");
+    assert_eq!(first.severity(), Severity::Sev2);
     assert!(
         report.starts_with("# Incident: Batches gave up"),
         "{report}"
@@ -484,14 +486,14 @@ async fn an_incident_needs_a_title_a_request_id_a_severity_a_known_run_and_the_s
         (incident(&s, &id, ""), "request_id"),
         (
             DocumentIncidentRequest {
-                severity: "HIGH".into(),
+                severity: 9,
                 ..incident(&s, &id, "i-1")
             },
             "severity",
         ),
         (
             DocumentIncidentRequest {
-                severity: String::new(),
+                severity: Severity::Unspecified.into(),
                 ..incident(&s, &id, "i-1")
             },
             "severity",

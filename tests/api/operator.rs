@@ -110,7 +110,7 @@ async fn migrate_streams_json_to_success_and_emergency_rollback_restores_the_led
     assert_eq!(code(&migrated), 0, "{}", stderr(&migrated));
     let events = json_lines(&migrated);
     let last = events.last().unwrap();
-    assert_eq!(last["state"], "SUCCEEDED", "{last}");
+    assert_eq!(last["state"], "MIGRATION_STATE_SUCCEEDED", "{last}");
     assert_eq!(last["kind"], "MIGRATION_EVENT_KIND_ENDED");
     let id = last["migrationId"].as_str().unwrap().to_owned();
 
@@ -197,7 +197,7 @@ async fn a_detached_migration_is_followed_again_and_controls_answer_with_exit_co
         events[0]["kind"], "MIGRATION_EVENT_KIND_STARTED",
         "the whole history"
     );
-    assert_eq!(events.last().unwrap()["state"], "SUCCEEDED");
+    assert_eq!(events.last().unwrap()["state"], "MIGRATION_STATE_SUCCEEDED");
 
     // A finished run: pausing it is a failed operation (exit 1).
     let pause = [&["pause"][..], &run[..]].concat();
@@ -618,7 +618,7 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
     )
     .await;
     assert_eq!(code(&resumed), 0, "{}", stderr(&resumed));
-    assert_eq!(json_lines(&resumed)[0]["state"], "RUNNING");
+    assert_eq!(json_lines(&resumed)[0]["state"], "MIGRATION_STATE_RUNNING");
     let lift = [&["update", "--max-tps", "0"][..], &run[..]].concat();
     assert_eq!(code(&cli(&s.app, s.owner, &lift).await), 0);
     let followed = cli(

@@ -90,7 +90,13 @@ async fn a_batch_whose_connection_is_terminated_rolls_back_and_the_run_goes_on_w
         .await
         .unwrap()
         .into_inner();
-    let id = events.next().await.unwrap().unwrap().migration_id;
+    let id = events
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_progress()
+        .migration_id;
     let batch = waiting_batch(&s.pool).await;
     let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(batch)
@@ -134,15 +140,7 @@ async fn a_batch_of_a_server_whose_lease_was_taken_over_never_commits() {
     let (events, id) = start_paced_until(&mut client, (s.org, s.owner), 100.0, 10).await;
     // Another server takes the run: the fence moves on (after the batch in
     // flight, whose row lock it waits for).
-    let taken_at: i64 = sqlx::query_scalar(
-        "WITH taken AS (SELECT hera_migration_take_lease_v2($1::uuid, 'another server'))
-         SELECT max(line_number)::bigint FROM universal_transaction_lines, taken
-          WHERE transaction_id = $1::uuid",
-    )
-    .bind(&id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let taken_at = take_lease_as_another_server(&s.pool, &id).await;
 
     let streamed = collect(events).await;
     assert_eq!(
@@ -174,6 +172,26 @@ async fn a_batch_of_a_server_whose_lease_was_taken_over_never_commits() {
     s.app.stop().await;
 }
 
+/// Moves run `id`'s fence on as another server would, and returns the last
+/// event line written before it moved. Two statements: the fence waits for
+/// the batch in flight's row lock, and a read in the same statement would
+/// not see what that batch committed meanwhile (its snapshot is older).
+async fn take_lease_as_another_server(pool: &sqlx::PgPool, id: &str) -> i64 {
+    sqlx::query("SELECT hera_migration_take_lease_v2($1::uuid, 'another server')")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT max(line_number)::bigint FROM universal_transaction_lines
+          WHERE transaction_id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// A dry run keeps its position in a transaction of its own after each
 /// batch rolls back: the fence guards that one too, so a dry run whose lease
 /// was taken writes nothing more under the old generation, and the ledger
@@ -190,15 +208,7 @@ async fn a_dry_run_whose_lease_was_taken_over_keeps_nothing_under_the_old_lease(
         ..start(s.org)
     };
     let (events, id) = start_until(&mut client, s.owner, dry, 10).await;
-    let taken_at: i64 = sqlx::query_scalar(
-        "WITH taken AS (SELECT hera_migration_take_lease_v2($1::uuid, 'another server'))
-         SELECT max(line_number)::bigint FROM universal_transaction_lines, taken
-          WHERE transaction_id = $1::uuid",
-    )
-    .bind(&id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let taken_at = take_lease_as_another_server(&s.pool, &id).await;
 
     let streamed = collect(events).await;
     assert_eq!(streamed.last().unwrap().state(), MigrationState::Succeeded);
@@ -286,7 +296,7 @@ async fn a_database_restart_mid_run_is_waited_out_and_the_run_ends_as_an_uninter
 
     // The stream opened before the restart goes on to the end.
     let rest: Vec<_> = events.collect().await;
-    let last = rest.last().unwrap().as_ref().unwrap();
+    let last = rest.last().unwrap().clone().unwrap().into_progress();
     assert_eq!(last.state(), MigrationState::Succeeded, "{rest:?}");
     assert!(rest.iter().all(Result::is_ok), "{rest:?}");
 

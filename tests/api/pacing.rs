@@ -89,7 +89,8 @@ async fn update_changes_the_batch_size_from_the_next_batch_and_checks_its_input(
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(updated.parameters.unwrap().batch_size, 50);
     let done = until_state(&mut events, MigrationState::Succeeded).await;
     assert_eq!(done.transactions_processed, 300);
@@ -143,7 +144,7 @@ async fn a_rate_limit_holds_and_shows_as_the_operators_pacing_while_healthy() {
         .await
         .unwrap()
         .into_inner()
-        .map(|event| event.unwrap())
+        .map(|event| event.unwrap().into_progress())
         .collect()
         .await;
     for event in &events {
@@ -231,7 +232,7 @@ async fn a_batch_that_waits_on_locks_backs_off_smaller_as_a_warning_and_then_fin
         .into_inner();
     let mut warnings = Vec::new();
     while warnings.len() < 3 {
-        let event = events.next().await.unwrap().unwrap();
+        let event = events.next().await.unwrap().unwrap().into_progress();
         assert_eq!(event.state(), MigrationState::Running, "{event:?}");
         if event.health_status() == HealthStatus::Warning {
             warnings.push(event.message);

@@ -136,7 +136,7 @@ async fn totals_breakdown_and_periods_equal_sql_truth_and_nothing_changes() {
         .iter()
         .map(|p| {
             (
-                (p.period_code.clone(), p.status().as_str_name().to_owned()),
+                (p.period_code.clone(), p.status().short_name().to_owned()),
                 p.affected_transactions,
             )
         })

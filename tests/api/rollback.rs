@@ -114,8 +114,8 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
 
     let report = validate(&mut client, s.org, s.owner, &id).await;
     only_the_skips_warn(&report, skipped);
-    assert_eq!(report.sacred_six_status, "COMPLIANT");
-    assert!(report.rollback_status.is_empty());
+    assert_eq!(report.sacred_six_status(), SacredSixStatus::Compliant);
+    assert_eq!(report.rollback_status(), RollbackStatus::Unspecified);
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
     for name in [
         "zero_tables",
@@ -145,7 +145,7 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     let rpc_results: Vec<(String, String)> = report
         .checks
         .iter()
-        .map(|c| (c.name.clone(), c.result().as_str_name().into()))
+        .map(|c| (c.name.clone(), c.result().short_name().into()))
         .collect();
     assert_eq!(psql_results, rpc_results, "psql and the RPC agree");
     let recorded: i64 = sqlx::query_scalar(
@@ -174,7 +174,11 @@ async fn migrate_alias_validate_roll_back_validate_and_migrate_again() {
     assert_eq!(aliased_by(&s.pool, &id).await, 0, "its aliases are gone");
 
     let report = validate(&mut client, s.org, s.owner, &id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
+    assert_eq!(
+        report.rollback_status(),
+        RollbackStatus::Complete,
+        "{report:#?}"
+    );
     only_the_skips_warn(&report, skipped);
     let again = client
         .rollback_migration(as_user(rollback(s.org, &id, "rb-2"), s.owner))
@@ -336,7 +340,13 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
         .await
         .unwrap()
         .into_inner();
-    let id = running.next().await.unwrap().unwrap().migration_id;
+    let id = running
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_progress()
+        .migration_id;
     let refused = client
         .rollback_migration(as_user(rollback(s.org, &id, "rb-1"), s.owner))
         .await
@@ -367,7 +377,11 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
     assert_eq!(ended.last().unwrap().state(), MigrationState::Cancelled);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     let report = validate(&mut client, s.org, s.owner, &id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE", "{report:#?}");
+    assert_eq!(
+        report.rollback_status(),
+        RollbackStatus::Complete,
+        "{report:#?}"
+    );
     let in_effect: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM universal_transactions
           WHERE metadata ->> 'migration_id' = $1 AND metadata ? 'original_transaction_id'
@@ -421,7 +435,7 @@ async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
         .unwrap()
         .into_inner();
     loop {
-        let event = events.next().await.unwrap().unwrap();
+        let event = events.next().await.unwrap().unwrap().into_progress();
         if event.phase() == MigrationPhase::Rollback && event.transactions_processed >= 20 {
             break;
         }
@@ -463,8 +477,9 @@ async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
         ))
         .await
         .unwrap()
-        .into_inner();
-    assert_eq!(validated.rollback_status, "ROLLBACK_COMPLETE");
+        .into_inner()
+        .into_report();
+    assert_eq!(validated.rollback_status(), RollbackStatus::Complete);
 }
 
 /// Issue 6's second acceptance point: two databases seeded alike and migrated
@@ -556,7 +571,7 @@ async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
             report
                 .checks
                 .iter()
-                .map(|c| (c.name.clone(), c.result().as_str_name().into()))
+                .map(|c| (c.name.clone(), c.result().short_name().into()))
                 .collect(),
         )
     };
@@ -601,7 +616,7 @@ async fn the_sql_functions_from_psql_give_what_the_rpcs_give() {
         .unwrap();
     let rpc_report = validate(&mut client, by_rpc.org, by_rpc.owner, &rpc_run).await;
     assert_eq!(psql_report["rollback_status"], "ROLLBACK_COMPLETE");
-    assert_eq!(rpc_report.rollback_status, "ROLLBACK_COMPLETE");
+    assert_eq!(rpc_report.rollback_status(), RollbackStatus::Complete);
     assert_eq!(
         psql_checks(&psql_report),
         rpc_checks(&rpc_report),
@@ -650,6 +665,6 @@ async fn a_rollback_pauses_and_resumes_between_batches() {
     assert!(done.sequence > paused.sequence);
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     let report = validate(&mut client, s.org, s.owner, &id).await;
-    assert_eq!(report.rollback_status, "ROLLBACK_COMPLETE");
+    assert_eq!(report.rollback_status(), RollbackStatus::Complete);
     s.app.stop().await;
 }

@@ -52,7 +52,8 @@ async fn a_run_is_visible_in_its_organization_and_not_found_from_another() {
         .get_migration(as_user(get(a.id, run), a.staff))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .into_migration();
     assert_eq!(seen.migration_id, run.to_string());
     assert_eq!(seen.state(), MigrationState::Running);
     assert_eq!(seen.phase(), MigrationPhase::Execution);

@@ -12,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use hera_migrate::proto::{CheckSecurityRequest, migration_service_client::MigrationServiceClient};
+use hera_migrate::proto::{
+    CheckSecurityRequest, Operation, migration_service_client::MigrationServiceClient,
+};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -157,7 +159,7 @@ fn check_security(organization: Uuid, user: Uuid) -> Request<CheckSecurityReques
     as_user(
         CheckSecurityRequest {
             organization_id: organization.to_string(),
-            operation: String::new(),
+            operation: Operation::Unspecified.into(),
         },
         user,
     )

@@ -21,6 +21,7 @@ mod start;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use sqlx::PgPool;
@@ -44,6 +45,10 @@ use crate::{
     db::scope,
     error::{Error, Refusal, Result},
 };
+
+/// How long a start waits for a run that has recorded its end to let go of
+/// the organization's lease (it commits its terminal event, then releases).
+const ENDING_GRACE: Duration = Duration::from_secs(5);
 
 /// A run executing here: the bell that wakes its executor (a paused one, or
 /// one waiting between batches).
@@ -201,13 +206,22 @@ impl Engine {
                 ),
             ));
         }
-        Lease::try_acquire(&self.inner.admin, organization_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Aborted(format!(
-                    "organization {organization_id}'s previous run is still ending on another server; try again"
-                ))
-            })
+        // No run is active, so whoever holds the lease is a run that has
+        // recorded its end and is letting go (here or on another server):
+        // a client that starts again on seeing the terminal event waits that
+        // moment out instead of being refused.
+        let deadline = tokio::time::Instant::now() + ENDING_GRACE;
+        loop {
+            if let Some(lease) = Lease::try_acquire(&self.inner.admin, organization_id).await? {
+                return Ok(lease);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Aborted(format!(
+                    "organization {organization_id}'s previous run is still ending (its server holds the organization's lease); try again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// The bell of a run executing here.

@@ -57,9 +57,10 @@ pub fn start(org: Uuid) -> StartMigrationRequest {
 
 pub use super::sql::trial_balance;
 
-pub async fn collect(stream: tonic::Streaming<MigrationProgress>) -> Vec<MigrationProgress> {
+/// Every event of one of the three event streams, unwrapped.
+pub async fn collect(stream: tonic::Streaming<impl ProgressEvent>) -> Vec<MigrationProgress> {
     stream
-        .map(|event| event.expect("a progress event"))
+        .map(|event| event.expect("a progress event").into_progress())
         .collect()
         .await
 }
@@ -70,27 +71,33 @@ pub fn control(org: Uuid, id: &str) -> (String, String) {
 
 /// Reads events until one is in `state` (or the stream ends).
 pub async fn until_state(
-    events: &mut tonic::Streaming<MigrationProgress>,
+    events: &mut tonic::Streaming<impl ProgressEvent>,
     state: MigrationState,
 ) -> MigrationProgress {
     loop {
-        let event = events
-            .next()
-            .await
-            .expect("the stream goes on")
-            .expect("an event");
+        let event = next(events).await;
         if event.state() == state {
             return event;
         }
     }
 }
 
+/// The next event of a stream that goes on.
+pub async fn next(events: &mut tonic::Streaming<impl ProgressEvent>) -> MigrationProgress {
+    events
+        .next()
+        .await
+        .expect("the stream goes on")
+        .expect("an event")
+        .into_progress()
+}
+
+/// A StartMigration stream.
+pub type Started = tonic::Streaming<StartMigrationResponse>;
+
 /// Starts a run of 5-transaction batches (so controls land mid-run) and
 /// returns its stream and id.
-pub async fn start_in_small_batches(
-    s: &Seeded,
-    client: &mut Client,
-) -> (tonic::Streaming<MigrationProgress>, String) {
+pub async fn start_in_small_batches(s: &Seeded, client: &mut Client) -> (Started, String) {
     let small = StartMigrationRequest {
         batch_size: 5,
         ..start(s.org)
@@ -100,7 +107,7 @@ pub async fn start_in_small_batches(
         .await
         .unwrap()
         .into_inner();
-    let id = events.next().await.unwrap().unwrap().migration_id;
+    let id = next(&mut events).await.migration_id;
     (events, id)
 }
 
@@ -112,7 +119,7 @@ pub async fn start_paced_until(
     (org, owner): (Uuid, Uuid),
     rate: f64,
     processed: i64,
-) -> (tonic::Streaming<MigrationProgress>, String) {
+) -> (Started, String) {
     let paced = StartMigrationRequest {
         batch_size: 5,
         max_transactions_per_second: Some(rate),
@@ -128,14 +135,14 @@ pub async fn start_until(
     owner: Uuid,
     request: StartMigrationRequest,
     processed: i64,
-) -> (tonic::Streaming<MigrationProgress>, String) {
+) -> (Started, String) {
     let mut events = client
         .start_migration(as_user(request, owner))
         .await
         .unwrap()
         .into_inner();
     loop {
-        let event = events.next().await.unwrap().unwrap();
+        let event = next(&mut events).await;
         if event.transactions_processed >= processed {
             return (events, event.migration_id);
         }
@@ -191,6 +198,7 @@ pub async fn get(client: &mut Client, org: Uuid, owner: Uuid, id: &str) -> Migra
         .await
         .unwrap()
         .into_inner()
+        .into_migration()
 }
 
 /// Starts a migration and reads its stream to the end.
@@ -321,6 +329,7 @@ pub async fn validate_as(
         .await
         .unwrap()
         .into_inner()
+        .into_report()
 }
 
 /// Migrates the scene's organization to the end (closed periods skipped) and
