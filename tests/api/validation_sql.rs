@@ -332,7 +332,7 @@ async fn a_run_without_snapshot_warns_and_an_unknown_run_is_not_found() {
     let report = validate(&pool, run).await;
     assert_eq!(check(&report, "trial_balance")["result"], "WARN");
     assert_eq!(check(&report, "zero_tables")["result"], "WARN");
-    assert_eq!(report["overall"], "WARN");
+    assert_eq!(report["overall"], "WARN", "{report:#}");
     let error = sqlx::query_scalar::<_, Value>("SELECT hera_migration_validate_v2($1)")
         .bind(Uuid::new_v4())
         .fetch_one(&pool)

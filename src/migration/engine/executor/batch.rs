@@ -37,19 +37,34 @@ impl Executor {
     pub(super) async fn batch(&mut self, batch_size: i32, started: Instant) -> Result<Committed> {
         let span = tracing::info_span!(
             "migration.batch",
+            organization_id = %self.organization_id,
+            migration_id = %self.id,
             migration.phase = self.phase.as_str(),
             batch.number = tracing::field::Empty,
             batch.size = tracing::field::Empty,
             batch.duration_ms = tracing::field::Empty,
             batch.transactions_per_second = tracing::field::Empty,
             batch.balanced = tracing::field::Empty,
+            batch.outcome = tracing::field::Empty,
             dry_run = self.dry_run,
         );
-        let committed = {
-            let transaction = self.batch_transaction(batch_size, started);
-            tracing::Instrument::instrument(transaction, span.clone()).await?
+        let transaction = self.batch_transaction(batch_size, started);
+        let committed = match tracing::Instrument::instrument(transaction, span.clone()).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                span.record("batch.outcome", batch_failure(&error));
+                return Err(error);
+            }
         };
         let result = &committed.result;
+        span.record(
+            "batch.outcome",
+            match (&result.halted, self.dry_run) {
+                (Some(_), _) => "halted",
+                (None, true) => "rolled_back",
+                (None, false) => "committed",
+            },
+        );
         if result.halted.is_none() {
             let seconds = committed.took.as_secs_f64();
             span.record("batch.number", result.batch_number);
@@ -187,5 +202,15 @@ pub(super) fn is_lock_wait(error: &Error) -> bool {
             .code()
             .is_some_and(|code| LOCK_WAITS.contains(&code.as_ref())),
         _ => false,
+    }
+}
+
+/// A batch that did not commit, as its span's `batch.outcome` names it.
+fn batch_failure(error: &Error) -> &'static str {
+    match error {
+        error if is_lock_wait(error) => "lock_wait",
+        Error::Fenced(_) => "fenced",
+        error if error.is_unavailable() => "database_unavailable",
+        _ => "failed",
     }
 }

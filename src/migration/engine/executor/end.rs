@@ -22,6 +22,7 @@ impl Executor {
     /// event says so).
     /// A run ends once its trial balance is recorded.
     pub(super) async fn finish(&mut self, state: RunState, message: &str) {
+        super::outcome(state.as_str());
         self.trial_balance_read().await;
         if let Err(error) = self.record_end(state, message).await {
             tracing::error!(%error, "recording the end of the run failed");

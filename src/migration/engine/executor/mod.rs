@@ -86,14 +86,21 @@ impl Executor {
     /// started it) in the trace of `parent` when given.
     pub fn span(&self, parent: Option<opentelemetry::Context>) -> tracing::Span {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let (organization_id, migration_id) = (self.organization_id, self.id);
+        // The attributes a trace search filters by; `outcome` is the state
+        // the executor left the run in (SUCCEEDED, FAILED, CANCELLED, ...,
+        // or INTERRUPTED / FENCED when another server goes on with it).
+        macro_rules! phase_span {
+            ($name:literal) => {
+                tracing::info_span!(parent: None, $name,
+                    organization_id = %self.organization_id, migration_id = %self.id,
+                    migration.phase = self.phase.as_str(), dry_run = self.dry_run,
+                    outcome = tracing::field::Empty)
+            };
+        }
         let span = match self.phase {
-            Phase::Execution => tracing::info_span!(parent: None, "migration.execution",
-                organization_id = %organization_id, migration_id = %migration_id, dry_run = self.dry_run),
-            Phase::Rollback => tracing::info_span!(parent: None, "migration.rollback",
-                organization_id = %organization_id, migration_id = %migration_id),
-            Phase::Aliasing => tracing::info_span!(parent: None, "migration.aliasing",
-                organization_id = %organization_id, migration_id = %migration_id),
+            Phase::Execution => phase_span!("migration.execution"),
+            Phase::Rollback => phase_span!("migration.rollback"),
+            Phase::Aliasing => phase_span!("migration.aliasing"),
         };
         if let Some(parent) = parent {
             let _ = span.set_parent(parent);
@@ -159,6 +166,7 @@ impl Executor {
                 }
                 Err(error @ Error::Fenced(_)) => {
                     tracing::warn!(%error, "another server executes this run now");
+                    outcome("FENCED");
                     break;
                 }
                 Err(error) => {
@@ -199,6 +207,7 @@ impl Executor {
     /// recorded its event). Paused: wait to be resumed (true), with the pace
     /// an update made meanwhile. Ended: stop.
     async fn halted(&mut self, state: &str) -> bool {
+        outcome(state);
         if RunState::parse(state) != Some(RunState::Paused) {
             return false;
         }
@@ -294,6 +303,7 @@ impl Executor {
 
     /// The server is stopping: the run stays RUNNING for the next server.
     async fn interrupted(&self) {
+        outcome("INTERRUPTED");
         let event = json!({
             "kind": EventKind::Interrupted,
             "message": "the server executing this run is stopping: it stays RUNNING after its \
@@ -318,4 +328,10 @@ impl Executor {
             store::state_and_parameters(&self.inner.pool, self.organization_id, self.id).await?;
         Ok((state, Pacing::of(&parameters)))
     }
+}
+
+/// Records how the executor left its run on the phase's span (the current
+/// one wherever the executor is outside a batch).
+fn outcome(state: &str) {
+    tracing::Span::current().record("outcome", state);
 }
