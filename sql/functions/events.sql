@@ -36,7 +36,11 @@ AS $$
         SELECT CASE WHEN rollback THEN coalesce((r ->> 'processed')::bigint, 0)
                     ELSE coalesce((c ->> 'processed')::bigint, 0) END AS processed,
                CASE WHEN rollback THEN coalesce((c ->> 'migrated')::bigint, 0)
-                    ELSE coalesce((p_meta ->> 'total_candidates')::bigint, (c ->> 'processed')::bigint, 0) END AS total,
+                    -- what the batches look at: the candidates and the
+                    -- transactions they skip for having no v2 target
+                    ELSE coalesce((p_meta ->> 'total_candidates')::bigint
+                                    + coalesce((p_meta #>> '{prediction,skipped_unmapped}')::bigint, 0),
+                                  (c ->> 'processed')::bigint, 0) END AS total,
                CASE WHEN rollback THEN coalesce((r ->> 'restored')::bigint, 0)
                     ELSE coalesce((c ->> 'migrated')::bigint, 0) END AS migrated,
                CASE WHEN rollback THEN 0 ELSE coalesce((c ->> 'skipped_closed')::bigint, 0) END AS skipped_closed,

@@ -521,3 +521,65 @@ async fn many_watchers_each_get_every_event_once_in_sequence() {
     }
     s.app.stop().await;
 }
+
+/// A code excluded by an explicit mapping is not a candidate, yet the batches
+/// look at its transactions (and skip them as unmapped): the remaining count
+/// includes them, so the percentage moves evenly and reaches 100 only at the end.
+#[tokio::test]
+async fn remaining_counts_the_transactions_a_run_skips_for_having_no_target() {
+    let s = runs::seeded(150).await;
+    let mut client = s.app.client().await;
+    let preview = |mappings: Vec<SmartCodeMapping>| {
+        as_user(
+            PreviewCandidatesRequest {
+                smart_code_mappings: mappings,
+                closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
+                ..runs::preview_2024(s.org)
+            },
+            s.owner,
+        )
+    };
+    let plain = client.preview_candidates(preview(vec![])).await.unwrap();
+    let excluded = SmartCodeMapping {
+        source_smart_code: plain.into_inner().smart_code_breakdown[0]
+            .source_smart_code
+            .clone(),
+        target_smart_code: String::new(),
+    };
+    let plan = client
+        .preview_candidates(preview(vec![excluded.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let unmapped = plan.prediction.as_ref().unwrap().skipped_unmapped;
+    assert!(unmapped > 0, "{plan:?}");
+    let looked_at = plan.total_candidates + unmapped;
+
+    let request = StartMigrationRequest {
+        smart_code_mappings: vec![excluded],
+        batch_size: 20,
+        expected_plan_fingerprint: plan.plan_fingerprint,
+        ..start(s.org)
+    };
+    let events = runs::started(&mut client, request, s.owner).await;
+    for event in events
+        .iter()
+        .filter(|e| e.kind() == MigrationEventKind::Batch)
+    {
+        assert_eq!(
+            event.transactions_processed + event.transactions_remaining,
+            looked_at,
+            "{event:?}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    assert_eq!(
+        (
+            last.transactions_processed,
+            last.transactions_skipped_unmapped
+        ),
+        (looked_at, unmapped)
+    );
+    s.app.stop().await;
+}
