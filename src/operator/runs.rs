@@ -136,34 +136,24 @@ pub(super) fn migration_line(run: &Migration) -> String {
 pub async fn control(a: args::Steered, control: Control) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
     let (organization_id, migration_id) = (a.run.org.organization_id, a.run.migration_id);
+    // The three controls differ only in their RPC and its request's type.
+    macro_rules! steer {
+        ($rpc:ident, $request:ident) => {
+            client
+                .$rpc($request {
+                    organization_id,
+                    migration_id,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .into_migration()
+        };
+    }
     let run = match control {
-        Control::Pause => client
-            .pause_migration(PauseMigrationRequest {
-                organization_id,
-                migration_id,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .into_migration(),
-        Control::Resume => client
-            .resume_migration(ResumeMigrationRequest {
-                organization_id,
-                migration_id,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .into_migration(),
-        Control::Cancel => client
-            .cancel_migration(CancelMigrationRequest {
-                organization_id,
-                migration_id,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .into_migration(),
+        Control::Pause => steer!(pause_migration, PauseMigrationRequest),
+        Control::Resume => steer!(resume_migration, ResumeMigrationRequest),
+        Control::Cancel => steer!(cancel_migration, CancelMigrationRequest),
     };
     output::result(
         a.connection.output,

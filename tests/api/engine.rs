@@ -223,7 +223,7 @@ async fn a_run_interrupted_by_a_stopping_server_is_resumed_by_the_next_without_d
     let mut client = s.app.client().await;
     let (mut events, migration_id) = start_in_small_batches(&s, &mut client).await;
     for _ in 0..2 {
-        events.next().await.unwrap().unwrap().into_progress();
+        crate::support::runs::next(&mut events).await;
     }
     drop(events); // the caller goes away; the run does not
     s.app.stop().await;

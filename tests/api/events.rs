@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hera_migrate::proto::*;
 use sqlx::PgPool;
-use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use crate::support::{
@@ -89,7 +88,7 @@ async fn pause_update_and_resume_are_events_replayed_whole_and_identical_after_a
     let first = server_on(&db);
     let mut client = client_of(&first).await;
     let mut stream = start_slow(&mut client, org, owner).await;
-    let first_event = stream.next().await.unwrap().unwrap().into_progress();
+    let first_event = crate::support::runs::next(&mut stream).await;
     let id = first_event.migration_id.clone();
     let streamed = tokio::spawn(async move {
         let mut events = vec![first_event];
@@ -257,13 +256,7 @@ async fn a_run_killed_mid_way_is_taken_over_with_its_history_whole() {
     let mut first = server_on(&db);
     let mut client = client_of(&first).await;
     let mut stream = start_slow(&mut client, org, owner).await;
-    let id = stream
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_progress()
-        .migration_id;
+    let id = crate::support::runs::next(&mut stream).await.migration_id;
     until_batches(&mut client, org, owner, &id, 2).await;
     first.signal(libc::SIGKILL);
     first.exit_within(Duration::from_secs(10)).await;
@@ -304,13 +297,7 @@ async fn a_forced_rollback_ignores_the_runs_rate_limit_and_runs_no_empty_batch()
         .await
         .unwrap()
         .into_inner();
-    let id = stream
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_progress()
-        .migration_id;
+    let id = crate::support::runs::next(&mut stream).await.migration_id;
     until_batches(&mut client, s.org, s.owner, &id, 2).await;
 
     let forced = RollbackMigrationRequest {
@@ -489,13 +476,7 @@ async fn many_watchers_each_get_every_event_once_in_sequence() {
     let s = runs::seeded(120).await;
     let mut client = s.app.client().await;
     let mut stream = start_slow(&mut client, s.org, s.owner).await;
-    let id = stream
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_progress()
-        .migration_id;
+    let id = crate::support::runs::next(&mut stream).await.migration_id;
     let mut watchers = Vec::new();
     for n in 0..24 {
         if n == 12 {

@@ -90,13 +90,7 @@ async fn a_batch_whose_connection_is_terminated_rolls_back_and_the_run_goes_on_w
         .await
         .unwrap()
         .into_inner();
-    let id = events
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_progress()
-        .migration_id;
+    let id = crate::support::runs::next(&mut events).await.migration_id;
     let batch = waiting_batch(&s.pool).await;
     let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(batch)

@@ -232,7 +232,7 @@ async fn a_batch_that_waits_on_locks_backs_off_smaller_as_a_warning_and_then_fin
         .into_inner();
     let mut warnings = Vec::new();
     while warnings.len() < 3 {
-        let event = events.next().await.unwrap().unwrap().into_progress();
+        let event = crate::support::runs::next(&mut events).await;
         assert_eq!(event.state(), MigrationState::Running, "{event:?}");
         if event.health_status() == HealthStatus::Warning {
             warnings.push(event.message);

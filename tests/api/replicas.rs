@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use hera_migrate::{config::OnInterrupted, proto::*};
-use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -57,7 +56,7 @@ async fn a_second_server_follows_a_run_it_does_not_execute_and_takes_it_over_whe
     let second = TestApp::spawn(s.db.options()).await;
     let mut first_client = s.app.client().await;
     let (mut events, id) = start_in_small_batches(&s, &mut first_client).await;
-    events.next().await.unwrap().unwrap().into_progress();
+    crate::support::runs::next(&mut events).await;
 
     let mut client = second.client().await;
     let aborted = client
@@ -67,7 +66,7 @@ async fn a_second_server_follows_a_run_it_does_not_execute_and_takes_it_over_whe
     assert_eq!(aborted.code(), Code::Aborted);
     assert!(aborted.message().contains(&id), "{}", aborted.message());
     let mut followed = watch_on(&mut client, s.org, s.owner, &id).await;
-    let seen = followed.next().await.unwrap().unwrap().into_progress();
+    let seen = crate::support::runs::next(&mut followed).await;
     assert_eq!(seen.state(), MigrationState::Running);
 
     drop(events);
@@ -97,7 +96,7 @@ async fn a_server_configured_to_pause_interrupted_runs_leaves_them_paused_with_t
     let second = TestApp::spawn_with(settings).await;
     let mut first_client = s.app.client().await;
     let (mut events, id) = start_in_small_batches(&s, &mut first_client).await;
-    events.next().await.unwrap().unwrap().into_progress();
+    crate::support::runs::next(&mut events).await;
     drop(events);
     s.app.stop().await;
 
@@ -150,7 +149,7 @@ async fn a_server_killed_mid_run_is_resumed_by_the_next_with_the_result_of_an_un
         .unwrap()
         .into_inner();
     let id = loop {
-        let event = events.next().await.unwrap().unwrap().into_progress();
+        let event = crate::support::runs::next(&mut events).await;
         if event.transactions_processed >= 50 {
             break event.migration_id;
         }

@@ -5,7 +5,6 @@ use std::time::Duration;
 use hera_migrate::proto::*;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -340,13 +339,7 @@ async fn bad_requests_are_refused_with_nothing_written_and_force_cancels_first()
         .await
         .unwrap()
         .into_inner();
-    let id = running
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_progress()
-        .migration_id;
+    let id = crate::support::runs::next(&mut running).await.migration_id;
     let refused = client
         .rollback_migration(as_user(rollback(s.org, &id, "rb-1"), s.owner))
         .await
@@ -435,7 +428,7 @@ async fn a_rollback_whose_server_is_killed_is_finished_by_the_next_server() {
         .unwrap()
         .into_inner();
     loop {
-        let event = events.next().await.unwrap().unwrap().into_progress();
+        let event = crate::support::runs::next(&mut events).await;
         if event.phase() == MigrationPhase::Rollback && event.transactions_processed >= 20 {
             break;
         }
