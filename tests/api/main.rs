@@ -9,6 +9,7 @@ mod architecture;
 mod auth;
 mod bench;
 mod binary;
+mod clients;
 mod concurrency;
 mod config;
 mod dry_run;
