@@ -17,8 +17,6 @@ pub enum Error {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     Aborted(String),
@@ -41,9 +39,15 @@ pub enum Error {
         id: uuid::Uuid,
     },
     /// A refusal a client is expected to branch on: its status code and
-    /// stable reason come from `kind`.
+    /// stable reason come from `kind`; `metadata` names what stood in the
+    /// way (the active run, the current plan fingerprint), so that a program
+    /// need not parse the message.
     #[error("{message}")]
-    Refused { kind: Refusal, message: String },
+    Refused {
+        kind: Refusal,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     #[error("database error: {}", describe_database(.0))]
     Database(sqlx::Error),
 }
@@ -58,6 +62,11 @@ pub enum Refusal {
     RequestIdReused,
     /// The plan is no longer the one the caller previewed (FAILED_PRECONDITION).
     PlanChanged,
+    /// The caller is no active member of the organization (PERMISSION_DENIED;
+    /// the same whether or not the organization exists).
+    NotAMember,
+    /// The caller's role may not perform the operation (PERMISSION_DENIED).
+    RoleNotPermitted,
 }
 
 impl Error {
@@ -65,7 +74,16 @@ impl Error {
         Self::Refused {
             kind,
             message: message.into(),
+            metadata: Vec::new(),
         }
+    }
+
+    /// A refusal naming `key` = `value` in its ErrorInfo's metadata.
+    pub fn naming(mut self, key: &'static str, value: impl ToString) -> Self {
+        if let Self::Refused { metadata, .. } = &mut self {
+            metadata.push((key, value.to_string()));
+        }
+        self
     }
 
     /// A NOT_FOUND of either kind.

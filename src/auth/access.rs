@@ -9,7 +9,7 @@ use super::{Caller, Operation, Right, membership};
 use crate::{
     audit::{self, SecurityValidation},
     db::scope,
-    error::{Error, Result},
+    error::{Error, Refusal, Result},
 };
 
 pub const DEFAULT_STEERING_ROLES: &[&str] = &["ORG_OWNER", "ORG_ADMIN"];
@@ -150,12 +150,16 @@ impl Guard {
             );
             // A non-member is refused about the organization itself; a
             // member, about the operation their role may not perform.
-            let field = if member.is_member {
-                operation.name()
+            return Err(if member.is_member {
+                Error::refused(
+                    Refusal::RoleNotPermitted,
+                    format!("{}: {reason}", operation.name()),
+                )
+                .naming("operation", operation.name())
+                .naming("role", member.role.as_deref().unwrap_or_default())
             } else {
-                "organization_id"
-            };
-            return Err(Error::PermissionDenied(format!("{field}: {reason}")));
+                Error::refused(Refusal::NotAMember, format!("organization_id: {reason}"))
+            });
         }
         Ok(Access {
             user_id: caller.user_id,

@@ -187,7 +187,8 @@ impl Incident {
                      title, description or severity",
                     request.request_id, self.id
                 ),
-            ))
+            )
+            .naming("incident_id", self.id))
         }
     }
 }

@@ -43,14 +43,18 @@ impl From<Error> for Status {
                 );
             }
             Error::Refused {
-                kind: Refusal::PlanChanged,
+                kind,
+                metadata: named,
                 ..
             } => {
-                details.add_precondition_failure_violation(
-                    "PLAN",
-                    "expected_plan_fingerprint",
-                    "the plan changed since it was previewed: preview again",
-                );
+                metadata.extend(named.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                if kind == Refusal::PlanChanged {
+                    details.add_precondition_failure_violation(
+                        "PLAN",
+                        "expected_plan_fingerprint",
+                        "the plan changed since it was previewed: preview again",
+                    );
+                }
             }
             Error::Database(source) => {
                 tracing::error!(error = %source, "database error");
@@ -69,7 +73,6 @@ fn code_and_reason(error: &Error) -> (Code, &'static str) {
         Error::InvalidArgument { .. } => (Code::InvalidArgument, "INVALID_FIELD"),
         Error::NotFound(_) => (Code::NotFound, "NOT_FOUND"),
         Error::Unauthenticated(_) => (Code::Unauthenticated, "TOKEN_REFUSED"),
-        Error::PermissionDenied(_) => (Code::PermissionDenied, "RIGHT_MISSING"),
         Error::FailedPrecondition(_) => (Code::FailedPrecondition, "PRECONDITION_FAILED"),
         Error::Aborted(_) => (Code::Aborted, "CONFLICT"),
         Error::Fenced(_) => (Code::Aborted, "LEASE_LOST"),
@@ -81,6 +84,8 @@ fn code_and_reason(error: &Error) -> (Code, &'static str) {
             Refusal::RunAlreadyActive => (Code::Aborted, "RUN_ALREADY_ACTIVE"),
             Refusal::RequestIdReused => (Code::AlreadyExists, "REQUEST_ID_REUSED"),
             Refusal::PlanChanged => (Code::FailedPrecondition, "PLAN_CHANGED"),
+            Refusal::NotAMember => (Code::PermissionDenied, "NOT_A_MEMBER"),
+            Refusal::RoleNotPermitted => (Code::PermissionDenied, "ROLE_NOT_PERMITTED"),
         },
         Error::Database(_) => (Code::Internal, "INTERNAL"),
     }
@@ -172,11 +177,15 @@ mod tests {
         assert_eq!(resource.resource_name, id.to_string());
         assert_eq!(resource.owner, organization_id.to_string());
 
-        let status = Status::from(Error::refused(Refusal::PlanChanged, "plan changed"));
+        let changed =
+            Error::refused(Refusal::PlanChanged, "plan changed").naming("plan_fingerprint", "ab");
+        let status = Status::from(changed);
         assert_eq!(status.code(), Code::FailedPrecondition);
         let details = status.get_error_details();
         let violation = &details.precondition_failure().unwrap().violations[0];
         assert_eq!(violation.subject, "expected_plan_fingerprint");
-        assert_eq!(details.error_info().unwrap().reason, "PLAN_CHANGED");
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "PLAN_CHANGED");
+        assert_eq!(info.metadata["plan_fingerprint"], "ab");
     }
 }

@@ -145,7 +145,13 @@ async fn the_service_is_called_without_a_port() {
     };
     let refused = app.service().preview(stranger, org.id, &query).await;
     assert!(
-        matches!(refused, Err(Error::PermissionDenied(_))),
+        matches!(
+            refused,
+            Err(Error::Refused {
+                kind: hera_migrate::error::Refusal::NotAMember,
+                ..
+            })
+        ),
         "{refused:?}"
     );
     let unknown = app.service().get(owner, org.id, uuid::Uuid::new_v4()).await;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::support::{
     TestApp, TestDatabase, World, as_user, authorized,
     fixtures::{self, row_counts, security_validations},
-    rpcs,
+    reason, rpcs,
     runs::preview_2024,
 };
 
@@ -103,6 +103,7 @@ async fn a_member_of_one_organization_is_denied_in_another_and_each_attempt_is_r
         .await
         .expect_err("denied");
     assert_eq!(preview.code(), Code::PermissionDenied, "{preview:?}");
+    assert_eq!(reason(&preview), "NOT_A_MEMBER");
     assert!(
         preview.message().contains("not an active member"),
         "{}",
@@ -294,6 +295,11 @@ async fn staff_may_preview_but_not_start_and_owners_and_finance_admins_may_start
         .await
         .expect_err("denied");
     assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(reason(&denied), "ROLE_NOT_PERMITTED");
+    let info = tonic_types::StatusExt::get_error_details(&denied)
+        .error_info()
+        .cloned();
+    assert_eq!(info.unwrap().metadata["role"], "ORG_EMPLOYEE");
     assert!(
         denied
             .message()

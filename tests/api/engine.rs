@@ -92,6 +92,13 @@ async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
         .expect_err("conflict");
     assert_eq!(conflict.code(), Code::AlreadyExists);
     assert_eq!(reason(&conflict), "REQUEST_ID_REUSED");
+    let info = tonic_types::StatusExt::get_error_details(&conflict)
+        .error_info()
+        .cloned();
+    assert_eq!(
+        info.unwrap().metadata["migration_id"],
+        a.last().unwrap().migration_id
+    );
     assert!(
         conflict.message().starts_with("request_id:"),
         "{}",
@@ -112,6 +119,13 @@ async fn request_ids_are_idempotent_and_a_second_active_run_is_aborted() {
         .expect_err("aborted");
     assert_eq!(aborted.code(), Code::Aborted);
     assert_eq!(reason(&aborted), "RUN_ALREADY_ACTIVE");
+    let info = tonic_types::StatusExt::get_error_details(&aborted)
+        .error_info()
+        .cloned();
+    assert_eq!(
+        info.unwrap().metadata["active_migration_id"],
+        active.to_string()
+    );
     assert!(
         aborted.message().contains(&active.to_string()),
         "{}",

@@ -189,7 +189,8 @@ async fn resumable(
             format!(
                 "organization {organization_id} has an active migration {other}; resume {id} once it ends"
             ),
-        ));
+        )
+        .naming("active_migration_id", other));
     }
     if !leased {
         return Err(Error::Aborted(format!(

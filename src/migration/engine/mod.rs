@@ -204,7 +204,8 @@ impl Engine {
                 format!(
                     "organization {organization_id} already has an active migration {active}; a new run waits for it to end"
                 ),
-            ));
+            )
+            .naming("active_migration_id", active));
         }
         // No run is active, so whoever holds the lease is a run that has
         // recorded its end and is letting go (here or on another server):

@@ -198,7 +198,8 @@ async fn find_by_request(
                 "request_id: {} already started migration {id} with other parameters",
                 request.request_id
             ),
-        ))
+        )
+        .naming("migration_id", id))
     }
 }
 
@@ -217,7 +218,8 @@ async fn checked_plan(
                 "expected_plan_fingerprint: the plan has changed since it was previewed (it is now {})",
                 plan.plan_fingerprint
             ),
-        ));
+        )
+        .naming("plan_fingerprint", &plan.plan_fingerprint));
     }
     Ok(plan)
 }

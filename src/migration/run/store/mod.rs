@@ -319,7 +319,8 @@ pub async fn refuse_while_active(
         Some(other) => Err(Error::refused(
             Refusal::RunAlreadyActive,
             format!("organization {organization_id} has an active migration {other}; {meanwhile}"),
-        )),
+        )
+        .naming("active_migration_id", other)),
         None => Ok(()),
     }
 }
