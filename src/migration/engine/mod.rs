@@ -43,6 +43,7 @@ use crate::{
     config::{EngineSettings, OnInterrupted},
     db::scope,
     error::{Error, Refusal, Result},
+    metrics::Recorder,
 };
 
 /// A run executing here: the bell that wakes its executor (a paused one, or
@@ -71,6 +72,9 @@ struct Inner {
     /// committed: its watchers take them from here, and read the history
     /// only to catch up (see events.rs).
     events: broadcast::Sender<Arc<[Progress]>>,
+    /// Where batches, waits and runs' lives are counted (a no-op when
+    /// nothing reads them).
+    metrics: Recorder,
 }
 
 impl Engine {
@@ -79,6 +83,7 @@ impl Engine {
         admin: PgPool,
         settings: EngineSettings,
         shutdown: CancellationToken,
+        metrics: Recorder,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -89,6 +94,7 @@ impl Engine {
                 shutdown,
                 executors: TaskTracker::new(),
                 events: broadcast::channel(events::APPENDED_BACKLOG).0,
+                metrics,
             }),
         }
     }
