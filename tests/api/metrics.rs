@@ -27,7 +27,7 @@ use crate::support::{
     app::TEST_SECRET,
     as_user,
     process::{BINARY, ServerProcess, serve_command, wait_serving},
-    runs::{Client, seeded_with, start_paced_until},
+    runs::{Client, collect, seeded_with, start, start_paced_until},
     wait,
 };
 
@@ -228,6 +228,93 @@ async fn a_scrape_during_a_run_sees_its_transactions_rise_its_batches_timed_and_
     );
     let (status, _) = get(addr, "/").await;
     assert!(status.contains(" 404 "), "{status}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn lock_waits_are_timed_and_counted_and_the_counts_match_the_runs_own() {
+    let s = seeded_with(30, |settings| {
+        settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        settings.engine.batch_lock_timeout_ms = 50;
+        settings.engine.batch_lock_retries = 1000;
+    })
+    .await;
+    let addr = s.app.metrics_addr.unwrap();
+    // The business holds locks on every transaction of the organization.
+    let mut business = s.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM universal_transactions WHERE organization_id = $1 FOR UPDATE")
+        .bind(s.org)
+        .execute(&mut *business)
+        .await
+        .unwrap();
+    let mut client = s.app.client().await;
+    let events = client
+        .start_migration(as_user(start(s.org), s.owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let org = s.org.to_string();
+    let ours = [("organization_id", org.as_str()), ("phase", "EXECUTION")];
+    let text = wait::until(
+        "two lock backoffs counted",
+        Duration::from_secs(20),
+        || async {
+            let text = scrape(addr).await;
+            let cause = [ours[0], ours[1], ("cause", "lock_timeout")];
+            (sum(&text, "hera_migration_lock_backoffs_total", &cause) >= 2.0).then_some(text)
+        },
+    )
+    .await;
+    let waits = [("phase", "EXECUTION")];
+    assert!(
+        sum(
+            &text,
+            "hera_migration_batch_lock_wait_seconds_count",
+            &waits
+        ) >= 2.0
+    );
+    assert!(
+        sum(&text, "hera_migration_batch_lock_wait_seconds_sum", &waits) >= 0.1,
+        "each wait lasts the lock timeout (50 ms) at least:\n{text}"
+    );
+    let backing_off = [ours[0], ours[1], ("reason", "LOCK_BACKOFF")];
+    assert!(
+        sum(
+            &text,
+            "hera_migration_throttled_seconds_total",
+            &backing_off
+        ) > 0.0
+    );
+
+    business.rollback().await.unwrap(); // the business lets go
+    let last = collect(events).await.pop().unwrap();
+    assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
+    let text = wait::until("the end counted", Duration::from_secs(10), || async {
+        let text = scrape(addr).await;
+        let ended = [ours[0], ours[1], ("state", "SUCCEEDED")];
+        let counted = sum(&text, "hera_migration_runs_ended_total", &ended) == 1.0
+            && sum(&text, "hera_migration_runs_active", &[]) == 0.0;
+        counted.then_some(text)
+    })
+    .await;
+    let counted = |name: &str| sum(&text, name, &ours) as i64;
+    assert_eq!(
+        counted("hera_migration_transactions_processed_total"),
+        last.transactions_processed
+    );
+    assert_eq!(
+        counted("hera_migration_transactions_migrated_total"),
+        last.transactions_migrated
+    );
+    assert_eq!(
+        counted("hera_migration_transactions_skipped_total"),
+        last.transactions_skipped_closed_period + last.transactions_skipped_unmapped
+    );
+    assert_eq!(
+        counted("hera_migration_batches_total"),
+        last.batch_number - 1,
+        "every batch but the empty last one, which only finds the end"
+    );
     s.app.stop().await;
 }
 
