@@ -134,15 +134,7 @@ async fn a_batch_of_a_server_whose_lease_was_taken_over_never_commits() {
     let (events, id) = start_paced_until(&mut client, (s.org, s.owner), 100.0, 10).await;
     // Another server takes the run: the fence moves on (after the batch in
     // flight, whose row lock it waits for).
-    let taken_at: i64 = sqlx::query_scalar(
-        "WITH taken AS (SELECT hera_migration_take_lease_v2($1::uuid, 'another server'))
-         SELECT max(line_number)::bigint FROM universal_transaction_lines, taken
-          WHERE transaction_id = $1::uuid",
-    )
-    .bind(&id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let taken_at: i64 = taken_elsewhere(&s.pool, &id).await;
 
     let streamed = collect(events).await;
     assert_eq!(
@@ -190,15 +182,7 @@ async fn a_dry_run_whose_lease_was_taken_over_keeps_nothing_under_the_old_lease(
         ..start(s.org)
     };
     let (events, id) = start_until(&mut client, s.owner, dry, 10).await;
-    let taken_at: i64 = sqlx::query_scalar(
-        "WITH taken AS (SELECT hera_migration_take_lease_v2($1::uuid, 'another server'))
-         SELECT max(line_number)::bigint FROM universal_transaction_lines, taken
-          WHERE transaction_id = $1::uuid",
-    )
-    .bind(&id)
-    .fetch_one(&s.pool)
-    .await
-    .unwrap();
+    let taken_at: i64 = taken_elsewhere(&s.pool, &id).await;
 
     let streamed = collect(events).await;
     assert_eq!(streamed.last().unwrap().state(), MigrationState::Succeeded);
@@ -220,6 +204,30 @@ async fn a_dry_run_whose_lease_was_taken_over_keeps_nothing_under_the_old_lease(
     assert_eq!(streamed.last().unwrap().transactions_processed, 200);
     assert_eq!(ledger_digest(&s.pool, s.org).await, before);
     s.app.stop().await;
+}
+
+/// Another server takes run `id`: the fence moves on, once the batch in
+/// flight (whose row lock it waits for) has committed. Answers the last
+/// event sequence committed before it moved, read after the take in the
+/// same transaction: one statement's snapshot is taken before it waits on
+/// the lock, and would miss the events the batch in flight commits meanwhile.
+async fn taken_elsewhere(pool: &sqlx::PgPool, id: &str) -> i64 {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT hera_migration_take_lease_v2($1::uuid, 'another server')")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let taken_at = sqlx::query_scalar(
+        "SELECT max(line_number)::bigint FROM universal_transaction_lines
+          WHERE transaction_id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    taken_at
 }
 
 /// A private PostgreSQL this test may stop and start again.
