@@ -68,6 +68,9 @@ pub struct ServeSettings {
     /// Address the gRPC server listens on.
     #[arg(long, env = "HERA_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
+    /// Address of the Prometheus scrape endpoint (GET /metrics), e.g. 127.0.0.1:9464. Unset: none.
+    #[arg(long, env = "HERA_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// How often the database is probed for the health service, in milliseconds.

@@ -2,7 +2,8 @@
 //!
 //! Layout: `config` (flags and environment), `bench` (`hera-migrate bench`: the
 //! benchmark, an edge of its own), `telemetry` (tracing and
-//! OpenTelemetry), `auth` (tokens, membership, rights), `audit` (audit rows),
+//! OpenTelemetry), `metrics` (instruments, the Prometheus endpoint, OTLP
+//! export), `auth` (tokens, membership, rights), `audit` (audit rows),
 //! `db` (pool, embedded cluster, schema install), `migration` (the phases,
 //! the engine, the run model and store), `operations` (environment checks and
 //! performance measurements), `incidents` (a run's assessment and incident
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod error;
 pub mod faults;
 pub mod incidents;
+pub mod metrics;
 pub mod migration;
 pub mod operations;
 pub mod operator;

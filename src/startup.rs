@@ -18,6 +18,7 @@ use crate::{
     config::ServeSettings,
     db::{Database, DbError, embedded::EmbeddedPostgres},
     demo,
+    metrics::{Metrics, MetricsError, rpc::RpcMetricsLayer},
     migration::engine::Engine,
     operations::Operations,
     proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
@@ -38,6 +39,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error(transparent)]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -61,19 +64,22 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     engine: Engine,
     service: MigrationService,
+    metrics: Metrics,
     /// Cancelled at shutdown: the health probe and the executors stop.
     background: CancellationToken,
 }
 
 impl Application {
-    /// Binds first (a busy port fails fast), reads keys and certificates,
-    /// then opens the database (the embedded default also gets its demo),
-    /// and builds the engine and the service over it. Nothing runs yet.
+    /// Binds first (a busy port, the gRPC one or the metrics one, fails
+    /// fast), reads keys and certificates, then opens the database (the
+    /// embedded default also gets its demo), and builds the engine and the
+    /// service over it. Nothing runs yet.
     pub async fn build(settings: ServeSettings) -> Result<Self, StartupError> {
         let addr = settings.listen_addr;
         let bind_error = |source| StartupError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let mut metrics = Metrics::build(settings.metrics_addr).await?;
         let tls = tls::server_config(&settings.tls)?;
         let embedded_dir = settings.database.database_url.is_none().then(|| {
             settings
@@ -89,11 +95,16 @@ impl Application {
         }
         let background = CancellationToken::new();
         let pool = database.pool().clone();
+        metrics.observe_pools(&[
+            ("service", pool.clone()),
+            ("admin", database.admin_pool().clone()),
+        ]);
         let engine = Engine::new(
             pool.clone(),
             database.admin_pool().clone(),
             settings.engine.clone(),
             background.clone(),
+            metrics.recorder().clone(),
         );
         let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
         let operations = Operations::new(
@@ -112,12 +123,19 @@ impl Application {
             tls,
             engine,
             service,
+            metrics,
             background,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where Prometheus scrapes `/metrics` (HERA_METRICS_ADDR, its port 0
+    /// resolved); None when unset.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.addr()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -147,6 +165,7 @@ impl Application {
             tls,
             engine,
             service,
+            mut metrics,
             background,
         } = self;
         let pool = database.pool().clone();
@@ -158,6 +177,7 @@ impl Application {
             reporter,
             settings.health_probe_interval(),
             background.clone(),
+            metrics.recorder().clone(),
         ));
 
         // grpcurl 1.8 speaks only v1alpha; newer clients use v1. Each lists
@@ -180,8 +200,15 @@ impl Application {
             builder = builder.tls_config(tls)?;
         }
         let stop_serving = CancellationToken::new();
+        let scraping = metrics.serve(stop_serving.clone());
         let server = builder
             .trace_fn(telemetry::request_span)
+            // Around every service, so that health and reflection calls and
+            // refused (unauthenticated) calls are counted too.
+            .layer(RpcMetricsLayer::new(
+                metrics.meter(),
+                &served_descriptor_sets(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -220,6 +247,10 @@ impl Application {
             tracing::warn!("a batch outlived the grace period; it rolls back when the pool closes");
         }
         let _ = probe.await;
+        if let Some(scraping) = scraping {
+            let _ = scraping.await;
+        }
+        metrics.shutdown().await;
         database.close().await;
         tracing::info!("stopped");
         match served {
@@ -254,6 +285,17 @@ async fn announce_demo(
         }
     }
     Ok(())
+}
+
+/// The services served, whose methods the RPC metrics name (any other path
+/// is counted as unknown).
+fn served_descriptor_sets() -> [&'static [u8]; 4] {
+    [
+        FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

@@ -5,7 +5,8 @@
 //! is set, spans are also exported over OTLP/gRPC; the exporter reads the other
 //! standard `OTEL_*` variables itself (`OTEL_SERVICE_NAME`, headers, timeout).
 //! An unreachable collector only loses spans: export runs on its own thread and
-//! runtime, never on the serving path.
+//! runtime, never on the serving path. Metrics (`crate::metrics`) are exported
+//! the same way, by each server's own meter provider.
 use std::{
     future::Future,
     io::IsTerminal,
@@ -66,6 +67,7 @@ impl TelemetryGuard {
 /// Installs the global subscriber: logs, and OTLP export when configured.
 pub fn init(format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
+    check_otlp_urls()?;
     let filter = env_filter()?;
     let fmt_layer = match format {
         // Colours for a person at a terminal; a file or a pipe gets plain text.
@@ -116,10 +118,13 @@ fn otlp_endpoint_configured() -> bool {
     .any(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
 }
 
-fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
+/// A collector's URL that is not one stops the start, naming its variable
+/// (the metrics' too: they are exported beside the spans).
+fn check_otlp_urls() -> Result<(), TelemetryError> {
     for var in [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     ] {
         if let Ok(value) = std::env::var(var)
             && !value.trim().is_empty()
@@ -130,14 +135,22 @@ fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime),
             )));
         }
     }
-    // The SDK's batch processor exports from a plain thread; the tonic exporter
-    // needs a Tokio reactor, so it gets a small runtime of its own.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(())
+}
+
+/// The SDK exports from plain threads of its own; the tonic exporter needs a
+/// Tokio reactor, so it gets a small runtime of its own.
+pub(crate) fn export_runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("otel-export")
+        .thread_name(name)
         .enable_all()
         .build()
-        .map_err(|e| TelemetryError::Other(e.to_string()))?;
+}
+
+fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
+    let runtime =
+        export_runtime("otel-export").map_err(|e| TelemetryError::Other(e.to_string()))?;
     let exporter = {
         let _entered = runtime.enter();
         opentelemetry_otlp::SpanExporter::builder()
@@ -160,7 +173,7 @@ fn build_otlp_provider() -> Result<(SdkTracerProvider, tokio::runtime::Runtime),
     Ok((provider, runtime))
 }
 
-fn service_name() -> String {
+pub(crate) fn service_name() -> String {
     std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|name| !name.trim().is_empty())
@@ -198,9 +211,11 @@ impl<E: SpanExporter> SpanExporter for InRuntimeExporter<E> {
     }
 }
 
-struct InRuntime<'a, F> {
-    handle: &'a tokio::runtime::Handle,
-    future: Pin<Box<F>>,
+/// A future polled inside a given Tokio runtime (the exporters' futures run
+/// on the SDK's own threads).
+pub(crate) struct InRuntime<'a, F> {
+    pub handle: &'a tokio::runtime::Handle,
+    pub future: Pin<Box<F>>,
 }
 
 impl<F: Future> Future for InRuntime<'_, F> {

@@ -81,6 +81,17 @@ pub enum ThrottleReason {
     LockBackoff,
 }
 
+impl ThrottleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::OperatorRateLimit => "OPERATOR_RATE_LIMIT",
+            Self::OperatorBatchDelay => "OPERATOR_BATCH_DELAY",
+            Self::LockBackoff => "LOCK_BACKOFF",
+        }
+    }
+}
+
 /// A run's pace, apart from its health: held back by the operator's own
 /// limits is not a warning; backing off from the business's locks is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

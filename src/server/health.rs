@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::proto::migration_service_server::SERVICE_NAME;
+use crate::{metrics::Recorder, proto::migration_service_server::SERVICE_NAME};
 
 /// Probes the database every `interval` until cancelled, publishing each change.
 pub async fn probe_database(
@@ -14,6 +14,7 @@ pub async fn probe_database(
     reporter: HealthReporter,
     interval: Duration,
     cancel: CancellationToken,
+    metrics: Recorder,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -28,6 +29,7 @@ pub async fn probe_database(
         } else {
             ServingStatus::NotServing
         };
+        metrics.serving(status == ServingStatus::Serving);
         if published != Some(status) {
             tracing::info!(?status, "health changed");
             publish(&reporter, status).await;
@@ -35,6 +37,7 @@ pub async fn probe_database(
         }
     }
     publish(&reporter, ServingStatus::NotServing).await;
+    metrics.serving(false);
 }
 
 async fn database_answers(pool: &PgPool, deadline: Duration) -> bool {

@@ -49,6 +49,27 @@ fn the_service_and_the_layers_below_it_import_no_tonic_and_no_generated_proto_co
 }
 
 #[test]
+fn the_engine_records_metrics_through_its_recorder_and_knows_no_exporter() {
+    for layer in ["src/service.rs", "src/migration"] {
+        for (path, text) in sources(layer) {
+            for forbidden in [
+                "opentelemetry_sdk",
+                "opentelemetry_otlp",
+                "opentelemetry_prometheus",
+                "prometheus::",
+                "hyper",
+            ] {
+                assert!(
+                    !text.contains(forbidden),
+                    "{} mentions {forbidden}: the engine records through metrics::Recorder",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_operator_commands_are_clients_of_the_server_never_of_the_database() {
     for (path, text) in sources("src/operator") {
         for forbidden in ["sqlx", "PgPool", "crate::db", "crate::service"] {

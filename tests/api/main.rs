@@ -25,6 +25,7 @@ mod hera_production;
 mod hostile;
 mod incidents;
 mod logs;
+mod metrics;
 mod operator;
 mod outages;
 mod pacing;

@@ -16,7 +16,10 @@ use super::{Engine, Inner};
 use crate::{
     db::scope,
     error::{Error, Result},
-    migration::{progress::Progress, run::store},
+    migration::{
+        progress::{EventKind, Progress},
+        run::store,
+    },
 };
 
 /// A run's events, in sequence, ending with its terminal one (or an error).
@@ -65,8 +68,28 @@ impl Inner {
     /// handed to the watchers of this process.
     pub(super) fn announce(&self, events: &[Progress]) {
         events.iter().for_each(log_event);
+        events.iter().for_each(|event| self.count(event));
         // No receiver (no watcher) is no error.
         let _ = self.events.send(Arc::from(events));
+    }
+
+    /// Runs' starts, ends and takeovers, counted from the events that
+    /// record them (so a run counts once, on the server that committed it).
+    fn count(&self, event: &Progress) {
+        let (organization_id, phase) = (event.organization_id, event.phase.as_str());
+        match event.kind {
+            EventKind::Started | EventKind::RollbackStarted => {
+                self.metrics
+                    .run_started(organization_id, phase, event.dry_run);
+            }
+            EventKind::Ended | EventKind::Cancelled if event.state.is_terminal() => {
+                let state = event.state.as_str();
+                self.metrics
+                    .run_ended(organization_id, phase, event.dry_run, state);
+            }
+            EventKind::TakenOver => self.metrics.taken_over(organization_id, phase),
+            _ => {}
+        }
     }
 }
 

@@ -44,6 +44,7 @@ use crate::{
     config::{EngineSettings, OnInterrupted},
     db::scope,
     error::{Error, Refusal, Result},
+    metrics::Recorder,
 };
 
 /// How long a start waits for a run that has recorded its end to let go of
@@ -76,6 +77,9 @@ struct Inner {
     /// committed: its watchers take them from here, and read the history
     /// only to catch up (see events.rs).
     events: broadcast::Sender<Arc<[Progress]>>,
+    /// Where batches, waits and runs' lives are counted (a no-op when
+    /// nothing reads them).
+    metrics: Recorder,
 }
 
 impl Engine {
@@ -84,6 +88,7 @@ impl Engine {
         admin: PgPool,
         settings: EngineSettings,
         shutdown: CancellationToken,
+        metrics: Recorder,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -94,6 +99,7 @@ impl Engine {
                 shutdown,
                 executors: TaskTracker::new(),
                 events: broadcast::channel(events::APPENDED_BACKLOG).0,
+                metrics,
             }),
         }
     }

@@ -38,6 +38,8 @@ use tonic_health::pb::{
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The Prometheus endpoint, when the settings asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The server's own pool (its role and row-level security included).
     pub service_pool: PgPool,
     stop: Option<oneshot::Sender<()>>,
@@ -48,6 +50,7 @@ pub struct TestApp {
 pub fn test_settings(database: PgConnectOptions) -> ServeSettings {
     ServeSettings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
         database: DatabaseSettings {
             database_url: Some(database),
             data_dir: None,
@@ -78,6 +81,7 @@ impl TestApp {
             .await
             .expect("the server starts");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let service_pool = app.pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(app.run_until_stopped(async {
@@ -85,6 +89,7 @@ impl TestApp {
         }));
         Self {
             addr,
+            metrics_addr,
             service_pool,
             stop: Some(stop),
             running: Some(running),

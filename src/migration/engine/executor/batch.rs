@@ -8,13 +8,14 @@ use super::Executor;
 use crate::{
     db::scope,
     error::{Error, Result},
+    metrics::BatchFigures,
     migration::{
         engine::{
             pacing::Pacing,
             report::{self, BatchResult},
         },
         progress::{EventKind, PacingState, ThrottleReason},
-        run::store,
+        run::{Phase, store},
     },
 };
 
@@ -75,6 +76,11 @@ impl Executor {
                 result.transactions as f64 / seconds.max(1e-9),
             );
             span.record("batch.balanced", result.balanced);
+            // An empty last batch only finds the end: no batch of the run's.
+            if !result.is_empty_end() {
+                self.meter
+                    .batch(&figures(self.phase, result), committed.took);
+            }
         }
         Ok(committed)
     }
@@ -163,6 +169,9 @@ impl Executor {
         } else {
             pacing.state(rate_binding, self.throttled_ms)
         };
+        if waits {
+            self.meter.throttled(state.reason.as_str(), wait);
+        }
         let mut events = Vec::new();
         if !result.is_empty_end() {
             events.push(report::batch_event(
@@ -212,5 +221,37 @@ fn batch_failure(error: &Error) -> &'static str {
         Error::Fenced(_) => "fenced",
         error if error.is_unavailable() => "database_unavailable",
         _ => "failed",
+    }
+}
+
+/// What kind of lock wait `error` is, as the metrics name it.
+pub(super) fn lock_wait_cause(error: &Error) -> &'static str {
+    let code = match error {
+        Error::Database(sqlx::Error::Database(db)) => db.code(),
+        _ => None,
+    };
+    match code.as_deref() {
+        Some("40P01") => "deadlock",
+        Some("40001") => "serialization_failure",
+        _ => "lock_timeout",
+    }
+}
+
+/// A batch's own counts, as its metrics count them: the phase's work is
+/// what it migrated, restored or aliased.
+fn figures(phase: Phase, result: &BatchResult) -> BatchFigures {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let work = match phase {
+        Phase::Execution => result.migrated,
+        Phase::Rollback => result.restored,
+        Phase::Aliasing => result.aliased,
+    };
+    BatchFigures {
+        transactions: count(result.transactions),
+        migrated: count(work),
+        skipped_closed_period: count(result.skipped_closed),
+        skipped_unmapped: count(result.skipped_unmapped),
+        quarantined: result.quarantined.len() as u64,
+        refused: result.refused.len() as u64,
     }
 }

@@ -17,7 +17,7 @@ mod end;
 mod outage;
 mod prepare;
 
-use self::batch::{Committed, is_lock_wait};
+use self::batch::{Committed, is_lock_wait, lock_wait_cause};
 use super::{
     Inner,
     lease::Lease,
@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    metrics::RunMeter,
     migration::{
         progress::{EventKind, Health, ThrottleReason, Throughput},
         run::{Parameters, Phase, Run, RunState, store},
@@ -56,16 +57,23 @@ pub struct Executor {
     unplanned: Option<Parameters>,
     /// The trial balance's reading, beside the batches (see prepare.rs).
     trial_balance: Option<tokio::task::JoinHandle<()>>,
+    /// Counts this run's batches and waits; the run counts as executing
+    /// here until the executor is dropped.
+    meter: RunMeter,
 }
 
 impl Executor {
     pub(super) fn new(inner: Arc<Inner>, run: &Run, lease: Lease, wake: Arc<Notify>) -> Self {
+        let (phase, dry_run) = (run.record.phase, run.record.parameters.dry_run);
+        let meter = inner
+            .metrics
+            .run(run.organization_id, phase.as_str(), dry_run);
         Self {
             inner,
             id: run.id,
             organization_id: run.organization_id,
-            phase: run.record.phase,
-            dry_run: run.record.parameters.dry_run,
+            phase,
+            dry_run,
             pacing: Pacing::of(&run.record.parameters),
             lease,
             generation: 0,
@@ -79,6 +87,7 @@ impl Executor {
                 .is_none()
                 .then(|| run.record.parameters.clone()),
             trial_balance: None,
+            meter,
         }
     }
 
@@ -144,6 +153,7 @@ impl Executor {
                     }
                 }
                 Ok(committed) => {
+                    self.meter.state(RunState::Running.as_str());
                     backoff.committed(committed.pacing.batch_size);
                     self.pacing = committed.pacing;
                     if !self.committed(&committed).await {
@@ -155,6 +165,8 @@ impl Executor {
                     break;
                 }
                 Err(error) if is_lock_wait(&error) => {
+                    self.meter
+                        .lock_wait(started.elapsed(), lock_wait_cause(&error));
                     if !self.back_off(&error, &mut backoff).await {
                         break;
                     }
@@ -211,6 +223,7 @@ impl Executor {
         if RunState::parse(state) != Some(RunState::Paused) {
             return false;
         }
+        self.meter.state(RunState::Paused.as_str());
         tokio::select! {
             () = self.wake.notified() => {}
             () = self.inner.shutdown.cancelled() => return false,
@@ -288,6 +301,8 @@ impl Executor {
         );
         self.throttled_ms += i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
         self.throttle = ThrottleReason::LockBackoff;
+        self.meter
+            .throttled(ThrottleReason::LockBackoff.as_str(), wait);
         let event = json!({
             "kind": EventKind::LockBackoff,
             "health": Health::Warning,
