@@ -260,3 +260,37 @@ async fn a_batch_that_waits_on_locks_backs_off_smaller_as_a_warning_and_then_fin
     assert_eq!(trial_balance(&s.pool, s.org).await, before);
     s.app.stop().await;
 }
+
+/// The time held back is what the run waited, not what it planned to: a
+/// rate limit lifted mid-wait counts only the part waited.
+#[tokio::test]
+async fn time_held_back_counts_the_wait_that_happened_not_the_one_planned() {
+    let s = seeded(100).await;
+    let mut client = s.app.client().await;
+    // Five transactions at half a transaction a second: each batch plans a
+    // ten-second wait, and its event counts it.
+    let (mut events, id) =
+        crate::support::runs::start_paced_until(&mut client, (s.org, s.owner), 0.5, 5).await;
+    let lifted = UpdateMigrationRequest {
+        max_transactions_per_second: Some(0.0),
+        ..update(s.org, &id)
+    };
+    client
+        .update_migration(as_user(lifted, s.owner))
+        .await
+        .unwrap();
+    let next_batch = loop {
+        let event = crate::support::runs::next(&mut events).await;
+        if event.kind() == MigrationEventKind::Batch {
+            break event;
+        }
+    };
+    let held = next_batch.pacing.as_ref().unwrap().throttled_ms;
+    assert!(held < 5_000, "only the part waited counts: {next_batch:?}");
+    let last = until_state(&mut events, MigrationState::Succeeded).await;
+    assert!(
+        last.pacing.as_ref().unwrap().throttled_ms < 5_000,
+        "{last:?}"
+    );
+    s.app.stop().await;
+}

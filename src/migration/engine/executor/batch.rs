@@ -169,9 +169,6 @@ impl Executor {
         } else {
             pacing.state(rate_binding, self.throttled_ms)
         };
-        if waits {
-            self.meter.throttled(state.reason.as_str(), wait);
-        }
         let mut events = Vec::new();
         if !result.is_empty_end() {
             events.push(report::batch_event(

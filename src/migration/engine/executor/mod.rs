@@ -255,22 +255,42 @@ impl Executor {
     /// Waits between batches as the run's pace asks, re-reading it when woken
     /// (UpdateMigration) and cutting the wait short on a pause or cancel.
     /// False when the server is stopping.
-    async fn pace(&self, batch: &Committed) -> bool {
+    async fn pace(&mut self, batch: &Committed) -> bool {
         let batch_end = Instant::now();
+        let (transactions, took) = (batch.result.transactions, batch.took);
         let mut pacing = batch.pacing;
-        loop {
-            let until = batch_end + pacing.wait_after(batch.result.transactions, batch.took).0;
+        let mut wait = pacing.wait_after(transactions, took);
+        let going_on = loop {
+            let until = batch_end + wait.0;
             if Instant::now() >= until {
-                return true;
+                break true;
             }
             tokio::select! {
-                () = tokio::time::sleep_until(until.into()) => return true,
-                () = self.inner.shutdown.cancelled() => return false,
+                () = tokio::time::sleep_until(until.into()) => break true,
+                () = self.inner.shutdown.cancelled() => break false,
                 () = self.wake.notified() => match self.read_pace().await {
-                    Ok((RunState::Running, latest)) => pacing = latest,
-                    _ => return true, // paused or ended: the next batch says so
+                    Ok((RunState::Running, latest)) => {
+                        pacing = latest;
+                        wait = pacing.wait_after(transactions, took);
+                    }
+                    _ => break true, // paused or ended: the next batch says so
                 },
             }
+        };
+        let waited = batch_end.elapsed().min(wait.0);
+        let planned = batch.pacing.wait_after(transactions, took).0;
+        self.held_back(planned, waited, pacing.state(wait.1, 0).reason.as_str());
+        going_on
+    }
+
+    /// The batch's event counted the wait it planned as time held back; what
+    /// counts is the wait that happened (an update, a pause or a stop cuts it
+    /// short or makes it longer), so the next event corrects the total.
+    fn held_back(&mut self, planned: Duration, waited: Duration, reason: &'static str) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.throttled_ms = (self.throttled_ms + ms(waited) - ms(planned)).max(0);
+        if !waited.is_zero() {
+            self.meter.throttled(reason, waited);
         }
     }
 
