@@ -14,6 +14,7 @@ use crate::{
             UpdateRequest,
         },
         preview::{self, Preview, PreviewQuery},
+        rollback_preview::{self, RollbackPreview},
         run::{PageToken, Run, RunState, store},
         validation::{self, Report},
     },
@@ -158,6 +159,19 @@ impl MigrationService {
         let operation = Operation::ValidateMigration;
         let access = self.admit(caller, org, operation).await?;
         let outcome = validation::validate(&self.pool, &access, id, allow_partial).await;
+        self.found(&access, operation, id, outcome).await
+    }
+
+    /// What a rollback of run `id` would do, read-only.
+    pub async fn preview_rollback(
+        &self,
+        caller: Caller,
+        org: Uuid,
+        id: Uuid,
+    ) -> Result<RollbackPreview> {
+        let operation = Operation::PreviewRollback;
+        let access = self.admit(caller, org, operation).await?;
+        let outcome = rollback_preview::preview_rollback(&self.pool, org, id).await;
         self.found(&access, operation, id, outcome).await
     }
 

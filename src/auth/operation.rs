@@ -29,10 +29,11 @@ pub enum Operation {
     MeasurePerformance,
     AssessFailure,
     DocumentIncident,
+    PreviewRollback,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Self::PreviewCandidates,
         Self::StartMigration,
         Self::WatchMigration,
@@ -50,6 +51,7 @@ impl Operation {
         Self::MeasurePerformance,
         Self::AssessFailure,
         Self::DocumentIncident,
+        Self::PreviewRollback,
     ];
 
     pub fn right(self) -> Right {
@@ -70,7 +72,8 @@ impl Operation {
             | Self::AssessFailure
             | Self::CheckSecurity
             | Self::CheckEnvironment
-            | Self::MeasurePerformance => Right::Read,
+            | Self::MeasurePerformance
+            | Self::PreviewRollback => Right::Read,
         }
     }
 
@@ -94,6 +97,7 @@ impl Operation {
             Self::MeasurePerformance => "MeasurePerformance",
             Self::AssessFailure => "AssessFailure",
             Self::DocumentIncident => "DocumentIncident",
+            Self::PreviewRollback => "PreviewRollback",
         }
     }
 

@@ -61,6 +61,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/reporting_aliases.sql"),
     include_str!("../../sql/functions/aliasing.sql"),
     include_str!("../../sql/functions/rollback.sql"),
+    include_str!("../../sql/functions/rollback_preview.sql"),
     include_str!("../../sql/functions/incidents.sql"),
 ];
 

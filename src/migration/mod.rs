@@ -3,6 +3,7 @@ pub mod engine;
 pub mod input;
 pub mod preview;
 pub mod progress;
+pub mod rollback_preview;
 pub mod run;
 pub mod smart_code;
 pub mod validation;

@@ -269,12 +269,21 @@ pub async fn emergency_rollback(a: args::Rollback) -> Outcome {
     if a.reason.trim().is_empty() {
         return Err(Failure::usage("--reason: is required".into()));
     }
+    let mut client = client::connect(&a.connection).await?;
+    // What it would touch, for the person about to confirm (and the log).
+    let plan = client
+        .preview_rollback(PreviewRollbackRequest {
+            organization_id: a.run.org.organization_id.clone(),
+            migration_id: a.run.migration_id.clone(),
+        })
+        .await?
+        .into_inner();
+    eprintln!("{}", rollback_plan_text(&plan));
     if !a.yes && !confirmed(&a.run.migration_id)? {
         return Err(Failure::failed(
             "not confirmed: nothing was rolled back".into(),
         ));
     }
-    let mut client = client::connect(&a.connection).await?;
     let request = RollbackMigrationRequest {
         organization_id: a.run.org.organization_id,
         migration_id: a.run.migration_id,
@@ -309,4 +318,33 @@ fn confirmed(id: &str) -> Result<bool, Failure> {
         .read_line(&mut answer)
         .map_err(|e| Failure::failed(e.to_string()))?;
     Ok(answer.trim() == "yes")
+}
+
+/// PreviewRollback's answer in a few lines: what a rollback would change,
+/// how long it should take, and each risk.
+fn rollback_plan_text(plan: &PreviewRollbackResponse) -> String {
+    let mut text = format!(
+        "rollback of {} ({}): restores {} original(s), voids {} reversal and repost copies, removes {} alias(es); \
+         about {:.1} s ({})",
+        plan.migration_id,
+        plan.state().short_name(),
+        plan.originals_to_restore,
+        plan.copies_to_void,
+        plan.aliases_to_remove,
+        plan.estimated_duration_ms as f64 / 1000.0,
+        plan.estimate_basis
+    );
+    for posting in &plan.dependent_postings {
+        text.push_str(&format!(
+            "\n  depends on it: {} {} names {} in its {}",
+            posting.transaction_code,
+            posting.transaction_id,
+            posting.references_transaction_id,
+            posting.reference
+        ));
+    }
+    for risk in &plan.risks {
+        text.push_str(&format!("\n  risk: {risk}"));
+    }
+    text
 }

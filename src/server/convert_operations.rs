@@ -1,8 +1,9 @@
 //! From the operations' types (environment checks, performance
-//! measurements) to the API's messages.
-use super::convert::timestamp;
+//! measurements, a rollback's preview) to the API's messages.
+use super::convert::{enum_value, timestamp};
 use crate::proto::ShortName;
 use crate::{
+    migration::rollback_preview::RollbackPreview,
     operations::{Environment, Kind, Measurement, Outcome, PerformanceReport},
     proto,
 };
@@ -70,5 +71,49 @@ pub fn performance(report: PerformanceReport) -> proto::MeasurePerformanceRespon
         regression_threshold: report.regression_threshold,
         batch_size: report.batch_size,
         regressed: report.regressed,
+    }
+}
+
+/// What a rollback would do.
+pub fn rollback_preview(p: RollbackPreview) -> proto::PreviewRollbackResponse {
+    proto::PreviewRollbackResponse {
+        organization_id: p.organization_id.to_string(),
+        migration_id: p.migration_id.to_string(),
+        state: enum_value(
+            proto::MigrationState::from_short_name(&p.state),
+            proto::MigrationState::Unspecified,
+        ),
+        originals_to_restore: p.originals,
+        copies_to_void: p.copies,
+        aliases_to_remove: p.aliases,
+        estimated_duration_ms: p.estimated_ms,
+        estimate_basis: p.estimate_basis,
+        periods: p
+            .periods
+            .into_iter()
+            .map(|period| proto::RollbackPeriod {
+                status: enum_value(
+                    proto::FiscalPeriodState::from_short_name(&period.status),
+                    proto::FiscalPeriodState::Unspecified,
+                ),
+                period_code: period.period_code,
+                transactions: period.transactions,
+            })
+            .collect(),
+        dependent_postings: p
+            .dependent
+            .into_iter()
+            .map(|d| proto::DependentPosting {
+                transaction_id: d.transaction_id.to_string(),
+                transaction_code: d.transaction_code.unwrap_or_default(),
+                smart_code: d.smart_code.unwrap_or_default(),
+                references_transaction_id: d.references_transaction_id.to_string(),
+                reference: d.reference,
+                created_at: Some(timestamp(d.created_at)),
+            })
+            .collect(),
+        dependent_posting_count: p.dependent_count,
+        risks: p.risks,
+        generated_at: Some(timestamp(p.generated_at)),
     }
 }

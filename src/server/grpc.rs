@@ -209,6 +209,19 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         Ok(Response::new(progress_stream(events)))
     }
 
+    async fn preview_rollback(
+        &self,
+        request: Request<PreviewRollbackRequest>,
+    ) -> Answer<PreviewRollbackResponse> {
+        let m = request.get_ref();
+        let (organization_id, id) = decode::run(&m.organization_id, &m.migration_id)?;
+        let caller = authn::caller(&request)?;
+        let plan = self.service.preview_rollback(caller, organization_id, id);
+        Ok(Response::new(convert_operations::rollback_preview(
+            plan.await?,
+        )))
+    }
+
     async fn check_security(
         &self,
         request: Request<CheckSecurityRequest>,

@@ -33,6 +33,7 @@ mod performance;
 mod preview;
 mod replicas;
 mod rollback;
+mod rollback_preview;
 mod rollback_sql;
 mod runs;
 mod schema;

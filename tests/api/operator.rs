@@ -127,6 +127,11 @@ async fn migrate_streams_json_to_success_and_emergency_rollback_restores_the_led
     let rolled_back = cli(&s.app, s.owner, &rollback).await;
     assert_eq!(code(&rolled_back), 0, "{}", stderr(&rolled_back));
     assert!(
+        stderr(&rolled_back).contains(&format!("rollback of {id} (SUCCEEDED): restores ")),
+        "it shows what it will change first: {}",
+        stderr(&rolled_back)
+    );
+    assert!(
         stdout(&rolled_back).contains("ROLLED_BACK"),
         "{}",
         stdout(&rolled_back)

@@ -231,6 +231,19 @@ pub async fn call_every_rpc(
                 .map(drop),
         ),
         (
+            "PreviewRollback",
+            client
+                .preview_rollback(request(
+                    PreviewRollbackRequest {
+                        organization_id: org(),
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        (
             "DocumentIncident",
             client
                 .document_incident(request(
