@@ -40,18 +40,6 @@ fn cli(command: &str, org: Uuid, id: &str) -> String {
     format!("hera-migrate {command} --organization-id {org} --migration-id {id}")
 }
 
-/// The business holds row locks on every transaction of the organization
-/// (until the returned transaction ends).
-async fn business_locks(pool: &PgPool, org: Uuid) -> Transaction<'static, Postgres> {
-    let mut business = pool.begin().await.unwrap();
-    sqlx::query("SELECT id FROM universal_transactions WHERE organization_id = $1 FOR UPDATE")
-        .bind(org)
-        .execute(&mut *business)
-        .await
-        .unwrap();
-    business
-}
-
 /// A server whose batches wait 50 ms on a lock and retry once, and a run
 /// of 60 candidates in batches of 20 that fails on the business's locks:
 /// the scene, the business's transaction and the run's id.
@@ -61,7 +49,7 @@ async fn failed_on_locks() -> (Seeded, Transaction<'static, Postgres>, String) {
         settings.engine.batch_lock_retries = 1;
     })
     .await;
-    let business = business_locks(&s.pool, s.org).await;
+    let business = crate::support::sql::lock_every_transaction(&s.pool, s.org).await;
     let mut client = s.app.client().await;
     let request = StartMigrationRequest {
         batch_size: 20,

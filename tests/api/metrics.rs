@@ -241,12 +241,7 @@ async fn lock_waits_are_timed_and_counted_and_the_counts_match_the_runs_own() {
     .await;
     let addr = s.app.metrics_addr.unwrap();
     // The business holds locks on every transaction of the organization.
-    let mut business = s.pool.begin().await.unwrap();
-    sqlx::query("SELECT id FROM universal_transactions WHERE organization_id = $1 FOR UPDATE")
-        .bind(s.org)
-        .execute(&mut *business)
-        .await
-        .unwrap();
+    let business = crate::support::sql::lock_every_transaction(&s.pool, s.org).await;
     let mut client = s.app.client().await;
     let events = client
         .start_migration(as_user(start(s.org), s.owner))

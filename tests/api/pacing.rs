@@ -211,12 +211,7 @@ async fn a_batch_that_waits_on_locks_backs_off_smaller_as_a_warning_and_then_fin
     .await;
     let before = trial_balance(&s.pool, s.org).await;
     // The business holds locks on every transaction of the organization.
-    let mut business = s.pool.begin().await.unwrap();
-    sqlx::query("SELECT id FROM universal_transactions WHERE organization_id = $1 FOR UPDATE")
-        .bind(s.org)
-        .execute(&mut *business)
-        .await
-        .unwrap();
+    let business = crate::support::sql::lock_every_transaction(&s.pool, s.org).await;
 
     let mut client = s.app.client().await;
     let mut events = client

@@ -147,3 +147,18 @@ pub fn sqlstate(error: sqlx::Error) -> String {
         .map(|c| c.into_owned())
         .unwrap_or_else(|| panic!("not a database error: {error}"))
 }
+
+/// The business holding row locks on every transaction of `org` until the
+/// returned transaction ends (commit, rollback or drop).
+pub async fn lock_every_transaction(
+    pool: &PgPool,
+    org: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut business = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM universal_transactions WHERE organization_id = $1 FOR UPDATE")
+        .bind(org)
+        .execute(&mut *business)
+        .await
+        .unwrap();
+    business
+}
