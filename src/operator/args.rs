@@ -105,6 +105,9 @@ pub enum OperatorCommand {
     UserAcceptanceTest(Acceptance),
     /// What went wrong with a run and what to do next.
     AssessFailure(Steered),
+    /// What a rollback of a run would change, read-only: counts, time,
+    /// periods, business postings that depend on it, risks.
+    PreviewRollback(Steered),
     /// Force a rollback of a run (cancelling it first if it still runs).
     EmergencyRollback(Rollback),
     /// Find stuck, failed or interrupted runs and, with --resume, resume them.

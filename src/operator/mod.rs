@@ -73,6 +73,7 @@ pub async fn run(command: OperatorCommand) -> ExitCode {
         OperatorCommand::Update(a) => runs::update(a).await,
         OperatorCommand::List(a) => runs::list(a).await,
         OperatorCommand::UserAcceptanceTest(a) => runs::acceptance(a).await,
+        OperatorCommand::PreviewRollback(a) => runs::preview_rollback(a).await,
         OperatorCommand::EmergencyRollback(a) => runs::emergency_rollback(a).await,
         OperatorCommand::RecoverSystem(a) => oversight::recover(a).await,
     };

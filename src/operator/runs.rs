@@ -320,6 +320,23 @@ fn confirmed(id: &str) -> Result<bool, Failure> {
     Ok(answer.trim() == "yes")
 }
 
+/// What a rollback of the run would change, as PreviewRollback answers.
+pub async fn preview_rollback(a: args::Steered) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let request = PreviewRollbackRequest {
+        organization_id: a.run.org.organization_id,
+        migration_id: a.run.migration_id,
+    };
+    let plan = client.preview_rollback(request).await?.into_inner();
+    output::result(
+        a.connection.output,
+        &plan,
+        "hera.migration.v2.PreviewRollbackResponse",
+        rollback_plan_text,
+    );
+    Ok(())
+}
+
 /// PreviewRollback's answer in a few lines: what a rollback would change,
 /// how long it should take, and each risk.
 fn rollback_plan_text(plan: &PreviewRollbackResponse) -> String {

@@ -114,6 +114,24 @@ async fn migrate_streams_json_to_success_and_emergency_rollback_restores_the_led
     assert_eq!(last["kind"], "MIGRATION_EVENT_KIND_ENDED");
     let id = last["migrationId"].as_str().unwrap().to_owned();
 
+    // What the rollback would change, read-only, for a script.
+    let preview = [
+        "preview-rollback",
+        "--organization-id",
+        &org,
+        "--migration-id",
+        &id,
+        "--output",
+        "json",
+    ];
+    let previewed = cli(&s.app, s.owner, &preview).await;
+    assert_eq!(code(&previewed), 0, "{}", stderr(&previewed));
+    let plan = &json_lines(&previewed)[0];
+    assert_eq!(
+        plan["originalsToRestore"], last["transactionsMigrated"],
+        "{plan}"
+    );
+
     let rollback = [
         "emergency-rollback",
         "--organization-id",
@@ -332,6 +350,7 @@ async fn the_help_lists_every_command_of_the_guide_and_a_dry_run_acceptance_give
         "user-acceptance-test",
         "assess-failure",
         "emergency-rollback",
+        "preview-rollback",
         "recover-system",
         "document-incident",
     ] {
