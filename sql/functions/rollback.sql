@@ -787,3 +787,29 @@ BEGIN
            || coalesce(v_meta #> '{rollback,counters}', '{}');
 END;
 $fn$;
+
+-- What of run p_run_id is in effect, that a rollback undoes, row by row:
+-- role 'original' (migrated, status 'reversed': to restore), 'reversal' and
+-- 'repost' (its copies not voided: to void), 'alias' (a reporting alias the
+-- run applied: to remove). Validation's rollback check counts these, and
+-- PreviewRollback lists them.
+CREATE OR REPLACE FUNCTION hera_migration_in_effect_v2(p_organization_id uuid, p_run_id uuid)
+RETURNS TABLE (id uuid, transaction_code text, transaction_date timestamptz,
+               fiscal_period_entity_id uuid, role text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.id, t.transaction_code, t.transaction_date, t.fiscal_period_entity_id,
+           CASE WHEN t.metadata ->> 'alias_migration_id' = p_run_id::text THEN 'alias'
+                WHEN t.metadata ? 'reversal_of' THEN 'reversal'
+                WHEN t.metadata ? 'original_transaction_id' THEN 'repost'
+                ELSE 'original' END
+      FROM universal_transactions t
+     WHERE t.organization_id = p_organization_id
+       AND (t.metadata ->> 'alias_migration_id' = p_run_id::text
+            OR (coalesce(t.transaction_status, '') <> 'voided'
+                AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION')
+                AND ((t.metadata ->> 'migration_run_id' = p_run_id::text
+                      AND (t.metadata ? 'reversal_of' OR t.transaction_status = 'reversed'))
+                     OR (t.metadata ->> 'migration_id' = p_run_id::text
+                         AND t.metadata ? 'original_transaction_id'))))
+$$;

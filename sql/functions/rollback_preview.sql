@@ -1,6 +1,6 @@
 -- Rollback preview: what RollbackMigration would do to run p_run_id, read
--- only (PreviewRollback). The same sets the rollback works on
--- (rollback.sql) and validation's rollback check counts:
+-- only (PreviewRollback). The same sets the rollback works on and
+-- validation's rollback check counts (hera_migration_in_effect_v2):
 --   originals  the run's migrated originals (status 'reversed'): restored;
 --   copies     their reversals and v2 reposts still in effect: voided;
 --   aliases    the reporting aliases the run applied: removed.
@@ -37,20 +37,9 @@ BEGIN
     END IF;
 
     WITH touched AS (
-        SELECT t.id, t.transaction_code, t.transaction_date, t.fiscal_period_entity_id,
-               CASE WHEN t.metadata ->> 'migration_run_id' = p_run_id::text
-                         AND NOT t.metadata ? 'reversal_of'
-                         AND t.transaction_status = 'reversed' THEN 'original'
-                    WHEN t.metadata ->> 'alias_migration_id' = p_run_id::text THEN 'aliased'
-                    ELSE 'copy' END AS role
-          FROM universal_transactions t
-         WHERE t.organization_id = p_organization_id
-           AND coalesce(t.transaction_status, '') <> 'voided'
-           AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION')
-           AND ((t.metadata ->> 'migration_run_id' = p_run_id::text
-                 AND (t.metadata ? 'reversal_of' OR t.transaction_status = 'reversed'))
-                OR (t.metadata ->> 'migration_id' = p_run_id::text AND t.metadata ? 'original_transaction_id')
-                OR t.metadata ->> 'alias_migration_id' = p_run_id::text)),
+        SELECT e.*, CASE e.role WHEN 'reversal' THEN 'copy' WHEN 'repost' THEN 'copy'
+                                WHEN 'alias' THEN 'aliased' ELSE e.role END AS kind
+          FROM hera_migration_in_effect_v2(p_organization_id, p_run_id) e),
     periods AS (
         SELECT coalesce(p.period_code, '') AS period_code, coalesce(p.status, 'UNASSIGNED') AS status,
                count(*) AS transactions
@@ -62,13 +51,13 @@ BEGIN
                     OR o.transaction_date::date BETWEEN f.start_date AND f.end_date
                  ORDER BY (f.id = o.fiscal_period_entity_id) DESC NULLS LAST, f.start_date
                  LIMIT 1) p ON true
-         WHERE o.role = 'original'
+         WHERE o.kind = 'original'
          GROUP BY 1, 2),
     names AS (
-        SELECT o.id, o.id::text AS name FROM touched o WHERE o.role <> 'aliased'
+        SELECT o.id, o.id::text AS name FROM touched o WHERE o.kind <> 'aliased'
         UNION ALL
         SELECT o.id, o.transaction_code FROM touched o
-         WHERE o.role <> 'aliased' AND o.transaction_code IS NOT NULL),
+         WHERE o.kind <> 'aliased' AND o.transaction_code IS NOT NULL),
     -- Every name a business row since the run began gives (its metadata
     -- values, its reference_number), hash-joined with the touched rows' names.
     recent AS (
@@ -101,12 +90,12 @@ BEGIN
            AND op.metadata ->> 'duration_ms' IS NOT NULL)
     SELECT jsonb_build_object(
                'state', v_run.metadata ->> 'state',
-               'originals', (SELECT count(*) FROM touched WHERE role = 'original'),
-               'copies', (SELECT count(*) FROM touched WHERE role = 'copy'),
-               'aliases', (SELECT count(*) FROM touched WHERE role = 'aliased'),
+               'originals', (SELECT count(*) FROM touched WHERE kind = 'original'),
+               'copies', (SELECT count(*) FROM touched WHERE kind = 'copy'),
+               'aliases', (SELECT count(*) FROM touched WHERE kind = 'aliased'),
                'estimated_ms', (SELECT CASE WHEN m.transactions > 0
                                             THEN round(m.ms / m.transactions
-                                                       * (SELECT count(*) FROM touched WHERE role = 'original'))
+                                                       * (SELECT count(*) FROM touched WHERE kind = 'original'))
                                             ELSE 0 END FROM measured m),
                'estimate_basis', (SELECT CASE WHEN m.transactions > 0
                                               THEN format('the run''s own batches: %s ms per transaction over %s',

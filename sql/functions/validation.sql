@@ -431,22 +431,12 @@ DECLARE
     v_rb_status text;
     v_result    text;
 BEGIN
-    SELECT count(*) FILTER (WHERE t.metadata ->> 'migration_id' = p_run_id::text
-                              AND t.metadata ? 'original_transaction_id'),
-           count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
-                              AND t.metadata ? 'reversal_of'),
-           count(*) FILTER (WHERE t.metadata ->> 'migration_run_id' = p_run_id::text
-                              AND NOT t.metadata ? 'reversal_of'
-                              AND t.transaction_status = 'reversed')
-      INTO v_reposts, v_reversals, v_originals
-      FROM universal_transactions t
-     WHERE t.organization_id = v_org
-       AND coalesce(t.transaction_status, '') <> 'voided'
-       AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION');
-    SELECT count(*) INTO v_aliases
-      FROM universal_transactions t
-     WHERE t.organization_id = v_org
-       AND t.metadata ->> 'alias_migration_id' = p_run_id::text;
+    SELECT count(*) FILTER (WHERE e.role = 'repost'),
+           count(*) FILTER (WHERE e.role = 'reversal'),
+           count(*) FILTER (WHERE e.role = 'original'),
+           count(*) FILTER (WHERE e.role = 'alias')
+      INTO v_reposts, v_reversals, v_originals, v_aliases
+      FROM hera_migration_in_effect_v2(v_org, p_run_id) e;
     v_refused := coalesce(jsonb_array_length(v_meta #> '{rollback,refused}'), 0);
     v_rb_status := CASE WHEN v_reposts + v_reversals + v_originals + v_aliases = 0
                         THEN 'ROLLBACK_COMPLETE' ELSE 'ROLLBACK_INCOMPLETE' END;

@@ -271,13 +271,7 @@ pub async fn emergency_rollback(a: args::Rollback) -> Outcome {
     }
     let mut client = client::connect(&a.connection).await?;
     // What it would touch, for the person about to confirm (and the log).
-    let plan = client
-        .preview_rollback(PreviewRollbackRequest {
-            organization_id: a.run.org.organization_id.clone(),
-            migration_id: a.run.migration_id.clone(),
-        })
-        .await?
-        .into_inner();
+    let plan = rollback_plan(&mut client, &a.run.org.organization_id, &a.run.migration_id).await?;
     eprintln!("{}", rollback_plan_text(&plan));
     if !a.yes && !confirmed(&a.run.migration_id)? {
         return Err(Failure::failed(
@@ -323,11 +317,7 @@ fn confirmed(id: &str) -> Result<bool, Failure> {
 /// What a rollback of the run would change, as PreviewRollback answers.
 pub async fn preview_rollback(a: args::Steered) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
-    let request = PreviewRollbackRequest {
-        organization_id: a.run.org.organization_id,
-        migration_id: a.run.migration_id,
-    };
-    let plan = client.preview_rollback(request).await?.into_inner();
+    let plan = rollback_plan(&mut client, &a.run.org.organization_id, &a.run.migration_id).await?;
     output::result(
         a.connection.output,
         &plan,
@@ -335,6 +325,18 @@ pub async fn preview_rollback(a: args::Steered) -> Outcome {
         rollback_plan_text,
     );
     Ok(())
+}
+
+async fn rollback_plan(
+    client: &mut Client,
+    org: &str,
+    id: &str,
+) -> Result<PreviewRollbackResponse, Failure> {
+    let request = PreviewRollbackRequest {
+        organization_id: org.to_owned(),
+        migration_id: id.to_owned(),
+    };
+    Ok(client.preview_rollback(request).await?.into_inner())
 }
 
 /// PreviewRollback's answer in a few lines: what a rollback would change,

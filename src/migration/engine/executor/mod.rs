@@ -260,6 +260,7 @@ impl Executor {
         let (transactions, took) = (batch.result.transactions, batch.took);
         let mut pacing = batch.pacing;
         let mut wait = pacing.wait_after(transactions, took);
+        let planned = wait.0;
         let going_on = loop {
             let until = batch_end + wait.0;
             if Instant::now() >= until {
@@ -278,7 +279,6 @@ impl Executor {
             }
         };
         let waited = batch_end.elapsed().min(wait.0);
-        let planned = batch.pacing.wait_after(transactions, took).0;
         self.held_back(planned, waited, pacing.state(wait.1, 0).reason.as_str());
         going_on
     }
