@@ -28,6 +28,11 @@ struct Claims {
     role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+    /// Every other claim, read as JSON values: claims must be JSON text
+    /// (UTF-8) throughout, and a claim skipped unread would let bytes that
+    /// are not (say, inside a string nobody looks at) pass.
+    #[serde(flatten, skip_serializing)]
+    _other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +124,7 @@ pub fn mint(secret: &[u8], user_id: Uuid, ttl: Duration) -> Result<String, KeyEr
         iat: Some(now),
         role: Some("authenticated".into()),
         aud: Some("authenticated".into()),
+        _other: serde_json::Map::new(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -168,6 +174,7 @@ mod tests {
                 iat: None,
                 role: None,
                 aud: None,
+                _other: serde_json::Map::new(),
             },
             &EncodingKey::from_secret(SECRET),
         )
@@ -179,5 +186,33 @@ mod tests {
                 .to_string()
                 .contains("expired")
         );
+    }
+
+    #[test]
+    fn claims_that_are_not_utf8_json_are_refused_even_in_a_claim_not_read() {
+        let verifier = TokenVerifier::new(Some(SECRET), None).unwrap();
+        let claims = format!(
+            r#"{{"sub":"{}","exp":9999999999,"note":"bad \x9c byte"}}"#,
+            Uuid::new_v4()
+        );
+        let mut bytes = claims.into_bytes();
+        let at = bytes.iter().position(|&b| b == b'\\').unwrap();
+        bytes.splice(at..at + 4, [0x9c]);
+        let token = signed(br#"{"alg":"HS256","typ":"JWT"}"#, &bytes);
+        let refused = verifier.verify(&token).unwrap_err().to_string();
+        assert!(refused.contains("malformed"), "{refused}");
+    }
+
+    fn signed(header: &[u8], claims: &[u8]) -> String {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let key = EncodingKey::from_secret(SECRET);
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{input}.{signature}")
     }
 }
