@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
         Command::SeedDemo(settings) => seed_demo(settings).await,
         Command::Token(settings) => mint_token(settings),
         Command::Bench(settings) => return crate::bench::run(settings).await,

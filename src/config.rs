@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Create demo organizations, users, accounts, periods and v1 transactions.
     SeedDemo(SeedDemoSettings),
     /// Mint a bearer token for a user with the configured secret.
@@ -103,6 +103,9 @@ pub struct EngineSettings {
     /// What to do with a run found RUNNING whose server is gone: resume it, or leave it PAUSED with the reason.
     #[arg(long, env = "HERA_ON_INTERRUPTED", value_enum, default_value_t = OnInterrupted::Resume)]
     pub on_interrupted: OnInterrupted,
+    /// The business probe a run with the BUSINESS_PROBE signal times against its idle baseline: one read-only statement, run in the organization's scope with $1 its id (default: a read of its latest 20 postings and their lines). Set by whoever runs the server, never by a caller.
+    #[arg(long, env = "HERA_BUSINESS_PROBE_SQL")]
+    pub business_probe_sql: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +121,7 @@ impl Default for EngineSettings {
             batch_lock_retries: 10,
             lease_check_interval_ms: 5000,
             on_interrupted: OnInterrupted::Resume,
+            business_probe_sql: None,
         }
     }
 }

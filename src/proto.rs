@@ -43,6 +43,8 @@ short_names! {
     MeasurementKind => "MEASUREMENT_KIND_",
     MigrationEventKind => "MIGRATION_EVENT_KIND_",
     ThrottleReason => "THROTTLE_REASON_",
+    SizingReason => "SIZING_REASON_",
+    PaceSignal => "PACE_SIGNAL_",
     SacredSixStatus => "SACRED_SIX_STATUS_",
     RollbackStatus => "ROLLBACK_STATUS_",
     Severity => "SEVERITY_",

@@ -13,7 +13,7 @@
 --    quarantined, refused, batch_number, batch_transactions,
 --    current_batch_ms, average_batch_ms, transactions_per_second,
 --    estimated_completion, health, errors, warnings, lock_backoffs,
---    pacing: {throttled, reason, operator_chosen, detail, throttled_ms},
+--    pacing: {throttled, reason, operator_chosen, detail, throttled_ms, sizing},
 --    message, actor, emitted_at}
 -- kind: STARTED, PLANNED, BATCH, PAUSED, RESUMED, UPDATED, CANCELLED,
 -- THROTTLE_STARTED, THROTTLE_ENDED, LOCK_BACKOFF, TAKEN_OVER,

@@ -778,8 +778,10 @@ $fn$;
 --   {operation_id, batch_number, phase: 'EXECUTION', transactions, migrated,
 --    skipped_closed, skipped_unmapped, quarantined_ids, quarantined: [{transaction_id,
 --    rule, reason, ...}], failed_verification_ids, first_transaction_id,
---    last_transaction_id, balanced, done, duration_ms, counters}
--- or, for a run that is not RUNNING in phase EXECUTION, {halted: <state>, ...}.
+--    last_transaction_id, balanced, done, duration_ms, locking_ms, counters}
+-- (locking_ms: of duration_ms, the time taking the run's lock and the
+-- candidates' row locks, where a batch waits on other transactions; the
+-- engine's batch sizing leaves it out of the batch's work) or, for a run that is not RUNNING in phase EXECUTION, {halted: <state>, ...}.
 -- p_batch_size overrides the run's batch_size (the engine's lock backoff).
 CREATE OR REPLACE FUNCTION hera_migration_execute_batch_v2(
     p_run_id uuid,
@@ -811,18 +813,23 @@ DECLARE
     v_plan      record;  -- hera_migration_batch_classify_v2
     v_written   record;  -- hera_migration_batch_write_v2
     v_result    jsonb;
+    v_locking   interval;
+    v_mark      timestamptz;
 BEGIN
     -- 1. The run, locked; a paused or finished run does nothing.
     v_run := hera_migration_batch_lock_run_v2(p_run_id, p_batch_size);
     IF v_run.halted IS NOT NULL THEN
         RETURN v_run.halted;
     END IF;
+    v_locking := clock_timestamp() - v_started;
     -- 2. Before the first write: the trial balance.
     PERFORM hera_migration_batch_snapshot_v2(p_run_id, v_run.organization_id, v_run.metadata);
     -- 3. The next candidates after the cursor, locked.
+    v_mark := clock_timestamp();
     v_next := hera_migration_batch_candidates_v2(v_run.organization_id, v_run.statuses, v_run.range_start,
                                                  v_run.range_end, v_run.after_date, v_run.after_id,
                                                  v_run.batch_size);
+    v_locking := v_locking + (clock_timestamp() - v_mark);
     -- 4. Migrate, skip (unmapped, closed period) or quarantine each.
     v_plan := hera_migration_batch_classify_v2(v_run.organization_id, v_next.ids, v_run.parameters);
     -- 5. The writes, each transaction's refusal set aside with its reason.
@@ -831,7 +838,8 @@ BEGIN
     -- 6. The answer and the run's counters.
     v_result := hera_migration_batch_result_v2(v_operation, v_run.metadata -> 'counters', v_next.ids,
                                                v_next.last_id, v_written.migrated, v_plan.closed,
-                                               v_plan.unmapped, v_plan.set_aside, v_written.refused, v_started);
+                                               v_plan.unmapped, v_plan.set_aside, v_written.refused, v_started)
+                || jsonb_build_object('locking_ms', round(extract(epoch FROM v_locking) * 1000, 3));
     -- 7. The audit row, and the run's cursor, counters and quarantine.
     PERFORM hera_migration_batch_advance_v2(p_run_id, v_run.organization_id, v_run.metadata, v_result,
                                             v_written.migrated, v_next.last_date, v_next.last_id);

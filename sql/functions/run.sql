@@ -95,7 +95,12 @@ BEGIN
       FROM universal_transactions WHERE id = p_run_id FOR UPDATE;
     UPDATE universal_transactions
        SET metadata = metadata || jsonb_build_object(
-               'parameters', (metadata -> 'parameters') || p_changes,
+               -- signals: the settings named replace theirs, the rest stay.
+               'parameters', (metadata -> 'parameters') || p_changes
+                   || CASE WHEN p_changes ? 'signals'
+                           THEN jsonb_build_object('signals', coalesce(metadata #> '{parameters,signals}', '{}')
+                                                              || (p_changes -> 'signals'))
+                           ELSE '{}' END,
                'last_update', jsonb_build_object('at', now(), 'by', p_actor, 'changes', p_changes)),
            updated_by = p_actor,
            updated_at = now(),

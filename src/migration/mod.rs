@@ -5,5 +5,6 @@ pub mod preview;
 pub mod progress;
 pub mod rollback_preview;
 pub mod run;
+pub mod signals;
 pub mod smart_code;
 pub mod validation;

@@ -79,6 +79,8 @@ pub enum ThrottleReason {
     OperatorBatchDelay,
     /// Batches waited on the business's row locks: retried smaller, later.
     LockBackoff,
+    /// A database signal tripped or could not be read (see `signals`).
+    DatabaseSignal,
 }
 
 impl ThrottleReason {
@@ -88,8 +90,44 @@ impl ThrottleReason {
             Self::OperatorRateLimit => "OPERATOR_RATE_LIMIT",
             Self::OperatorBatchDelay => "OPERATOR_BATCH_DELAY",
             Self::LockBackoff => "LOCK_BACKOFF",
+            Self::DatabaseSignal => "DATABASE_SIGNAL",
         }
     }
+}
+
+/// Why the next batch has the size it has (see `engine::sizing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SizingReason {
+    /// Not reported (events written before sizing was).
+    #[default]
+    Unspecified,
+    /// The operator's batch_size, as set.
+    Fixed,
+    /// Sized from recent work times to meet the target.
+    Target,
+    /// Growing towards the target, at most 1.5x a batch.
+    GrowthLimit,
+    /// A batch worked over five times the target: cut to a tenth.
+    OverTarget,
+    MinBatchSize,
+    MaxBatchSize,
+    /// Halved after a lock wait.
+    LockBackoff,
+}
+
+/// How a run's batches are sized, as of an event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchSizing {
+    /// The next batch's size (0: not reported).
+    pub batch_size: i32,
+    pub reason: SizingReason,
+    /// 0: a fixed batch_size.
+    pub target_batch_ms: u32,
+    /// The latest batch's time to commit less its waits on locks.
+    pub work_ms: f64,
+    pub detail: String,
 }
 
 /// A run's pace, apart from its health: held back by the operator's own
@@ -104,6 +142,13 @@ pub struct PacingState {
     /// Time spent held back so far (waits for the rate limit, batch delays,
     /// lock backoffs), in milliseconds.
     pub throttled_ms: i64,
+    pub sizing: BatchSizing,
+    /// With reason DatabaseSignal: the signal that slows or holds the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<crate::migration::signals::Signal>,
+    /// Every signal the run listens to, as last read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<crate::migration::signals::Reading>,
 }
 
 /// One event of a run, as its history stores it.

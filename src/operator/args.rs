@@ -158,6 +158,8 @@ pub struct Migrate {
     /// At most this many transactions a second.
     #[arg(long)]
     pub max_tps: Option<f64>,
+    #[command(flatten)]
+    pub sizing: Sizing,
     /// Run every batch and roll each back: real counts, nothing written.
     #[arg(long)]
     pub dry_run: bool,
@@ -222,6 +224,23 @@ pub struct Update {
     pub max_tps: Option<f64>,
     #[arg(long)]
     pub batch_delay_ms: Option<u32>,
+    #[command(flatten)]
+    pub sizing: Sizing,
+}
+
+/// Batches sized to a time instead of a count.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Sizing {
+    /// Size each batch so that its work takes this many milliseconds (10 to
+    /// 60000; 0 on update: back to a fixed --batch-size).
+    #[arg(long)]
+    pub target_batch_ms: Option<u32>,
+    /// The smallest batch the target may size (default 10).
+    #[arg(long)]
+    pub min_batch_size: Option<i32>,
+    /// The largest batch the target may size (default 5000).
+    #[arg(long)]
+    pub max_batch_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Args)]

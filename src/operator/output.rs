@@ -100,8 +100,16 @@ fn summary(event: &MigrationProgress) -> String {
         .filter(|p| p.throttled)
         .map(|p| format!(" | {}", p.detail))
         .unwrap_or_default();
+    // Only a sized run says how: a fixed batch_size is what the operator set.
+    let sizing = event
+        .pacing
+        .as_ref()
+        .and_then(|p| p.sizing.as_ref())
+        .filter(|s| s.target_batch_ms > 0 || s.reason() == crate::proto::SizingReason::LockBackoff)
+        .map(|s| format!(" | {}", s.detail))
+        .unwrap_or_default();
     format!(
-        "{} migrated {}, skipped {}, quarantined {}, remaining {} | {rate:.0} tx/s{eta} | {}{pacing}",
+        "{} migrated {}, skipped {}, quarantined {}, remaining {} | {rate:.0} tx/s{eta} | {}{pacing}{sizing}",
         event.state().short_name(),
         event.transactions_migrated,
         event.transactions_skipped,

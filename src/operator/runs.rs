@@ -34,6 +34,9 @@ pub async fn migrate(a: args::Migrate) -> Outcome {
         max_transactions_per_second: a.max_tps,
         dry_run: a.dry_run,
         request_id: a.request_id.clone(),
+        target_batch_ms: a.sizing.target_batch_ms,
+        min_batch_size: a.sizing.min_batch_size,
+        max_batch_size: a.sizing.max_batch_size,
         ..Default::default()
     };
     let mut stream = client.start_migration(request).await?.into_inner();
@@ -172,6 +175,9 @@ pub async fn update(a: args::Update) -> Outcome {
         batch_size: a.batch_size,
         max_transactions_per_second: a.max_tps,
         batch_delay_ms: a.batch_delay_ms,
+        target_batch_ms: a.sizing.target_batch_ms,
+        min_batch_size: a.sizing.min_batch_size,
+        max_batch_size: a.sizing.max_batch_size,
         ..Default::default()
     };
     let run = client

@@ -2,7 +2,11 @@
 use crate::proto::ShortName;
 use prost_types::Timestamp;
 
-use crate::{migration::preview::Preview, proto};
+use super::convert_pacing;
+use crate::{
+    migration::{engine::sizing, preview::Preview},
+    proto,
+};
 
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp {
@@ -156,6 +160,10 @@ pub fn migration(run: crate::migration::run::Run) -> proto::Migration {
             batch_delay_ms: parameters.batch_delay_ms,
             plan_fingerprint: parameters.plan_fingerprint.clone(),
             candidate_statuses: parameters.candidate_statuses.clone(),
+            target_batch_ms: parameters.target_batch_ms.unwrap_or(0),
+            min_batch_size: parameters.min_batch_size.unwrap_or(sizing::DEFAULT_MIN),
+            max_batch_size: parameters.max_batch_size.unwrap_or(sizing::DEFAULT_MAX),
+            signals: convert_pacing::settings(&parameters.signals),
         }),
         progress: Some(progress),
         started_by: record.started_by.map(|u| u.to_string()).unwrap_or_default(),
@@ -236,25 +244,8 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
         message: p.message.clone(),
         dry_run: p.dry_run,
         emitted_at: Some(timestamp(p.emitted_at)),
-        pacing: Some(pacing(&p.pacing)),
+        pacing: Some(convert_pacing::pacing(&p.pacing)),
         actor_id: p.actor.map(|id| id.to_string()).unwrap_or_default(),
-    }
-}
-
-fn pacing(p: &crate::migration::progress::PacingState) -> proto::PacingState {
-    use crate::migration::progress::ThrottleReason;
-    let reason = match p.reason {
-        ThrottleReason::None => proto::ThrottleReason::None,
-        ThrottleReason::OperatorRateLimit => proto::ThrottleReason::OperatorRateLimit,
-        ThrottleReason::OperatorBatchDelay => proto::ThrottleReason::OperatorBatchDelay,
-        ThrottleReason::LockBackoff => proto::ThrottleReason::LockBackoff,
-    };
-    proto::PacingState {
-        throttled: p.throttled,
-        reason: reason.into(),
-        operator_chosen: p.operator_chosen,
-        detail: p.detail.clone(),
-        throttled_ms: p.throttled_ms,
     }
 }
 

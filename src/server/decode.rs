@@ -12,6 +12,7 @@ use crate::{
         input,
         preview::PreviewQuery,
         run::{RunState, store},
+        signals::{Action, Setting, Signal},
     },
     operations::{Kind, PerformanceRequest},
     proto::{self, ClosedPeriodPolicy, MeasurementKind, MigrationState, ShortName},
@@ -71,6 +72,46 @@ fn states(values: &[i32]) -> Result<Vec<MigrationState>> {
     Ok(asked)
 }
 
+/// Signal settings as the engine checks them; an unknown enum number is
+/// refused here, naming its field.
+fn signals(settings: &[proto::SignalSetting]) -> Result<Vec<(Option<Signal>, Setting)>> {
+    settings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let signal = match proto::PaceSignal::try_from(s.signal) {
+                Ok(proto::PaceSignal::Unspecified) => None,
+                Ok(signal) => Signal::parse(signal.short_name()),
+                Err(_) => {
+                    return Err(Error::invalid(
+                        format!("signals[{i}].signal"),
+                        format!("{} is not a PaceSignal", s.signal),
+                    ));
+                }
+            };
+            let action = match proto::SignalAction::try_from(s.action) {
+                Ok(proto::SignalAction::Unspecified) => None,
+                Ok(proto::SignalAction::SlowDown) => Some(Action::SlowDown),
+                Ok(proto::SignalAction::Hold) => Some(Action::Hold),
+                Err(_) => {
+                    return Err(Error::invalid(
+                        format!("signals[{i}].action"),
+                        format!("{} is not a SignalAction", s.action),
+                    ));
+                }
+            };
+            // Listing a signal enables it unless it says disabled.
+            let setting = Setting {
+                enabled: Some(!s.disabled),
+                threshold: s.threshold,
+                action,
+                hold_ms: s.hold_ms,
+            };
+            Ok((signal, setting))
+        })
+        .collect()
+}
+
 fn mappings(mappings: &[proto::SmartCodeMapping]) -> impl Iterator<Item = (String, String)> + '_ {
     mappings
         .iter()
@@ -109,6 +150,10 @@ pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequ
             post_to_open_period,
             max_transactions_per_second: message.max_transactions_per_second,
             dry_run: message.dry_run,
+            target_batch_ms: message.target_batch_ms,
+            min_batch_size: message.min_batch_size,
+            max_batch_size: message.max_batch_size,
+            signals: signals(&message.signals)?,
         })?,
     })
 }
@@ -150,11 +195,15 @@ pub fn update(message: &proto::UpdateMigrationRequest) -> Result<Decoded<(Uuid, 
         organization_id,
         request: (
             id,
-            engine::update_request(
-                message.batch_size,
-                message.max_transactions_per_second,
-                message.batch_delay_ms,
-            )?,
+            engine::update_request(engine::UpdateFields {
+                batch_size: message.batch_size,
+                max_transactions_per_second: message.max_transactions_per_second,
+                batch_delay_ms: message.batch_delay_ms,
+                target_batch_ms: message.target_batch_ms,
+                min_batch_size: message.min_batch_size,
+                max_batch_size: message.max_batch_size,
+                signals: signals(&message.signals)?,
+            })?,
         ),
     })
 }

@@ -4,6 +4,7 @@ pub mod authn;
 pub mod convert;
 pub mod convert_incidents;
 pub mod convert_operations;
+pub mod convert_pacing;
 pub mod decode;
 pub mod grpc;
 pub mod health;

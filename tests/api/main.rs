@@ -38,6 +38,8 @@ mod rollback_sql;
 mod runs;
 mod schema;
 mod seed_demo;
+mod signals;
+mod sizing;
 mod spans;
 mod telemetry;
 mod tls;

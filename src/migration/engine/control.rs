@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{Engine, lease::Lease};
+use super::{Engine, lease::Lease, sizing};
 use crate::{
     auth::Access,
     db::scope,
@@ -12,6 +12,7 @@ use crate::{
     migration::{
         input,
         run::{Run, RunState, store},
+        signals::{self, Setting, Signal},
     },
 };
 
@@ -29,13 +30,29 @@ pub struct UpdateRequest {
     changes: Map<String, Value>,
 }
 
+/// The fields of an UpdateMigration, as the caller sent them.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateFields {
+    pub batch_size: Option<i32>,
+    pub max_transactions_per_second: Option<f64>,
+    pub batch_delay_ms: Option<u32>,
+    pub target_batch_ms: Option<u32>,
+    pub min_batch_size: Option<i32>,
+    pub max_batch_size: Option<i32>,
+    /// Signal settings to replace, one per signal.
+    pub signals: Vec<(Option<Signal>, Setting)>,
+}
+
 /// Checks an UpdateMigration's fields, naming the first bad one. A
-/// `max_transactions_per_second` of 0 lifts the limit.
-pub fn update_request(
-    batch_size: Option<i32>,
-    max_transactions_per_second: Option<f64>,
-    batch_delay_ms: Option<u32>,
-) -> Result<UpdateRequest> {
+/// `max_transactions_per_second` of 0 lifts the limit, a `target_batch_ms`
+/// of 0 goes back to a fixed batch_size.
+pub fn update_request(fields: UpdateFields) -> Result<UpdateRequest> {
+    let UpdateFields {
+        batch_size,
+        max_transactions_per_second,
+        batch_delay_ms,
+        ..
+    } = fields.clone();
     let mut changes = Map::new();
     if let Some(size) = batch_size {
         changes.insert(
@@ -57,12 +74,36 @@ pub fn update_request(
             json!(input::delay_ms("batch_delay_ms", delay)?),
         );
     }
+    let (target, min, max) = sizing::checked(
+        fields.target_batch_ms,
+        fields.min_batch_size,
+        fields.max_batch_size,
+    )?;
+    for (key, value) in [
+        // 0: no target (the run's record then holds none).
+        (
+            "target_batch_ms",
+            target.map(|ms| json!((ms > 0).then_some(ms))),
+        ),
+        ("min_batch_size", min.map(|size| json!(size))),
+        ("max_batch_size", max.map(|size| json!(size))),
+    ] {
+        if let Some(value) = value {
+            changes.insert(key.into(), value);
+        }
+    }
+    let replaced = signals::checked(fields.signals)?;
+    if !replaced.is_empty() {
+        // Merged into the run's own by hera_migration_set_parameters_v2.
+        changes.insert("signals".into(), json!(replaced));
+    }
     if changes.is_empty() {
-        // A field violation names a field of the request: the first of the
-        // three, as the one a caller most often means to set.
+        // A field violation names a field of the request: the first, as the
+        // one a caller most often means to set.
         return Err(Error::invalid(
             "batch_size",
-            "nothing to change: set batch_size, max_transactions_per_second or batch_delay_ms",
+            "nothing to change: set batch_size, max_transactions_per_second, batch_delay_ms, \
+             target_batch_ms, min_batch_size, max_batch_size or signals",
         ));
     }
     Ok(UpdateRequest { changes })

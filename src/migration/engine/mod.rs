@@ -13,9 +13,11 @@ mod control;
 mod events;
 mod executor;
 mod lease;
+mod listening;
 mod pacing;
 mod report;
 mod rollback;
+pub mod sizing;
 mod start;
 
 use std::{
@@ -30,7 +32,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 pub use aliasing::{AliasCount, AliasRequest, Applied, alias_request};
-pub use control::{Control, UpdateRequest, update_request};
+pub use control::{Control, UpdateFields, UpdateRequest, update_request};
 pub use events::Events;
 pub use rollback::{RollbackFields, RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};

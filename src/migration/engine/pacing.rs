@@ -2,9 +2,11 @@
 //! batches), and backing off when batches wait on the business's row locks.
 use std::time::Duration;
 
+use super::sizing::Bounds;
 use crate::migration::{
-    progress::{PacingState, ThrottleReason},
+    progress::{BatchSizing, PacingState, ThrottleReason},
     run::Parameters,
+    signals::{self, Effective},
 };
 
 /// The smallest batch a run backs off to.
@@ -20,7 +22,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Pacing {
     pub max_transactions_per_second: Option<f64>,
     pub batch_delay: Duration,
-    pub batch_size: i32,
+    /// What sizes the batches: the run's batch_size, or its target.
+    pub sizing: Bounds,
+    /// The database signals it listens to, as set.
+    pub signals: [Effective; 4],
 }
 
 impl Pacing {
@@ -30,7 +35,8 @@ impl Pacing {
                 .max_transactions_per_second
                 .filter(|rate| rate.is_finite() && *rate > 0.0),
             batch_delay: Duration::from_millis(u64::from(parameters.batch_delay_ms)),
-            batch_size: parameters.batch_size.max(1),
+            sizing: Bounds::of(parameters),
+            signals: signals::effective(&parameters.signals),
         }
     }
 
@@ -51,8 +57,9 @@ impl Pacing {
 
     /// What holds the run back after a batch, given whether its rate limit
     /// made it wait (`rate_binding`) and the time held back so far: the
-    /// operator's own limits, never a warning.
-    pub fn state(&self, rate_binding: bool, throttled_ms: i64) -> PacingState {
+    /// operator's own limits, never a warning; `sizing` is how the next
+    /// batch is sized.
+    pub fn state(&self, rate_binding: bool, throttled_ms: i64, sizing: BatchSizing) -> PacingState {
         let (reason, detail) = match self.max_transactions_per_second {
             Some(rate) if rate_binding => (
                 ThrottleReason::OperatorRateLimit,
@@ -78,19 +85,23 @@ impl Pacing {
             operator_chosen: throttled,
             detail,
             throttled_ms,
+            sizing,
+            ..PacingState::default()
         }
     }
 }
 
 /// A run backing off from the business's row locks: not the operator's
 /// choice, and a person may need to look.
-pub fn backing_off(detail: String, throttled_ms: i64) -> PacingState {
+pub fn backing_off(detail: String, throttled_ms: i64, sizing: BatchSizing) -> PacingState {
     PacingState {
         throttled: true,
         reason: ThrottleReason::LockBackoff,
         operator_chosen: false,
         detail,
         throttled_ms,
+        sizing,
+        ..PacingState::default()
     }
 }
 
@@ -139,7 +150,8 @@ mod tests {
         Pacing {
             max_transactions_per_second: rate,
             batch_delay: Duration::from_millis(delay_ms),
-            batch_size: crate::migration::input::DEFAULT_BATCH,
+            sizing: Bounds::of(&Parameters::default()),
+            signals: signals::effective(&Default::default()),
         }
     }
 

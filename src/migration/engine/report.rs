@@ -39,6 +39,11 @@ pub struct BatchResult {
     pub refused: Vec<SetAside>,
     #[serde(default = "balanced")]
     pub balanced: bool,
+    /// Of duration_ms, the time spent taking the run's lock and its
+    /// candidates' row locks: where a batch waits on other transactions
+    /// (work sizing leaves it out).
+    #[serde(default)]
+    pub locking_ms: f64,
     /// Set when the run was no longer RUNNING: nothing was done.
     #[serde(default)]
     pub halted: Option<String>,

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::Engine;
+use super::{Engine, sizing};
 use crate::{
     auth::Access,
     db::scope,
@@ -13,6 +13,7 @@ use crate::{
         preview::Preview,
         progress::EventKind,
         run::{ClosedPeriodPolicy, Parameters, store},
+        signals::{self, Setting, Signal},
     },
 };
 
@@ -41,6 +42,11 @@ pub struct StartFields<'a> {
     pub post_to_open_period: bool,
     pub max_transactions_per_second: Option<f64>,
     pub dry_run: bool,
+    pub target_batch_ms: Option<u32>,
+    pub min_batch_size: Option<i32>,
+    pub max_batch_size: Option<i32>,
+    /// The database signals to listen to otherwise than by default.
+    pub signals: Vec<(Option<Signal>, Setting)>,
 }
 
 /// Checks the fields of a start request, naming the first bad one.
@@ -49,11 +55,21 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
     if let Some(rate) = fields.max_transactions_per_second {
         input::rate("max_transactions_per_second", rate)?;
     }
+    let (target_batch_ms, min_batch_size, max_batch_size) = sizing::checked(
+        fields.target_batch_ms,
+        fields.min_batch_size,
+        fields.max_batch_size,
+    )?;
+    let adaptive = target_batch_ms.is_some_and(|ms| ms > 0);
     Ok(StartRequest {
         parameters: Parameters {
             from_date,
             to_date,
-            batch_size: input::batch("batch_size", fields.batch_size)?,
+            // With a target, batch_size is where sizing starts.
+            batch_size: match fields.batch_size {
+                0 if adaptive => sizing::DEFAULT_START,
+                size => input::batch("batch_size", size)?,
+            },
             smart_code_mappings: input::mappings(fields.mappings)?,
             candidate_statuses: input::candidate_statuses(fields.candidate_statuses)?,
             closed_period_policy: if fields.post_to_open_period {
@@ -64,6 +80,10 @@ pub fn start_request(fields: StartFields<'_>) -> Result<StartRequest> {
             dry_run: fields.dry_run,
             max_transactions_per_second: fields.max_transactions_per_second,
             batch_delay_ms: 0,
+            target_batch_ms: target_batch_ms.filter(|ms| *ms > 0),
+            min_batch_size,
+            max_batch_size,
+            signals: signals::checked(fields.signals)?,
             plan_fingerprint: String::new(),
         },
         request_id: input::request_id(fields.request_id)?,

@@ -8,7 +8,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::input::{self, Mapping};
+use std::collections::BTreeMap;
+
+use super::{
+    input::{self, Mapping},
+    signals,
+};
 
 pub use store::PageToken;
 
@@ -138,6 +143,18 @@ pub struct Parameters {
     /// None: no limit.
     pub max_transactions_per_second: Option<f64>,
     pub batch_delay_ms: u32,
+    /// Size batches to this work time (see `engine::sizing`); None or 0: every
+    /// batch is `batch_size`, which is then where sizing starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_batch_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_batch_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<i32>,
+    /// The operator's settings of the database signals its pace listens to
+    /// (see `migration::signals`); unlisted signals keep their defaults.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub signals: signals::Settings,
     /// The plan the run was started on (empty in what a request asked for).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub plan_fingerprint: String,
@@ -155,6 +172,10 @@ impl Default for Parameters {
             dry_run: false,
             max_transactions_per_second: None,
             batch_delay_ms: 0,
+            target_batch_ms: None,
+            min_batch_size: None,
+            max_batch_size: None,
+            signals: signals::Settings::new(),
             plan_fingerprint: String::new(),
         }
     }

@@ -13,8 +13,9 @@ use crate::{
         engine::{
             pacing::Pacing,
             report::{self, BatchResult},
+            sizing::Bounds,
         },
-        progress::{EventKind, PacingState, ThrottleReason},
+        progress::{BatchSizing, EventKind, PacingState, SizingReason, ThrottleReason},
         run::{Phase, store},
     },
 };
@@ -143,6 +144,25 @@ impl Executor {
         })
     }
 
+    /// How the next batch is sized: by the run's sizing, or smaller while
+    /// backing off from lock waits (growing back 2x a committed batch).
+    pub(super) fn sizing(&self, bounds: &Bounds) -> BatchSizing {
+        let sized = self.sizer.state(bounds);
+        match self.backoff.batch_size() {
+            Some(size) => BatchSizing {
+                batch_size: size,
+                reason: SizingReason::LockBackoff,
+                detail: format!(
+                    "batch {size}: smaller after waiting on row locks, doubling each committed \
+                     batch back to {}",
+                    sized.batch_size
+                ),
+                ..sized
+            },
+            None => sized,
+        }
+    }
+
     /// The batch's event (none for an empty last batch: the end follows),
     /// then a throttle event when what holds the run back changed.
     fn batch_events(
@@ -151,7 +171,17 @@ impl Executor {
         pacing: &Pacing,
         took: Duration,
     ) -> Vec<Value> {
-        let (wait, rate_binding) = pacing.wait_after(result.transactions, took);
+        let (mut wait, rate_binding) = pacing.wait_after(result.transactions, took);
+        wait += self.slow_down(took);
+        // The batch's work: its time less its waits on others' locks.
+        let locking = Duration::from_secs_f64(result.locking_ms.max(0.0) / 1000.0);
+        self.sizer.observe(
+            &pacing.sizing,
+            result.transactions,
+            took.saturating_sub(locking),
+        );
+        let configured = self.sizer.next(&pacing.sizing);
+        self.backoff.committed(configured);
         let waits = !result.done && !wait.is_zero();
         if waits {
             self.throttled_ms += i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
@@ -167,7 +197,11 @@ impl Executor {
                 ..PacingState::default()
             }
         } else {
-            pacing.state(rate_binding, self.throttled_ms)
+            self.with_signals(pacing.state(
+                rate_binding,
+                self.throttled_ms,
+                self.sizing(&pacing.sizing),
+            ))
         };
         let mut events = Vec::new();
         if !result.is_empty_end() {

@@ -14,22 +14,27 @@ use uuid::Uuid;
 
 mod batch;
 mod end;
+mod listen;
 mod outage;
 mod prepare;
+mod waits;
 
 use self::batch::{Committed, is_lock_wait, lock_wait_cause};
 use super::{
     Inner,
     lease::Lease,
-    pacing::{self, Backoff, Pacing},
+    listening::Listener,
+    pacing::{Backoff, Pacing},
     report,
+    sizing::Sizer,
 };
 use crate::{
     error::{Error, Result},
     metrics::RunMeter,
     migration::{
-        progress::{EventKind, Health, ThrottleReason, Throughput},
+        progress::{EventKind, ThrottleReason, Throughput},
         run::{Parameters, Phase, Run, RunState, store},
+        signals::{Reading, Signal},
     },
 };
 
@@ -44,6 +49,14 @@ pub struct Executor {
     dry_run: bool,
     /// The run's pace when it was launched; each batch reads it anew.
     pacing: Pacing,
+    /// The size of its batches, and the smaller ones of a lock backoff.
+    sizer: Sizer,
+    backoff: Backoff,
+    /// The database signals it listens to; the one slowing it down now,
+    /// and the one holding it (recorded once per hold).
+    listener: Listener,
+    slowed: Option<Reading>,
+    held_by: Option<Signal>,
     lease: Lease,
     /// This executor's lease generation, once it took the run (see
     /// hera_migration_take_lease_v2); 0 before.
@@ -68,6 +81,12 @@ impl Executor {
         let meter = inner
             .metrics
             .run(run.organization_id, phase.as_str(), dry_run);
+        let listener = Listener::new(
+            (inner.pool.clone(), inner.admin.clone()),
+            run.organization_id,
+            inner.settings.business_probe_sql.clone(),
+            &run.latest.pacing.signals,
+        );
         Self {
             inner,
             id: run.id,
@@ -75,6 +94,14 @@ impl Executor {
             phase,
             dry_run,
             pacing: Pacing::of(&run.record.parameters),
+            sizer: Sizer::new(
+                &Pacing::of(&run.record.parameters).sizing,
+                Some(run.latest.pacing.sizing.batch_size),
+            ),
+            backoff: Backoff::default(),
+            listener,
+            slowed: None,
+            held_by: None,
             lease,
             generation: 0,
             wake,
@@ -122,7 +149,6 @@ impl Executor {
             self.lease.release().await;
             return;
         }
-        let mut backoff = Backoff::default();
         loop {
             if self.inner.shutdown.is_cancelled() {
                 self.interrupted().await;
@@ -135,10 +161,17 @@ impl Executor {
                 }
                 continue;
             }
+            if !self.listen().await {
+                self.interrupted().await;
+                break;
+            }
             let started = Instant::now();
-            // The size is always explicit: the run's own, or smaller while
-            // backing off from lock waits.
-            let size = backoff.batch_size().unwrap_or(self.pacing.batch_size);
+            // The size is always explicit: the run's own or its sizing's, or
+            // smaller while backing off from lock waits.
+            let size = match self.backoff.batch_size() {
+                Some(size) => size,
+                None => self.sizer.next(&self.pacing.sizing),
+            };
             match self.batch(size, started).await {
                 Ok(Committed {
                     result:
@@ -154,7 +187,6 @@ impl Executor {
                 }
                 Ok(committed) => {
                     self.meter.state(RunState::Running.as_str());
-                    backoff.committed(committed.pacing.batch_size);
                     self.pacing = committed.pacing;
                     if !self.committed(&committed).await {
                         break;
@@ -167,7 +199,7 @@ impl Executor {
                 Err(error) if is_lock_wait(&error) => {
                     self.meter
                         .lock_wait(started.elapsed(), lock_wait_cause(&error));
-                    if !self.back_off(&error, &mut backoff).await {
+                    if !self.back_off(&error).await {
                         break;
                     }
                 }
@@ -250,90 +282,6 @@ impl Executor {
             return false;
         }
         self.pace(batch).await
-    }
-
-    /// Waits between batches as the run's pace asks, re-reading it when woken
-    /// (UpdateMigration) and cutting the wait short on a pause or cancel.
-    /// False when the server is stopping.
-    async fn pace(&mut self, batch: &Committed) -> bool {
-        let batch_end = Instant::now();
-        let (transactions, took) = (batch.result.transactions, batch.took);
-        let mut pacing = batch.pacing;
-        let mut wait = pacing.wait_after(transactions, took);
-        let planned = wait.0;
-        let going_on = loop {
-            let until = batch_end + wait.0;
-            if Instant::now() >= until {
-                break true;
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(until.into()) => break true,
-                () = self.inner.shutdown.cancelled() => break false,
-                () = self.wake.notified() => match self.read_pace().await {
-                    Ok((RunState::Running, latest)) => {
-                        pacing = latest;
-                        wait = pacing.wait_after(transactions, took);
-                    }
-                    _ => break true, // paused or ended: the next batch says so
-                },
-            }
-        };
-        let waited = batch_end.elapsed().min(wait.0);
-        self.held_back(planned, waited, pacing.state(wait.1, 0).reason.as_str());
-        going_on
-    }
-
-    /// The batch's event counted the wait it planned as time held back; what
-    /// counts is the wait that happened (an update, a pause or a stop cuts it
-    /// short or makes it longer), so the next event corrects the total.
-    fn held_back(&mut self, planned: Duration, waited: Duration, reason: &'static str) {
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.throttled_ms = (self.throttled_ms + ms(waited) - ms(planned)).max(0);
-        if !waited.is_zero() {
-            self.meter.throttled(reason, waited);
-        }
-    }
-
-    /// A batch waited too long on locks: retry smaller after a wait, as a
-    /// WARNING; past the retry budget the run fails. False when it stops.
-    async fn back_off(&mut self, error: &Error, backoff: &mut Backoff) -> bool {
-        let configured = match self.read_pace().await {
-            Ok((_, pacing)) => pacing.batch_size,
-            Err(_) => self.pacing.batch_size,
-        };
-        if backoff.retries() >= self.inner.settings.batch_lock_retries {
-            let message = format!(
-                "batches kept waiting on row locks ({} retries): {error}",
-                backoff.retries()
-            );
-            self.finish(RunState::Failed, &message).await;
-            return false;
-        }
-        let wait = backoff.retry(configured);
-        let message = format!(
-            "batch waited more than {} ms on row locks held by other transactions; \
-             retrying with {} transactions in {} ms (retry {} of {})",
-            self.inner.settings.batch_lock_timeout_ms,
-            backoff.batch_size().unwrap_or(configured),
-            wait.as_millis(),
-            backoff.retries(),
-            self.inner.settings.batch_lock_retries
-        );
-        self.throttled_ms += i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-        self.throttle = ThrottleReason::LockBackoff;
-        self.meter
-            .throttled(ThrottleReason::LockBackoff.as_str(), wait);
-        let event = json!({
-            "kind": EventKind::LockBackoff,
-            "health": Health::Warning,
-            "message": message,
-            "pacing": pacing::backing_off(message.clone(), self.throttled_ms),
-        });
-        self.record(&event).await;
-        tokio::select! {
-            () = tokio::time::sleep(wait) => true,
-            () = self.inner.shutdown.cancelled() => false,
-        }
     }
 
     /// The server is stopping: the run stays RUNNING for the next server.
