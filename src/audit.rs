@@ -41,3 +41,59 @@ pub async fn record_security_validation(
         .await?;
     Ok(id)
 }
+
+/// A point of an organization's audit chain (sql/functions/audit_chain.sql):
+/// its latest entry's place and hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The earliest entry of a chain that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct BrokenLink {
+    pub seq: i64,
+    pub kind: String,
+    pub entry_id: Uuid,
+    #[serde(default)]
+    pub transaction_type: Option<String>,
+    pub reason: String,
+}
+
+/// What recomputing an organization's chain found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ChainVerdict {
+    pub verified: bool,
+    pub entries: i64,
+    pub checked: i64,
+    pub head: Anchor,
+    pub first_broken: Option<BrokenLink>,
+}
+
+const VERIFY: &str = "SELECT hera_migration_verify_audit_chain_v2($1)";
+const ANCHOR: &str = "SELECT hera_migration_audit_anchor_v2($1)";
+
+/// Recomputes `organization_id`'s audit chain, in a read-only transaction
+/// of its scope (nothing is written, not even an audit row).
+pub async fn verify_chain(
+    pool: &sqlx::PgPool,
+    organization_id: Uuid,
+) -> crate::error::Result<ChainVerdict> {
+    let mut tx = crate::db::scope::begin_read_only(pool, organization_id).await?;
+    let sqlx::types::Json(verdict): sqlx::types::Json<ChainVerdict> = sqlx::query_scalar(VERIFY)
+        .bind(organization_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok(verdict)
+}
+
+/// The chain's head now, on `conn` (in the caller's transaction).
+pub async fn anchor(conn: &mut PgConnection, organization_id: Uuid) -> Result<Anchor, sqlx::Error> {
+    let sqlx::types::Json(anchor): sqlx::types::Json<Anchor> = sqlx::query_scalar(ANCHOR)
+        .bind(organization_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(anchor)
+}

@@ -5,6 +5,7 @@
 use uuid::Uuid;
 
 use crate::{
+    audit::ChainVerdict,
     auth::{Access, Caller, Guard, Operation},
     error::Result,
     incidents::{self, Assessment, Incident, IncidentRequest, LockSettings},
@@ -160,6 +161,13 @@ impl MigrationService {
         let access = self.admit(caller, org, operation).await?;
         let outcome = validation::validate(&self.pool, &access, id, allow_partial).await;
         self.found(&access, operation, id, outcome).await
+    }
+
+    /// Recomputes the organization's audit chain; read-only, and writes no
+    /// audit row of its own (verifying must not move what it verifies).
+    pub async fn verify_audit_chain(&self, caller: Caller, org: Uuid) -> Result<ChainVerdict> {
+        self.admit(caller, org, Operation::VerifyAuditChain).await?;
+        crate::audit::verify_chain(&self.pool, org).await
     }
 
     /// What a rollback of run `id` would do, read-only.

@@ -8,6 +8,8 @@
 --   half_written         copies whose line count differs from their original's
 --   unbalanced           business transactions whose GL lines do not balance
 --   aliased              headers carrying a reporting alias
+--   audit_chain_broken   entries of the organization's audit chain that do
+--                        not verify (0 or 1: the first one is named)
 WITH business AS (
     SELECT t.*
       FROM universal_transactions t
@@ -42,4 +44,6 @@ SELECT (SELECT count(*) FROM business WHERE transaction_status = 'reversed') AS 
           LEFT JOIN line_counts theirs ON theirs.transaction_id::text = c.original
          WHERE coalesce(mine.n, 0) <> coalesce(theirs.n, 0)) AS half_written,
        (SELECT count(*) FROM gl WHERE abs(dr - cr) >= 0.0001) AS unbalanced,
-       (SELECT count(*) FROM business WHERE metadata ? 'alias_batch_id') AS aliased
+       (SELECT count(*) FROM business WHERE metadata ? 'alias_batch_id') AS aliased,
+       (SELECT CASE WHEN (hera_migration_verify_audit_chain_v2($1) ->> 'verified')::boolean
+                    THEN 0 ELSE 1 END)::bigint AS audit_chain_broken

@@ -160,6 +160,8 @@ DECLARE
     v_actor uuid;
     v_last  record;
     v_event jsonb;
+    v_line  uuid := gen_random_uuid();
+    v_seq   integer;
 BEGIN
     v_run := hera_migration_lock_run_v2(p_run_id);
     v_actor := coalesce(p_actor, (v_run.metadata ->> 'started_by')::uuid);
@@ -168,15 +170,22 @@ BEGIN
      WHERE l.transaction_id = p_run_id AND l.organization_id = v_run.organization_id
      ORDER BY l.line_number DESC
      LIMIT 1;
+    v_seq := coalesce(v_last.line_number, 0) + 1;
     v_event := hera_migration_event_v2(p_run_id, v_run.organization_id, v_run.metadata,
                                        v_last.line_data, p_event, clock_timestamp())
-               || jsonb_build_object('sequence', coalesce(v_last.line_number, 0) + 1,
+               || jsonb_build_object('sequence', v_seq,
                                      'executor', v_run.metadata -> 'lease',
                                      'transaction_began_at', now());
+    -- An entry of the organization's audit chain (audit_chain.sql).
+    v_event := v_event || jsonb_build_object('audit_chain', hera_migration_audit_link_v2(
+        v_run.organization_id, 'event', v_line,
+        hera_migration_audit_event_content_v2(p_run_id, v_seq, 'MIGRATION_EVENT',
+                                              'HERA.ACCOUNTING.MIGRATION.RUN.EVENT.v2', v_actor, v_event),
+        v_actor));
     INSERT INTO universal_transaction_lines (
-        organization_id, transaction_id, line_number, line_type, description,
+        id, organization_id, transaction_id, line_number, line_type, description,
         quantity, unit_amount, line_amount, smart_code, line_data, created_by, updated_by)
-    VALUES (v_run.organization_id, p_run_id, coalesce(v_last.line_number, 0) + 1, 'MIGRATION_EVENT',
+    VALUES (v_line, v_run.organization_id, p_run_id, v_seq, 'MIGRATION_EVENT',
             left(v_event ->> 'kind' || ': ' || (v_event ->> 'message'), 500),
             0, 0, 0, 'HERA.ACCOUNTING.MIGRATION.RUN.EVENT.v2', v_event, v_actor, v_actor);
     RETURN v_event;

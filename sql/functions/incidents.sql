@@ -46,13 +46,14 @@ BEGIN
         'migration_id', p_migration_id,
         'request_id', p_request_id,
         'recorded_by', p_actor,
-        'operation_type', 'INCIDENT');
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (p_id, p_organization_id, 'MIGRATION_INCIDENT', 'MIGINC-' || p_id, now(), 0,
-            'recorded', 'HERA.ACCOUNTING.MIGRATION.INCIDENT.REPORT.v2', v_meta, p_actor, p_actor)
-    RETURNING created_at INTO v_at;
+        'operation_type', 'INCIDENT',
+        -- The audit chain as it stood before this incident: what an auditor
+        -- keeps, outside the database, to check the chain against later.
+        'audit_anchor', hera_migration_audit_anchor_v2(p_organization_id));
+    PERFORM hera_migration_write_audit_row_v2(
+        p_id, p_organization_id, 'MIGRATION_INCIDENT', 'MIGINC-' || p_id, 'recorded',
+        'HERA.ACCOUNTING.MIGRATION.INCIDENT.REPORT.v2', v_meta, p_actor);
+    SELECT created_at INTO v_at FROM universal_transactions WHERE id = p_id;
     RETURN jsonb_build_object('incident_id', p_id, 'recorded_at', v_at,
                               'already_recorded', false, 'incident', v_meta);
 END;

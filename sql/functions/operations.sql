@@ -137,11 +137,9 @@ BEGIN
         RAISE EXCEPTION 'kind: % is not BASELINE or TEST', coalesce(p_kind, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (p_id, p_organization_id, 'MIGRATION_PERFORMANCE_' || p_kind, 'MIGPERF-' || p_id, now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.PERF.' || p_kind || '.v2',
-            coalesce(p_metadata, '{}'::jsonb) || jsonb_build_object('kind', p_kind), p_actor, p_actor);
+    PERFORM hera_migration_write_audit_row_v2(
+        p_id, p_organization_id, 'MIGRATION_PERFORMANCE_' || p_kind, 'MIGPERF-' || p_id, 'completed',
+        'HERA.ACCOUNTING.MIGRATION.PERF.' || p_kind || '.v2',
+        coalesce(p_metadata, '{}'::jsonb) || jsonb_build_object('kind', p_kind), p_actor);
 END;
 $fn$;

@@ -180,11 +180,9 @@ CREATE OR REPLACE FUNCTION hera_migration_record_operation_v2(
 RETURNS void
 LANGUAGE sql
 AS $$
-    INSERT INTO universal_transactions (
-        id, organization_id, transaction_type, transaction_code, transaction_date, total_amount,
-        transaction_status, smart_code, metadata, created_by, updated_by)
-    VALUES (p_id, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || p_id, now(), 0,
-            'completed', 'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2', p_metadata, p_actor, p_actor)
+    SELECT hera_migration_write_audit_row_v2(
+        p_id, p_organization_id, 'MIGRATION_OPERATION', 'MIGOP-' || p_id, 'completed',
+        'HERA.ACCOUNTING.MIGRATION.AUDIT.TRAIL.v2', p_metadata, p_actor)
 $$;
 
 -- The catalog half of a run's snapshot: {tables_taken_at, tables:

@@ -30,10 +30,11 @@ pub enum Operation {
     AssessFailure,
     DocumentIncident,
     PreviewRollback,
+    VerifyAuditChain,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 19] = [
         Self::PreviewCandidates,
         Self::StartMigration,
         Self::WatchMigration,
@@ -52,6 +53,7 @@ impl Operation {
         Self::AssessFailure,
         Self::DocumentIncident,
         Self::PreviewRollback,
+        Self::VerifyAuditChain,
     ];
 
     pub fn right(self) -> Right {
@@ -73,7 +75,8 @@ impl Operation {
             | Self::CheckSecurity
             | Self::CheckEnvironment
             | Self::MeasurePerformance
-            | Self::PreviewRollback => Right::Read,
+            | Self::PreviewRollback
+            | Self::VerifyAuditChain => Right::Read,
         }
     }
 
@@ -98,6 +101,7 @@ impl Operation {
             Self::AssessFailure => "AssessFailure",
             Self::DocumentIncident => "DocumentIncident",
             Self::PreviewRollback => "PreviewRollback",
+            Self::VerifyAuditChain => "VerifyAuditChain",
         }
     }
 

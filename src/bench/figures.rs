@@ -1,8 +1,8 @@
-//! Figures a to l from what was measured: each its value as the table prints
+//! Figures a to n from what was measured: each its value as the table prints
 //! it, its target, whether it holds, and the numbers behind it.
 use serde_json::{Value, json};
 
-use super::{Measurements, targets, targets::Target};
+use super::{Measurements, figures_pace, targets, targets::Target};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Figure {
@@ -18,9 +18,9 @@ pub struct Figure {
     pub detail: Value,
 }
 
-type Built = Option<(String, Option<f64>, Value)>;
+pub(super) type Built = Option<(String, Option<f64>, Value)>;
 
-/// Every figure, a to l.
+/// Every figure, a to n.
 pub fn all(m: &Measurements) -> Vec<Figure> {
     type Row = (
         char,
@@ -29,7 +29,7 @@ pub fn all(m: &Measurements) -> Vec<Figure> {
         &'static str,
         fn(&Measurements) -> Built,
     );
-    let rows: [Row; 11] = [
+    let rows: [Row; 13] = [
         (
             'a',
             "floor: one batch by plain INSERT/UPDATE",
@@ -101,6 +101,20 @@ pub fn all(m: &Measurements) -> Vec<Figure> {
             "ratio",
             traffic,
         ),
+        (
+            'm',
+            "a run sized to 500 ms a batch",
+            targets::SIZED_WITHIN_30_PERCENT,
+            "share",
+            figures_pace::sized,
+        ),
+        (
+            'n',
+            "business p99 under it, listening to a probe",
+            targets::TRAFFIC_P99_RATIO,
+            "ratio",
+            figures_pace::listening_traffic,
+        ),
     ];
     let mut figures: Vec<Figure> = rows
         .into_iter()
@@ -118,6 +132,7 @@ pub fn all(m: &Measurements) -> Vec<Figure> {
         })
         .collect();
     figures.push(first_event(m));
+    figures.sort_by_key(|figure| figure.letter);
     figures
 }
 

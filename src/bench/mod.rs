@@ -1,5 +1,5 @@
 //! `hera-migrate bench`: one command that measures the engine against its
-//! yardsticks (figures a to l, BENCHMARKS.md) on databases of its own, through
+//! yardsticks (figures a to n, BENCHMARKS.md) on databases of its own, through
 //! the real server spawned as a child process and its gRPC API, and reports a
 //! table on stdout, `bench.json` and `bench.svg`. Progress goes to stderr.
 //!
@@ -8,8 +8,10 @@
 //! its memory), `client` (gRPC as an organization's owner), `runs` and
 //! `timeline` (runs as the client sees them); one file per measurement:
 //! `floor` (a), `engine` (b, d, j, l), `guide` (c), `preview` (e), `aliases`
-//! (f), `rollback` (g), `fleet` (h), `watchers` (i), `traffic` (k); then
-//! `targets`, `figures`, `report` (table, JSON), `chart` (SVG), `machine`.
+//! (f), `rollback` (g), `fleet` (h), `watchers` (i), `traffic` (k, and the
+//! sized run of m and n); then
+//! `targets`, `figures` (`figures_pace`: m, n), `report` (table, JSON), `chart`
+//! (SVG), `machine`.
 //! The bench is an edge: its errors are `anyhow`.
 use std::process::ExitCode;
 
@@ -21,6 +23,7 @@ pub(crate) mod client;
 mod databases;
 mod engine;
 mod figures;
+mod figures_pace;
 mod fleet;
 mod floor;
 mod guide;
@@ -57,6 +60,9 @@ pub struct Measurements {
     rollback: Option<engine::RunSummary>,
     aliases: Option<aliases::Aliases>,
     traffic: Option<traffic::Traffic>,
+    /// Business traffic during a run sized to a target that listens to the
+    /// business probe (figures m and n).
+    adaptive: Option<traffic::Traffic>,
     fleet: Option<fleet::Fleet>,
     watchers: Option<watchers::Watchers>,
     preview: Option<preview::Preview>,

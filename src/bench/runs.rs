@@ -9,8 +9,8 @@ use super::{
     timeline::Timeline,
 };
 use crate::proto::{
-    ClosedPeriodPolicy, MigrationEventKind, MigrationProgress, RollbackMigrationRequest,
-    StartMigrationRequest,
+    ClosedPeriodPolicy, MigrationEventKind, MigrationProgress, PaceSignal,
+    RollbackMigrationRequest, SignalSetting, StartMigrationRequest,
 };
 
 /// How often a long run reports on stderr.
@@ -35,13 +35,37 @@ pub async fn migrate(
     batch_size: u32,
     label: &str,
 ) -> anyhow::Result<Timeline> {
+    migrate_with(client, owner, start_request(owner, batch_size), label).await
+}
+
+/// Starts `request` and follows the run to its end.
+pub async fn migrate_with(
+    client: &Client,
+    owner: &Owner,
+    request: StartMigrationRequest,
+    label: &str,
+) -> anyhow::Result<Timeline> {
     let mut client = client.clone();
     let called_at = Instant::now();
     let stream = client
-        .start_migration(owner.request(start_request(owner, batch_size)))
+        .start_migration(owner.request(request))
         .await?
         .into_inner();
     Timeline::follow(called_at, stream, reporter(label)).await
+}
+
+/// A run sized to `target_ms` a batch (from 100, no batch_size) that slows
+/// down while the business probe runs over 3x its idle latency: figures m
+/// and n.
+pub fn adaptive_request(owner: &Owner, target_ms: u32) -> StartMigrationRequest {
+    StartMigrationRequest {
+        target_batch_ms: Some(target_ms),
+        signals: vec![SignalSetting {
+            signal: PaceSignal::BusinessProbe.into(),
+            ..Default::default()
+        }],
+        ..start_request(owner, 0)
+    }
 }
 
 /// Rolls back run `migration_id` and follows it to ROLLED_BACK.

@@ -25,6 +25,9 @@ use super::{
     watchers,
 };
 
+/// Figure m's target batch time: Spirit's and GitLab's order of size.
+const ADAPTIVE_TARGET_MS: u32 = 500;
+
 pub struct Bench<'a> {
     cluster: &'a Cluster,
     sizes: Sizes,
@@ -51,7 +54,7 @@ impl<'a> Bench<'a> {
     /// Every scene in turn; a scene that fails leaves its figures unmeasured.
     pub async fn play_all(&mut self, m: &mut Measurements) {
         let engine = self.engine(m).await;
-        m.record_scene("abcdfgk", engine);
+        m.record_scene("abcdfgkmn", engine);
         let fleet = self.fleet(m).await;
         m.record_scene("hi", fleet);
         let big = self.big(m).await;
@@ -92,8 +95,13 @@ impl<'a> Bench<'a> {
 
     async fn engine(&mut self, m: &mut Measurements) -> anyhow::Result<()> {
         let database = self.database("engine").await?;
-        let two = self.seeded(&database, 2, self.sizes.base).await?;
-        let (base, busy) = (&two.organizations[0], &two.organizations[1]);
+        let three = self.seeded(&database, 3, self.sizes.base).await?;
+        let [base, busy, adaptive] = &three.organizations[..] else {
+            anyhow::bail!(
+                "seed-demo made {} organizations, not 3",
+                three.organizations.len()
+            );
+        };
         let aliased = self.seeded(&database, 1, self.sizes.aliases).await?;
         let floor = self.floor(&database, m).await;
         m.record_scene("ac", floor);
@@ -102,8 +110,10 @@ impl<'a> Bench<'a> {
             Owner::of(busy, &self.secret)?,
         );
         let alias_owner = Owner::of(&aliased.organizations[0], &self.secret)?;
-        let posting = Posting::of(busy)?;
+        let adaptive_owner = Owner::of(adaptive, &self.secret)?;
+        let (posting, adaptive_posting) = (Posting::of(busy)?, Posting::of(adaptive)?);
         let traffic_conn = database.connect().await?;
+        let adaptive_conn = database.connect().await?;
         let batch = self.sizes.batch;
         let idle_posts = self.sizes.idle_posts;
         with_server(&database, &self.secret, async |client| {
@@ -115,11 +125,21 @@ impl<'a> Bench<'a> {
             let under_traffic = traffic::measure(
                 traffic_conn,
                 posting,
-                &client,
-                &busy_owner,
-                (batch, idle_posts),
+                (&client, &busy_owner),
+                runs::start_request(&busy_owner, batch),
+                idle_posts,
+                "k. migration under traffic",
             );
             m.traffic = m.record("k", under_traffic.await);
+            let adaptive = traffic::measure(
+                adaptive_conn,
+                adaptive_posting,
+                (&client, &adaptive_owner),
+                runs::adaptive_request(&adaptive_owner, ADAPTIVE_TARGET_MS),
+                idle_posts,
+                "m, n. a run sized to 500 ms a batch, listening to the business",
+            );
+            m.adaptive = m.record("mn", adaptive.await);
             m.aliases = m.record("f", aliases::measure(&client, &alias_owner, batch).await);
             Ok(())
         })

@@ -48,6 +48,8 @@ pub const WATCHERS_RATIO: Target = Target::AtMost(1.05);
 pub const MEMORY_MB: Target = Target::AtMost(150.0);
 /// p99 during a migration over p99 idle.
 pub const TRAFFIC_P99_RATIO: Target = Target::AtMost(3.0);
+/// Of a sized run's batches, the share within ±30 % of its target.
+pub const SIZED_WITHIN_30_PERCENT: Target = Target::AtLeast(0.9);
 /// Seconds from StartMigration to the first event.
 pub const FIRST_EVENT_SECONDS: Target = Target::AtMost(1.0);
 /// The first batch over a steady one.

@@ -18,6 +18,9 @@ pub struct Received {
     pub migrated: i64,
     pub skipped: i64,
     pub quarantined: i64,
+    /// A sized run's batch: its work time as the server measured it
+    /// (`pacing.sizing.work_ms`: to its commit, less its lock waits).
+    pub work_ms: Option<f64>,
 }
 
 /// One batch: from the event before it to its own BATCH event.
@@ -29,6 +32,9 @@ pub struct BatchSample {
     pub ms: f64,
     /// What this batch moved (migrated, restored), skips and quarantines excluded.
     pub moved: i64,
+    /// Its work time, for a run sized to a target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_ms: Option<f64>,
 }
 
 impl BatchSample {
@@ -76,6 +82,12 @@ impl Timeline {
                 migrated: event.transactions_migrated,
                 skipped: event.transactions_skipped,
                 quarantined: event.transactions_quarantined,
+                work_ms: event
+                    .pacing
+                    .as_ref()
+                    .and_then(|p| p.sizing.as_ref())
+                    .filter(|s| s.target_batch_ms > 0)
+                    .map(|s| s.work_ms),
             });
         }
         let timeline = Self {
@@ -109,6 +121,7 @@ impl Timeline {
                     elapsed_s: (event.at - self.called_at).as_secs_f64(),
                     ms: (event.at - before.at).as_secs_f64() * 1000.0,
                     moved: event.migrated - before.migrated,
+                    work_ms: event.work_ms,
                 });
             }
             previous = Some(event);
@@ -208,6 +221,7 @@ mod tests {
             migrated,
             skipped: 0,
             quarantined: 0,
+            work_ms: None,
         };
         let timeline = Timeline {
             migration_id: "r".into(),

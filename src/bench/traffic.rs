@@ -18,7 +18,7 @@ use super::{
     progress, runs,
     timeline::{Timeline, percentile},
 };
-use crate::seed::SeededOrganization;
+use crate::{proto::StartMigrationRequest, seed::SeededOrganization};
 
 const HEADER_SQL: &str = include_str!("../../sql/bench/traffic_header.sql");
 const LINES_SQL: &str = include_str!("../../sql/bench/traffic_lines.sql");
@@ -49,6 +49,47 @@ pub struct Traffic {
     pub idle: Latencies,
     pub during_migration: Latencies,
     pub migration: RunSummary,
+    /// A sized run's batches: their work time against its target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<SizedBatches>,
+}
+
+/// How close a sized run's batches kept to their target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SizedBatches {
+    pub target_ms: f64,
+    /// The batches judged: all but the first [`CONVERGING`], which climb
+    /// from the first batch's size.
+    pub judged: usize,
+    pub median_work_ms: Option<f64>,
+    /// Of the judged, the share whose work was within ±30 % of the target.
+    pub within_30_percent: f64,
+}
+
+/// Batches a sized run takes to climb to its target (1.5x a batch from 100).
+pub const CONVERGING: usize = 10;
+
+impl SizedBatches {
+    fn of(run: &Timeline, target_ms: f64) -> Option<Self> {
+        let batches = run.batches();
+        // The climb excluded, and the last batch, which takes what is left;
+        // a run too short for that (a small scale) is judged whole.
+        let judged = match batches.len() {
+            n if n > CONVERGING + 1 => &batches[CONVERGING..n - 1],
+            _ => &batches[..],
+        };
+        let work: Vec<f64> = judged.iter().filter_map(|b| b.work_ms).collect();
+        (!work.is_empty()).then(|| Self {
+            target_ms,
+            judged: work.len(),
+            median_work_ms: super::timeline::median(&work),
+            within_30_percent: work
+                .iter()
+                .filter(|ms| (*ms / target_ms - 1.0).abs() <= 0.3)
+                .count() as f64
+                / work.len() as f64,
+        })
+    }
 }
 
 impl Traffic {
@@ -167,15 +208,17 @@ async fn post_steadily(
 }
 
 /// `idle_posts` postings on the idle database, then postings for as long as
-/// a migration of `owner`'s organization runs.
+/// the migration `request` of `owner`'s organization runs.
 pub async fn measure(
     conn: PgConnection,
     posting: Posting,
-    client: &Client,
-    owner: &Owner,
-    (batch, idle_posts): (u32, usize),
+    (client, owner): (&Client, &Owner),
+    request: StartMigrationRequest,
+    idle_posts: usize,
+    label: &'static str,
 ) -> anyhow::Result<Traffic> {
     let mut conn = conn;
+    let target_ms = request.target_batch_ms;
     // Not counted: a connection's first postings parse their statements and
     // fill its caches, which no posting after them pays.
     post_steadily(&mut conn, &posting, Some(WARM_UP), CancellationToken::new())
@@ -194,8 +237,7 @@ pub async fn measure(
         let stop = stop.clone();
         async move { post_steadily(&mut conn, &posting, None, stop).await }
     });
-    let run: anyhow::Result<Timeline> =
-        runs::migrate(client, owner, batch, "k. migration under traffic").await;
+    let run: anyhow::Result<Timeline> = runs::migrate_with(client, owner, request, label).await;
     stop.cancel();
     let during = poster.await?.context("posting while a migration runs")?;
     let run = run?;
@@ -204,9 +246,10 @@ pub async fn measure(
         idle: Latencies::of(&idle),
         during_migration: Latencies::of(&during),
         migration: RunSummary::of(&run),
+        sizing: target_ms.and_then(|t| SizedBatches::of(&run, f64::from(t))),
     };
     progress!(
-        "k. traffic: p99 {:.1} ms idle, {:.1} ms during the migration ({} postings)",
+        "{label}: p99 {:.1} ms idle, {:.1} ms during the migration ({} postings)",
         traffic.idle.p99_ms.unwrap_or(f64::NAN),
         traffic.during_migration.p99_ms.unwrap_or(f64::NAN),
         traffic.during_migration.samples

@@ -52,6 +52,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/trial_balance.sql"),
     include_str!("../../sql/functions/isolate.sql"),
     include_str!("../../sql/functions/writes.sql"),
+    include_str!("../../sql/functions/audit_chain.sql"),
     include_str!("../../sql/functions/events.sql"),
     include_str!("../../sql/functions/run.sql"),
     include_str!("../../sql/functions/validation.sql"),

@@ -18,6 +18,7 @@ pub struct Counts {
     pub half_written: i64,
     pub unbalanced: i64,
     pub aliased: i64,
+    pub audit_chain_broken: i64,
 }
 
 pub async fn counts(conn: &mut PgConnection, org: Uuid) -> anyhow::Result<Counts> {

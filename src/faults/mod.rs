@@ -232,6 +232,9 @@ async fn phase_report(
     expect(&mut failures, counts.unbalanced == 0, || {
         format!("{} transactions unbalanced", counts.unbalanced)
     });
+    expect(&mut failures, counts.audit_chain_broken == 0, || {
+        "the audit chain does not verify (hera-migrate verify-audit-chain names the entry)".into()
+    });
     expect(
         &mut failures,
         checks::trial_balance(&mut admin, org).await? == before,

@@ -60,6 +60,7 @@ fn assessment(state: RunState, failing: &[&str]) -> Assessment {
             checks,
             allow_partial: true,
             audit_transaction_id: Uuid::nil(),
+            audit_anchor: Default::default(),
         }),
         latest_validation: None,
         lock: LockSettings {

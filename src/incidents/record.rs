@@ -142,6 +142,9 @@ pub struct Incident {
     pub report_markdown: String,
     /// The request id had recorded it before: nothing was written now.
     pub already_recorded: bool,
+    /// The audit chain as it stood before the incident's row (None: an
+    /// incident recorded before the chain existed).
+    pub audit_anchor: Option<crate::audit::Anchor>,
 }
 
 /// What an incident row's metadata holds.
@@ -153,6 +156,7 @@ struct Recorded {
     severity: String,
     description: String,
     report_markdown: String,
+    audit_anchor: Option<crate::audit::Anchor>,
 }
 
 impl Incident {
@@ -167,6 +171,7 @@ impl Incident {
             description: recorded.description,
             report_markdown: recorded.report_markdown,
             already_recorded: true,
+            audit_anchor: recorded.audit_anchor,
         }
     }
 

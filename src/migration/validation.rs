@@ -28,6 +28,9 @@ pub struct Report {
     /// The VALIDATION audit row that records this report.
     #[serde(skip)]
     pub audit_transaction_id: Uuid,
+    /// The audit chain as it stood before that row.
+    #[serde(skip)]
+    pub audit_anchor: crate::audit::Anchor,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,11 +65,14 @@ pub async fn validate(
     })?;
     report.audit_transaction_id = Uuid::new_v4();
     let mut tx = scope::begin(pool, organization_id).await?;
+    report.audit_anchor = crate::audit::anchor(&mut tx, organization_id).await?;
+    let mut recorded = raw.clone();
+    recorded["audit_anchor"] = serde_json::json!(report.audit_anchor);
     sqlx::query(RECORD)
         .bind(report.audit_transaction_id)
         .bind(organization_id)
         .bind(&report.overall)
-        .bind(&raw)
+        .bind(&recorded)
         .bind(access.user_id)
         .execute(&mut *tx)
         .await?;

@@ -112,6 +112,8 @@ pub enum OperatorCommand {
     EmergencyRollback(Rollback),
     /// Find stuck, failed or interrupted runs and, with --resume, resume them.
     RecoverSystem(Recover),
+    /// Recompute the organization's audit chain; name the first entry that no longer verifies.
+    VerifyAuditChain(Checked),
     /// Write an incident report for a run (Markdown), recorded as an audit row.
     DocumentIncident(Incident),
 }

@@ -76,6 +76,7 @@ pub async fn run(command: OperatorCommand) -> ExitCode {
         OperatorCommand::PreviewRollback(a) => runs::preview_rollback(a).await,
         OperatorCommand::EmergencyRollback(a) => runs::emergency_rollback(a).await,
         OperatorCommand::RecoverSystem(a) => oversight::recover(a).await,
+        OperatorCommand::VerifyAuditChain(a) => oversight::verify_audit_chain(a).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -114,3 +114,51 @@ pub async fn recover(a: args::Recover) -> Outcome {
     }
     Ok(())
 }
+
+/// Recomputes the organization's audit chain (`verify-audit-chain`): the
+/// head to keep as an anchor, or the first entry that no longer verifies
+/// (exit 1).
+pub async fn verify_audit_chain(a: args::Checked) -> Outcome {
+    let mut client = client::connect(&a.connection).await?;
+    let request = VerifyAuditChainRequest {
+        organization_id: a.org.organization_id,
+    };
+    let verdict = client.verify_audit_chain(request).await?.into_inner();
+    output::result(
+        a.connection.output,
+        &verdict,
+        "hera.migration.v2.VerifyAuditChainResponse",
+        chain_text,
+    );
+    match &verdict.first_broken {
+        Some(broken) => Err(super::Failure::failed(format!(
+            "the audit chain is broken at entry {}: {}",
+            broken.seq, broken.reason
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn chain_text(verdict: &VerifyAuditChainResponse) -> String {
+    let head = verdict.head.clone().unwrap_or_default();
+    match &verdict.first_broken {
+        None => format!(
+            "verified: {} entries, each linked to the one before it\nhead (keep as an anchor): seq {} hash {}",
+            verdict.entries, head.seq, head.hash
+        ),
+        Some(b) => format!(
+            "BROKEN at entry {} of {}: {} {} {}\n  {}\n({} entries recomputed)",
+            b.seq,
+            verdict.entries,
+            b.kind,
+            if b.transaction_type.is_empty() {
+                "?"
+            } else {
+                &b.transaction_type
+            },
+            b.entry_id,
+            b.reason,
+            verdict.checked
+        ),
+    }
+}

@@ -249,6 +249,30 @@ pub fn progress(p: &crate::migration::progress::Progress) -> proto::MigrationPro
     }
 }
 
+pub fn anchor(a: crate::audit::Anchor) -> proto::AuditAnchor {
+    proto::AuditAnchor {
+        seq: a.seq,
+        hash: a.hash,
+    }
+}
+
+/// What VerifyAuditChain found.
+pub fn audit_chain(v: crate::audit::ChainVerdict) -> proto::VerifyAuditChainResponse {
+    proto::VerifyAuditChainResponse {
+        verified: v.verified,
+        entries: v.entries,
+        checked: v.checked,
+        head: Some(anchor(v.head)),
+        first_broken: v.first_broken.map(|b| proto::BrokenLink {
+            seq: b.seq,
+            entry_id: b.entry_id.to_string(),
+            kind: b.kind,
+            transaction_type: b.transaction_type.unwrap_or_default(),
+            reason: b.reason,
+        }),
+    }
+}
+
 /// What CheckSecurity found.
 pub fn security(access: crate::auth::Access) -> proto::CheckSecurityResponse {
     proto::CheckSecurityResponse {
@@ -341,6 +365,7 @@ pub fn validation(
         ),
         validated_at: Some(timestamp(report.validated_at)),
         audit_transaction_id: report.audit_transaction_id.to_string(),
+        audit_anchor: Some(anchor(report.audit_anchor)),
         allow_partial: report.allow_partial,
     }
 }

@@ -1,6 +1,6 @@
 //! From the incidents' types to the API's messages: AssessFailure's
 //! assessment and DocumentIncident's incident.
-use super::convert::{check, check_result, enum_value, set_aside, timestamp};
+use super::convert::{self, check, check_result, enum_value, set_aside, timestamp};
 use crate::proto::ShortName;
 use crate::{
     incidents::{Assessment, Incident},
@@ -101,5 +101,6 @@ pub fn incident(incident: Incident) -> proto::DocumentIncidentResponse {
             .map(|id| id.to_string())
             .unwrap_or_default(),
         description: incident.description,
+        audit_anchor: incident.audit_anchor.map(convert::anchor),
     }
 }

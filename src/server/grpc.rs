@@ -6,8 +6,9 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    authn, convert, convert_incidents, convert_operations,
+    authn, convert, convert_operations,
     decode::{self, Decoded},
+    grpc_operations as operations,
     stream::{ProgressStream, progress_stream},
 };
 use crate::{migration::engine::Control, proto::*, service::MigrationService};
@@ -242,58 +243,34 @@ impl migration_service_server::MigrationService for GrpcMigrationService {
         &self,
         request: Request<CheckEnvironmentRequest>,
     ) -> Answer<CheckEnvironmentResponse> {
-        let organization_id = decode::organization(&request.get_ref().organization_id)?;
-        let caller = authn::caller(&request)?;
-        let environment = self
-            .service
-            .check_environment(caller, organization_id)
-            .await?;
-        Ok(Response::new(convert_operations::environment(environment)))
+        operations::check_environment(&self.service, request).await
     }
 
     async fn measure_performance(
         &self,
         request: Request<MeasurePerformanceRequest>,
     ) -> Answer<MeasurePerformanceResponse> {
-        let Decoded {
-            organization_id,
-            request: measure,
-        } = decode::performance(request.get_ref())?;
-        let caller = authn::caller(&request)?;
-        let report = self
-            .service
-            .measure_performance(caller, organization_id, &measure)
-            .await?;
-        Ok(Response::new(convert_operations::performance(report)))
+        operations::measure_performance(&self.service, request).await
     }
 
     async fn assess_failure(
         &self,
         request: Request<AssessFailureRequest>,
     ) -> Answer<AssessFailureResponse> {
-        let message = request.get_ref();
-        let (organization_id, id) = decode::run(&message.organization_id, &message.migration_id)?;
-        let caller = authn::caller(&request)?;
-        let assessment = self
-            .service
-            .assess_failure(caller, organization_id, id)
-            .await?;
-        Ok(Response::new(convert_incidents::assessment(assessment)))
+        operations::assess_failure(&self.service, request).await
     }
 
     async fn document_incident(
         &self,
         request: Request<DocumentIncidentRequest>,
     ) -> Answer<DocumentIncidentResponse> {
-        let Decoded {
-            organization_id,
-            request: incident,
-        } = decode::incident(request.get_ref())?;
-        let caller = authn::caller(&request)?;
-        let recorded = self
-            .service
-            .document_incident(caller, organization_id, &incident)
-            .await?;
-        Ok(Response::new(convert_incidents::incident(recorded)))
+        operations::document_incident(&self.service, request).await
+    }
+
+    async fn verify_audit_chain(
+        &self,
+        request: Request<VerifyAuditChainRequest>,
+    ) -> Answer<VerifyAuditChainResponse> {
+        operations::verify_audit_chain(&self.service, request).await
     }
 }

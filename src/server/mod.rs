@@ -7,6 +7,7 @@ pub mod convert_operations;
 pub mod convert_pacing;
 pub mod decode;
 pub mod grpc;
+pub mod grpc_operations;
 pub mod health;
 pub mod status;
 pub mod stream;

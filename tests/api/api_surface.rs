@@ -29,6 +29,7 @@ async fn capabilities_not_built_yet_answer_unimplemented_naming_them() {
         "AssessFailure",
         "DocumentIncident",
         "PreviewRollback",
+        "VerifyAuditChain",
     ];
     for (rpc, answer) in rpcs::call_every_rpc(&app, org.id, Some(&token_for(org.owner))).await {
         if built.contains(&rpc) {

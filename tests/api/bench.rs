@@ -10,7 +10,9 @@ use sqlx::Connection as _;
 
 use crate::support::{process::BINARY, wait};
 
-const FIGURES: [char; 12] = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'];
+const FIGURES: [char; 14] = [
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n',
+];
 
 /// Against DATABASE_URL when set; else on an embedded cluster of its own.
 fn bench_command(output_dir: &std::path::Path, data_dir: &std::path::Path) -> Command {

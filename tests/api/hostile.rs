@@ -226,7 +226,8 @@ async fn ledger_digest(pool: &sqlx::PgPool, org: Uuid) -> String {
            LEFT JOIN LATERAL (SELECT string_agg(l.id::text || l.line_amount::text || l.smart_code, ',' ORDER BY l.id) AS lines
                                 FROM universal_transaction_lines l WHERE l.transaction_id = t.id) l ON true
           WHERE t.organization_id = $1
-            AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION', 'SECURITY_VALIDATION')",
+            AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION', 'SECURITY_VALIDATION',
+                                           'MIGRATION_AUDIT_CHAIN')",
     )
     .bind(org)
     .fetch_one(pool)

@@ -6,6 +6,7 @@ mod aliases_sql;
 mod aliasing;
 mod api_surface;
 mod architecture;
+mod audit_chain;
 mod auth;
 mod bench;
 mod binary;

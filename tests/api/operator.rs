@@ -659,3 +659,48 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
     );
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn verify_audit_chain_prints_the_head_to_keep_and_exits_1_naming_a_broken_entry() {
+    let s = seeded(40).await;
+    let org = s.org.to_string();
+    detached(&s, "20").await;
+    let args = ["verify-audit-chain", "--organization-id", org.as_str()];
+    // Its STARTED event is an entry already; the chain verifies with the
+    // run in flight too.
+    let verified = cli(&s.app, s.owner, &args).await;
+    assert_eq!(
+        code(&verified),
+        0,
+        "{}{}",
+        stdout(&verified),
+        stderr(&verified)
+    );
+    assert!(
+        stdout(&verified).contains("head (keep as an anchor): seq"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // The run's first event rewritten by hand.
+    sqlx::query(
+        "UPDATE universal_transaction_lines SET line_data = line_data || '{\"edited\": true}'
+          WHERE organization_id = $1 AND line_number = 1 AND line_data ? 'audit_chain'",
+    )
+    .bind(s.org)
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let broken = cli(&s.app, s.owner, &args).await;
+    assert_eq!(code(&broken), 1, "{}", stdout(&broken));
+    assert!(
+        stdout(&broken).contains("BROKEN at entry"),
+        "{}",
+        stdout(&broken)
+    );
+    assert!(
+        stderr(&broken).contains("the audit chain is broken"),
+        "{}",
+        stderr(&broken)
+    );
+}

@@ -202,8 +202,10 @@ impl Sizer {
         };
         self.set(bounds, proposed, reason);
         self.detail = format!(
-            "{:.0} ms of work for {transactions} against a target of {:.0} ms",
-            self.work_ms, target_ms
+            "{:.0} ms of work for {transactions} against a target of {:.0} ms ({:+.0}%)",
+            self.work_ms,
+            target_ms,
+            (self.work_ms / target_ms - 1.0) * 100.0
         );
     }
 

@@ -49,7 +49,7 @@ const ORIGINALS: &str = "t.organization_id = $1
     AND NOT coalesce(t.metadata ? 'reversal_of', false)
     AND NOT coalesce(t.metadata ? 'original_transaction_id', false)
     AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION', 'MIGRATION_VALIDATION',
-                                   'SECURITY_VALIDATION')";
+                                   'SECURITY_VALIDATION', 'MIGRATION_AUDIT_CHAIN')";
 
 /// Per business transaction, a digest of every column (and of its lines),
 /// except what a rollback documents as changed: updated_at, updated_by,

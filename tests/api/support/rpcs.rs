@@ -256,5 +256,17 @@ pub async fn call_every_rpc(
                 .await
                 .map(drop),
         ),
+        (
+            "VerifyAuditChain",
+            client
+                .verify_audit_chain(request(
+                    VerifyAuditChainRequest {
+                        organization_id: org(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
     ]
 }

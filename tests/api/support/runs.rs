@@ -151,14 +151,16 @@ pub async fn start_until(
 
 /// A digest of the organization's business rows (everything but the runs'
 /// bookkeeping): equal digests, identical ledger rows.
-/// (A run's own row and its event lines are bookkeeping, not the ledger.)
+/// (A run's own row and its event lines are bookkeeping, not the ledger;
+/// so is the head of the organization's audit chain.)
 pub async fn ledger_digest(pool: &PgPool, org: Uuid) -> (String, String) {
     sqlx::query_as(
         "SELECT (SELECT md5(coalesce(string_agg(t.id::text || t.transaction_status || t.smart_code
                                                  || t.metadata::text, ',' ORDER BY t.id), ''))
                    FROM universal_transactions t
                   WHERE t.organization_id = $1
-                    AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION')),
+                    AND t.transaction_type NOT IN ('MIGRATION_RUN', 'MIGRATION_OPERATION',
+                                                   'MIGRATION_AUDIT_CHAIN')),
                 (SELECT md5(coalesce(string_agg(l.id::text || l.line_amount::text || l.smart_code,
                                                 ',' ORDER BY l.id), ''))
                    FROM universal_transaction_lines l
