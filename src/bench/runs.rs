@@ -16,7 +16,15 @@ use crate::proto::{
 /// How often a long run reports on stderr.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// No pacing: the database signals a run listens to by default are off too
+/// (autovacuum of the tables a long run triples would halve its speed for
+/// minutes at a time, and the figures measure the engine, not its pace).
 pub fn start_request(owner: &Owner, batch_size: u32) -> StartMigrationRequest {
+    let deaf = |signal: PaceSignal| SignalSetting {
+        signal: signal.into(),
+        disabled: true,
+        ..Default::default()
+    };
     StartMigrationRequest {
         organization_id: owner.org.to_string(),
         from_date: "2024-01-01".into(),
@@ -24,6 +32,13 @@ pub fn start_request(owner: &Owner, batch_size: u32) -> StartMigrationRequest {
         batch_size: i32::try_from(batch_size).expect("a batch size fits"),
         request_id: uuid::Uuid::new_v4().to_string(),
         closed_period_policy: ClosedPeriodPolicy::PostToOpenPeriod.into(),
+        signals: [
+            PaceSignal::Autovacuum,
+            PaceSignal::WalArchiveBacklog,
+            PaceSignal::ReplicaLag,
+        ]
+        .map(deaf)
+        .into(),
         ..Default::default()
     }
 }
@@ -54,9 +69,9 @@ pub async fn migrate_with(
     Timeline::follow(called_at, stream, reporter(label)).await
 }
 
-/// A run sized to `target_ms` a batch (from 100, no batch_size) that slows
-/// down while the business probe runs over 3x its idle latency: figures m
-/// and n.
+/// A run sized to `target_ms` a batch (from 100, no batch_size) that
+/// listens as a run does by default, and slows down too while the business
+/// probe runs over 3x its idle latency: figures m and n.
 pub fn adaptive_request(owner: &Owner, target_ms: u32) -> StartMigrationRequest {
     StartMigrationRequest {
         target_batch_ms: Some(target_ms),

@@ -3,6 +3,8 @@
 //! pseudo-terminal) and their exit codes.
 use std::process::Output;
 
+use tokio::io::AsyncBufReadExt as _;
+
 use hera_migrate::proto::*;
 use serde_json::Value;
 use uuid::Uuid;
@@ -604,8 +606,17 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = child;
     let pid = child.id().unwrap() as i32;
-    // Interrupted once the run has committed a batch.
+    // Interrupted once it follows the run: it has shown an event (so its
+    // Ctrl-C handler is in place; a SIGINT before that would kill it), and
+    // the run has committed a batch.
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("an event within 30 s")
+        .unwrap();
+    assert!(first.is_some(), "it printed an event");
     crate::support::wait::until("a committed batch", std::time::Duration::from_secs(30), || {
         let pool = s.pool.clone();
         async move {
@@ -619,6 +630,8 @@ async fn ctrl_c_detaches_from_a_migration_which_goes_on() {
         }
     })
     .await;
+    // Its further lines are not read: keep the pipe drained meanwhile.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     unsafe { libc::kill(pid, libc::SIGINT) };
     let output = child.wait_with_output().await.unwrap();
     assert_eq!(code(&output), 0, "{}", stderr(&output));
