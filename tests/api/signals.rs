@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::support::{
     as_user,
-    runs::{Client, Started, collect, get, next, seeded, seeded_with, start},
+    runs::{Client, Started, collect, get, next, seeded, seeded_with, start, updated},
 };
 
 /// The probe the tests' servers time: it waits on an advisory lock the
@@ -222,12 +222,7 @@ async fn a_signal_that_cannot_be_read_holds_the_run_until_the_operator_disables_
         }],
         ..Default::default()
     };
-    let updated = client
-        .update_migration(as_user(update, s.owner))
-        .await
-        .unwrap()
-        .into_inner()
-        .into_migration();
+    let updated = updated(&mut client, s.owner, update).await;
     let probe = updated.parameters.unwrap().signals;
     assert!(
         probe

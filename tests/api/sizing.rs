@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::support::{
     as_user,
-    runs::{Client, batches, collect, get, seeded, start, until_state},
+    runs::{Client, batches, collect, get, seeded, start, until_state, updated},
 };
 
 fn sizing(event: &MigrationProgress) -> BatchSizing {
@@ -175,12 +175,7 @@ async fn update_gives_a_running_run_a_target_and_bounds() {
         max_transactions_per_second: Some(0.0),
         ..Default::default()
     };
-    let updated = client
-        .update_migration(as_user(update, s.owner))
-        .await
-        .unwrap()
-        .into_inner()
-        .into_migration();
+    let updated = updated(&mut client, s.owner, update).await;
     assert_eq!(updated.parameters.unwrap().target_batch_ms, 30_000);
     let rest = collect(events).await;
     assert_eq!(rest.last().unwrap().state(), MigrationState::Succeeded);

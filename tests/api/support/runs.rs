@@ -362,3 +362,17 @@ pub async fn migrate_paced(
     assert_eq!(last.state(), MigrationState::Succeeded, "{last:?}");
     last.migration_id.clone()
 }
+
+/// UpdateMigration as `user`, answered with the run.
+pub async fn updated(
+    client: &mut Client,
+    user: Uuid,
+    request: UpdateMigrationRequest,
+) -> Migration {
+    client
+        .update_migration(as_user(request, user))
+        .await
+        .expect("updated")
+        .into_inner()
+        .into_migration()
+}
