@@ -54,7 +54,7 @@ pub async fn validate(
     let organization_id = access.organization_id;
     super::run::store::get(pool, organization_id, id).await?;
     let mut tx = scope::begin_read_only(pool, organization_id).await?;
-    let Json(raw): Json<serde_json::Value> = sqlx::query_scalar(VALIDATE)
+    let Json(mut raw): Json<serde_json::Value> = sqlx::query_scalar(VALIDATE)
         .bind(id)
         .bind(allow_partial)
         .fetch_one(&mut *tx)
@@ -66,13 +66,12 @@ pub async fn validate(
     report.audit_transaction_id = Uuid::new_v4();
     let mut tx = scope::begin(pool, organization_id).await?;
     report.audit_anchor = crate::audit::anchor(&mut tx, organization_id).await?;
-    let mut recorded = raw.clone();
-    recorded["audit_anchor"] = serde_json::json!(report.audit_anchor);
+    raw["audit_anchor"] = serde_json::json!(report.audit_anchor);
     sqlx::query(RECORD)
         .bind(report.audit_transaction_id)
         .bind(organization_id)
         .bind(&report.overall)
-        .bind(&recorded)
+        .bind(&raw)
         .bind(access.user_id)
         .execute(&mut *tx)
         .await?;

@@ -171,8 +171,7 @@ impl Executor {
         pacing: &Pacing,
         took: Duration,
     ) -> Vec<Value> {
-        let (mut wait, rate_binding) = pacing.wait_after(result.transactions, took);
-        wait += self.slow_down(took);
+        let (wait, rate_binding) = self.wait_after(pacing, result.transactions, took);
         // The batch's work: its time less its waits on others' locks.
         let locking = Duration::from_secs_f64(result.locking_ms.max(0.0) / 1000.0);
         self.sizer.observe(

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Executor;
 use crate::migration::{
-    engine::listening,
+    engine::{listening, pacing::Pacing},
     progress::{EventKind, Health, PacingState, ThrottleReason},
     run::RunState,
     signals::{self, Action, Reading, State},
@@ -116,13 +116,23 @@ impl Executor {
         }
     }
 
-    /// The extra wait a slowing signal adds after a batch that took `took`.
-    pub(super) fn slow_down(&self, took: Duration) -> Duration {
-        if self.slowed.is_some() {
+    /// How long to wait after a batch of `transactions` that took `took`:
+    /// what `pacing` asks (rate limit, batch delay), and as long as the
+    /// batch took again while a signal slows the run down. The flag: the
+    /// rate limit is what holds it back.
+    pub(super) fn wait_after(
+        &self,
+        pacing: &Pacing,
+        transactions: i64,
+        took: Duration,
+    ) -> (Duration, bool) {
+        let (wait, rate_binding) = pacing.wait_after(transactions, took);
+        let slowed = if self.slowed.is_some() {
             took
         } else {
             Duration::ZERO
-        }
+        };
+        (wait + slowed, rate_binding)
     }
 }
 

@@ -81,6 +81,7 @@ impl Executor {
         let meter = inner
             .metrics
             .run(run.organization_id, phase.as_str(), dry_run);
+        let pacing = Pacing::of(&run.record.parameters);
         let listener = Listener::new(
             (inner.pool.clone(), inner.admin.clone()),
             run.organization_id,
@@ -93,11 +94,8 @@ impl Executor {
             organization_id: run.organization_id,
             phase,
             dry_run,
-            pacing: Pacing::of(&run.record.parameters),
-            sizer: Sizer::new(
-                &Pacing::of(&run.record.parameters).sizing,
-                Some(run.latest.pacing.sizing.batch_size),
-            ),
+            sizer: Sizer::new(&pacing.sizing, Some(run.latest.pacing.sizing.batch_size)),
+            pacing,
             backoff: Backoff::default(),
             listener,
             slowed: None,

@@ -23,9 +23,7 @@ impl Executor {
         let batch_end = Instant::now();
         let (transactions, took) = (batch.result.transactions, batch.took);
         let mut pacing = batch.pacing;
-        let slow_down = self.slow_down(took);
-        let mut wait = pacing.wait_after(transactions, took);
-        wait.0 += slow_down;
+        let mut wait = self.wait_after(&pacing, transactions, took);
         let planned = wait.0;
         let going_on = loop {
             let until = batch_end + wait.0;
@@ -38,8 +36,7 @@ impl Executor {
                 () = self.wake.notified() => match self.read_pace().await {
                     Ok((RunState::Running, latest)) => {
                         pacing = latest;
-                        wait = pacing.wait_after(transactions, took);
-                        wait.0 += slow_down;
+                        wait = self.wait_after(&pacing, transactions, took);
                     }
                     _ => break true, // paused or ended: the next batch says so
                 },
