@@ -5,12 +5,13 @@
 -- every column of its original, the columns beyond our contract included
 -- (the /*@...*/ placeholders, rendered by db::adapt::Adaptation), and the
 -- originals marked reversed. The copies get the status 'bench_copy', so that
--- no later round (nor figure c) takes them for originals.
+-- no later round (nor figure c) takes them for originals. Their ids come from
+-- the batch's own generator (hera_migration_uuid_v7), as the batch's do.
 --
 -- $1 the organization, $2 how many originals (the batch size). Returns the
 -- rows written: headers, lines, updated originals.
 WITH picked AS MATERIALIZED (
-    SELECT id, gen_random_uuid() AS reversal, gen_random_uuid() AS repost
+    SELECT id, hera_migration_uuid_v7() AS reversal, hera_migration_uuid_v7() AS repost
       FROM universal_transactions
      WHERE organization_id = $1 AND transaction_status = 'posted' AND hera_smart_code_is_v1(smart_code)
      ORDER BY organization_id, transaction_date, id
@@ -36,11 +37,11 @@ headers AS (
     RETURNING 1),
 lines AS (
     INSERT INTO universal_transaction_lines (
-        organization_id, transaction_id, line_number, entity_id, line_type, description,
+        id, organization_id, transaction_id, line_number, entity_id, line_type, description,
         quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
         created_by, updated_by
         /*@line_copy_columns*//*@*/)
-    SELECT l.organization_id, copy.id, l.line_number, l.entity_id, l.line_type, l.description,
+    SELECT hera_migration_uuid_v7(), l.organization_id, copy.id, l.line_number, l.entity_id, l.line_type, l.description,
            copy.sign * l.quantity, copy.sign * l.unit_amount, copy.sign * l.line_amount,
            copy.sign * l.discount_amount, copy.sign * l.tax_amount, copy.smart_code, l.line_data,
            l.created_by, l.updated_by
