@@ -3,7 +3,10 @@
 use std::{env, path::PathBuf};
 
 const PROTO_ROOT: &str = "proto";
-const PROTOS: &[&str] = &["proto/hera/migration/v2/migration.proto"];
+const PROTOS: &[&str] = &[
+    "proto/hera/migration/v2/migration.proto",
+    "proto/hera/migration/v2/rollout.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

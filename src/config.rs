@@ -153,6 +153,15 @@ pub struct AuthSettings {
         default_value = "ORG_OWNER,ORG_ADMIN"
     )]
     pub steering_roles: Vec<String>,
+    /// Roles in the platform organization (where HERA keeps its users) that
+    /// may start, watch, pause, resume and cancel fleet rollouts.
+    #[arg(
+        long,
+        env = "HERA_PLATFORM_ROLES",
+        value_delimiter = ',',
+        default_value = "PLATFORM_ADMIN,PLATFORM_OPERATOR"
+    )]
+    pub platform_roles: Vec<String>,
 }
 
 /// Optional TLS, and mutual TLS when a client CA is given.

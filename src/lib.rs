@@ -8,7 +8,7 @@
 //! the engine, the run model and store), `operations` (environment checks and
 //! performance measurements), `incidents` (a run's assessment and incident
 //! report), `operator` (the operator's commands, clients of a server),
-//! `service` (one method per RPC, tonic-free), `server` (the tonic adapter: decode, call, encode; health,
+//! `service` (one method per RPC, tonic-free), `rollout_service` (the same for fleet rollouts), `server` (the tonic adapter: decode, call, encode; health,
 //! reflection), `seed` (demo data), `startup`
 //! (`Application::build` / `run_until_stopped`), `cli` (the binary's commands).
 pub mod audit;
@@ -26,6 +26,7 @@ pub mod migration;
 pub mod operations;
 pub mod operator;
 pub mod proto;
+pub mod rollout_service;
 pub mod seed;
 pub mod server;
 pub mod service;

@@ -42,10 +42,15 @@ pub struct MigrationService {
 }
 
 impl MigrationService {
-    pub fn new(pool: sqlx::PgPool, guard: Guard, engine: Engine, operations: Operations) -> Self {
+    pub fn new(
+        pool: sqlx::PgPool,
+        guard: std::sync::Arc<Guard>,
+        engine: Engine,
+        operations: Operations,
+    ) -> Self {
         Self {
             pool,
-            guard: std::sync::Arc::new(guard),
+            guard,
             engine,
             operations,
         }

@@ -19,11 +19,15 @@ use crate::{
     db::{Database, DbError, embedded::EmbeddedPostgres},
     demo,
     metrics::{Metrics, MetricsError, rpc::RpcMetricsLayer},
-    migration::engine::Engine,
+    migration::{engine::Engine, rollout::Rollouts},
     operations::Operations,
-    proto::{FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer},
+    proto::{
+        FILE_DESCRIPTOR_SET, migration_service_server::MigrationServiceServer,
+        rollout_service_server::RolloutServiceServer,
+    },
+    rollout_service::RolloutService,
     server::{
-        GrpcMigrationService,
+        GrpcMigrationService, GrpcRolloutService,
         authn::Authenticate,
         health,
         tls::{self, TlsError},
@@ -64,6 +68,7 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     engine: Engine,
     service: MigrationService,
+    rollouts: RolloutService,
     metrics: Metrics,
     /// Cancelled at shutdown: the health probe and the executors stop.
     background: CancellationToken,
@@ -106,7 +111,21 @@ impl Application {
             background.clone(),
             metrics.recorder().clone(),
         );
-        let guard = Guard::new(pool.clone(), settings.auth.steering_roles.clone());
+        let guard = Arc::new(Guard::new(
+            pool.clone(),
+            database.admin_pool().clone(),
+            &settings.auth.steering_roles,
+            &settings.auth.platform_roles,
+        ));
+        let rollouts = RolloutService::new(
+            guard.clone(),
+            Rollouts::new(
+                pool.clone(),
+                database.admin_pool().clone(),
+                engine.clone(),
+                background.clone(),
+            ),
+        );
         let operations = Operations::new(
             pool.clone(),
             database.admin_pool().clone(),
@@ -123,6 +142,7 @@ impl Application {
             tls,
             engine,
             service,
+            rollouts,
             metrics,
             background,
         })
@@ -165,6 +185,7 @@ impl Application {
             tls,
             engine,
             service,
+            rollouts,
             mut metrics,
             background,
         } = self;
@@ -191,8 +212,14 @@ impl Application {
             .build_v1alpha()?;
 
         resume_interrupted_runs(&engine).await;
+        let rollout_driver = rollouts.rollouts().clone();
+        rollout_driver.adopt_orphans_periodically(engine.lease_check_interval());
         let migration_service = MigrationServiceServer::with_interceptor(
             GrpcMigrationService::new(service),
+            Authenticate::new(verifier.clone()),
+        );
+        let rollout_service = RolloutServiceServer::with_interceptor(
+            GrpcRolloutService::new(rollouts),
             Authenticate::new(verifier),
         );
         let mut builder = Server::builder();
@@ -213,6 +240,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(migration_service)
+            .add_service(rollout_service)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
                 stop_serving.clone().cancelled_owned(),
@@ -240,7 +268,11 @@ impl Application {
         };
         // Executors finish the batch in flight; their runs stay RUNNING and the
         // next server resumes them.
-        if tokio::time::timeout(settings.shutdown_grace(), engine.stopped())
+        let drained = async {
+            rollout_driver.stopped().await;
+            engine.stopped().await;
+        };
+        if tokio::time::timeout(settings.shutdown_grace(), drained)
             .await
             .is_err()
         {

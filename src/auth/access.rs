@@ -28,19 +28,33 @@ pub struct Access {
 }
 
 pub struct Guard {
-    pool: PgPool,
+    pub(super) pool: PgPool,
+    /// The login role: finds which platform organization holds a user
+    /// (a lookup across organizations, which row security forbids `pool`).
+    pub(super) admin: PgPool,
     steering_roles: Vec<String>,
+    /// The roles in the platform organization that may run fleet rollouts.
+    pub(super) platform_roles: Vec<String>,
 }
 
 impl Guard {
-    pub fn new(pool: PgPool, steering_roles: Vec<String>) -> Self {
-        let steering_roles = steering_roles
-            .iter()
-            .map(|role| membership::normalize_role(role))
-            .collect();
+    pub fn new(
+        pool: PgPool,
+        admin: PgPool,
+        steering_roles: &[String],
+        platform_roles: &[String],
+    ) -> Self {
+        let normalized = |roles: &[String]| {
+            roles
+                .iter()
+                .map(|role| membership::normalize_role(role))
+                .collect()
+        };
         Self {
             pool,
-            steering_roles,
+            admin,
+            steering_roles: normalized(steering_roles),
+            platform_roles: normalized(platform_roles),
         }
     }
 
@@ -175,6 +189,8 @@ impl Guard {
         member.is_member
             && match operation.right() {
                 Right::Read => true,
+                // Only through authorize_platform.
+                Right::Platform => false,
                 Right::Steer => member
                     .role
                     .as_ref()
@@ -196,6 +212,12 @@ impl Guard {
         }
         let role = member.role.as_deref().unwrap_or("no role");
         let mut reasons = vec![format!("active member with role {role}")];
+        if asked.right() == Right::Platform {
+            reasons.push(format!(
+                "{asked} is a platform operation: it needs one of {} in the platform organization, not an organization's role",
+                self.platform_roles.join(", ")
+            ));
+        }
         if asked.right() == Right::Steer {
             let steering = self.steering_roles.join(", ");
             reasons.push(if self.permits(member, asked) {

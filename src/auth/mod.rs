@@ -5,8 +5,10 @@ pub mod access;
 pub mod keys;
 pub mod membership;
 pub mod operation;
+pub mod platform;
 pub mod token;
 
 pub use access::{Access, Guard};
 pub use operation::{Operation, Right};
+pub use platform::PlatformAccess;
 pub use token::{Caller, TokenVerifier};

@@ -8,6 +8,9 @@ pub enum Right {
     /// Members whose role is one of the steering roles (owner and finance
     /// admin by default).
     Steer,
+    /// A platform role in the platform organization (fleet rollouts, which
+    /// span organizations).
+    Platform,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +34,16 @@ pub enum Operation {
     DocumentIncident,
     PreviewRollback,
     VerifyAuditChain,
+    StartRollout,
+    WatchRollout,
+    GetRollout,
+    PauseRollout,
+    ResumeRollout,
+    CancelRollout,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 25] = [
         Self::PreviewCandidates,
         Self::StartMigration,
         Self::WatchMigration,
@@ -54,6 +63,12 @@ impl Operation {
         Self::DocumentIncident,
         Self::PreviewRollback,
         Self::VerifyAuditChain,
+        Self::StartRollout,
+        Self::WatchRollout,
+        Self::GetRollout,
+        Self::PauseRollout,
+        Self::ResumeRollout,
+        Self::CancelRollout,
     ];
 
     pub fn right(self) -> Right {
@@ -77,6 +92,12 @@ impl Operation {
             | Self::MeasurePerformance
             | Self::PreviewRollback
             | Self::VerifyAuditChain => Right::Read,
+            Self::StartRollout
+            | Self::WatchRollout
+            | Self::GetRollout
+            | Self::PauseRollout
+            | Self::ResumeRollout
+            | Self::CancelRollout => Right::Platform,
         }
     }
 
@@ -102,6 +123,12 @@ impl Operation {
             Self::DocumentIncident => "DocumentIncident",
             Self::PreviewRollback => "PreviewRollback",
             Self::VerifyAuditChain => "VerifyAuditChain",
+            Self::StartRollout => "StartRollout",
+            Self::WatchRollout => "WatchRollout",
+            Self::GetRollout => "GetRollout",
+            Self::PauseRollout => "PauseRollout",
+            Self::ResumeRollout => "ResumeRollout",
+            Self::CancelRollout => "CancelRollout",
         }
     }
 

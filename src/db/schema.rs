@@ -64,6 +64,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     include_str!("../../sql/functions/rollback.sql"),
     include_str!("../../sql/functions/rollback_preview.sql"),
     include_str!("../../sql/functions/incidents.sql"),
+    include_str!("../../sql/functions/rollout.sql"),
 ];
 
 /// The SQL of the functions installed over the tables, before adaptation.

@@ -4,6 +4,7 @@ pub mod input;
 pub mod preview;
 pub mod progress;
 pub mod rollback_preview;
+pub mod rollout;
 pub mod run;
 pub mod signals;
 pub mod smart_code;

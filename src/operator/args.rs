@@ -116,6 +116,19 @@ pub enum OperatorCommand {
     VerifyAuditChain(Checked),
     /// Write an incident report for a run (Markdown), recorded as an audit row.
     DocumentIncident(Incident),
+    /// Migrate many organizations in stages, each validated before the next
+    /// (a platform role); follow it to its end.
+    StartRollout(super::rollouts::StartRollout),
+    /// Follow a rollout to its end.
+    WatchRollout(super::rollouts::RolloutRef),
+    /// A rollout as it stands.
+    GetRollout(super::rollouts::RolloutRef),
+    /// Pause a rollout and its runs under way.
+    PauseRollout(super::rollouts::RolloutRef),
+    /// Resume a paused rollout and its runs.
+    ResumeRollout(super::rollouts::RolloutRef),
+    /// Cancel a rollout: its runs under way stop, later organizations never start.
+    CancelRollout(super::rollouts::RolloutRef),
 }
 
 #[derive(Debug, Clone, Args)]

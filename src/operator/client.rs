@@ -9,7 +9,9 @@ use tonic::{
 };
 
 use super::{Failure, args::Connection};
-use crate::proto::migration_service_client::MigrationServiceClient;
+use crate::proto::{
+    migration_service_client::MigrationServiceClient, rollout_service_client::RolloutServiceClient,
+};
 
 /// Adds the caller's bearer token to every request.
 #[derive(Clone)]
@@ -31,6 +33,19 @@ pub type Client = MigrationServiceClient<InterceptedService<Channel, Bearer>>;
 /// Connects to `--server` (TLS with `--tls-ca` for https); UNAVAILABLE
 /// (exit 3) when it does not answer.
 pub async fn connect(connection: &Connection) -> Result<Client, Failure> {
+    let (channel, bearer) = channel(connection).await?;
+    Ok(MigrationServiceClient::with_interceptor(channel, bearer))
+}
+
+pub type RolloutClient = RolloutServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A RolloutService client, reached as `connect` reaches the server.
+pub async fn connect_rollouts(connection: &Connection) -> Result<RolloutClient, Failure> {
+    let (channel, bearer) = channel(connection).await?;
+    Ok(RolloutServiceClient::with_interceptor(channel, bearer))
+}
+
+async fn channel(connection: &Connection) -> Result<(Channel, Bearer), Failure> {
     let mut endpoint = Endpoint::from_shared(connection.server.clone())
         .map_err(|e| Failure::usage(format!("--server {}: {e}", connection.server)))?
         .connect_timeout(std::time::Duration::from_secs(5));
@@ -59,8 +74,5 @@ pub async fn connect(connection: &Connection) -> Result<Client, Failure> {
         ),
         None => None,
     };
-    Ok(MigrationServiceClient::with_interceptor(
-        channel,
-        Bearer(token),
-    ))
+    Ok((channel, Bearer(token)))
 }

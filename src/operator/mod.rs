@@ -11,6 +11,7 @@ mod client;
 mod follow;
 mod output;
 mod oversight;
+mod rollouts;
 mod runs;
 
 use std::process::ExitCode;
@@ -77,6 +78,12 @@ pub async fn run(command: OperatorCommand) -> ExitCode {
         OperatorCommand::EmergencyRollback(a) => runs::emergency_rollback(a).await,
         OperatorCommand::RecoverSystem(a) => oversight::recover(a).await,
         OperatorCommand::VerifyAuditChain(a) => oversight::verify_audit_chain(a).await,
+        OperatorCommand::StartRollout(a) => rollouts::start(a).await,
+        OperatorCommand::WatchRollout(a) => rollouts::watch(a).await,
+        OperatorCommand::GetRollout(a) => rollouts::get(a).await,
+        OperatorCommand::PauseRollout(a) => rollouts::control(a, rollouts::Control::Pause).await,
+        OperatorCommand::ResumeRollout(a) => rollouts::control(a, rollouts::Control::Resume).await,
+        OperatorCommand::CancelRollout(a) => rollouts::control(a, rollouts::Control::Cancel).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -136,25 +136,30 @@ pub fn preview(message: &proto::PreviewCandidatesRequest) -> Result<Decoded<Prev
 
 pub fn start(message: &proto::StartMigrationRequest) -> Result<Decoded<StartRequest>> {
     let organization_id = org(&message.organization_id)?;
-    let post_to_open_period = post_to_open_period(message.closed_period_policy)?;
     Ok(Decoded {
         organization_id,
-        request: engine::start_request(engine::StartFields {
-            from_date: &message.from_date,
-            to_date: &message.to_date,
-            batch_size: message.batch_size,
-            mappings: mappings(&message.smart_code_mappings).collect(),
-            candidate_statuses: &message.candidate_statuses,
-            request_id: &message.request_id,
-            expected_plan_fingerprint: &message.expected_plan_fingerprint,
-            post_to_open_period,
-            max_transactions_per_second: message.max_transactions_per_second,
-            dry_run: message.dry_run,
-            target_batch_ms: message.target_batch_ms,
-            min_batch_size: message.min_batch_size,
-            max_batch_size: message.max_batch_size,
-            signals: signals(&message.signals)?,
-        })?,
+        request: migration(message)?,
+    })
+}
+
+/// A StartMigrationRequest's migration, its organization aside.
+pub fn migration(message: &proto::StartMigrationRequest) -> Result<StartRequest> {
+    let post_to_open_period = post_to_open_period(message.closed_period_policy)?;
+    engine::start_request(engine::StartFields {
+        from_date: &message.from_date,
+        to_date: &message.to_date,
+        batch_size: message.batch_size,
+        mappings: mappings(&message.smart_code_mappings).collect(),
+        candidate_statuses: &message.candidate_statuses,
+        request_id: &message.request_id,
+        expected_plan_fingerprint: &message.expected_plan_fingerprint,
+        post_to_open_period,
+        max_transactions_per_second: message.max_transactions_per_second,
+        dry_run: message.dry_run,
+        target_batch_ms: message.target_batch_ms,
+        min_batch_size: message.min_batch_size,
+        max_batch_size: message.max_batch_size,
+        signals: signals(&message.signals)?,
     })
 }
 

@@ -36,6 +36,7 @@ mod replicas;
 mod rollback;
 mod rollback_preview;
 mod rollback_sql;
+mod rollouts;
 mod runs;
 mod schema;
 mod seed_demo;

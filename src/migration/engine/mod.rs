@@ -37,7 +37,8 @@ pub use events::Events;
 pub use rollback::{RollbackFields, RollbackRequest, rollback_request};
 pub use start::{StartFields, StartRequest, start_request};
 
-use self::{events::record_event, executor::Executor, lease::Lease};
+pub use self::lease::Lease;
+use self::{events::record_event, executor::Executor};
 use super::{
     progress::{EventKind, Progress},
     run::{Run, RunState, store},
@@ -111,6 +112,18 @@ impl Engine {
     pub fn lock_wait(&self) -> (u64, u32) {
         let settings = &self.inner.settings;
         (settings.batch_lock_timeout_ms, settings.batch_lock_retries)
+    }
+
+    /// A lease of this engine's kind on `id` (a rollout's, say: its driver
+    /// holds one as an executor holds its organization's), unless a live
+    /// session holds it.
+    pub async fn lease(&self, id: Uuid) -> Result<Option<Lease>> {
+        Lease::try_acquire(&self.inner.admin, id).await
+    }
+
+    /// How often servers look for work whose server is gone.
+    pub fn lease_check_interval(&self) -> Duration {
+        self.inner.settings.lease_check_interval()
     }
 
     /// Resolves once every executor has stopped (after the shutdown token is

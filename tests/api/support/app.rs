@@ -62,6 +62,7 @@ pub fn test_settings(database: PgConnectOptions) -> ServeSettings {
             jwt_secret: Some(TEST_SECRET.parse().unwrap()),
             jwt_public_key_file: None,
             steering_roles: vec!["ORG_OWNER".into(), "ORG_ADMIN".into()],
+            platform_roles: vec!["PLATFORM_ADMIN".into(), "PLATFORM_OPERATOR".into()],
         },
         tls: TlsSettings::default(),
         engine: EngineSettings {
