@@ -871,3 +871,90 @@ async fn the_guides_period_check_reads_hera_periods() {
             .unwrap();
     assert_eq!(outside["status"], "UNASSIGNED");
 }
+
+/// A platform operator in HERA's own shape: a USER entity of the platform
+/// organization, MEMBER_OF the platform's 'ORG' entity (whose id is the
+/// organization's) with a primary HAS_ROLE PLATFORM_ADMIN.
+const PLATFORM_OPERATOR: &str = r#"
+WITH org_entity AS (
+    INSERT INTO core_entities (id, organization_id, entity_type, entity_name, entity_code, smart_code,
+                               created_by, updated_by)
+    VALUES ('00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', 'ORG',
+            'HERA Platform', 'PLATFORM', 'HERA.UNIVERSAL.ENTITY.ORG.TENANT.v1',
+            '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000001')
+    RETURNING id
+), operator AS (
+    INSERT INTO core_entities (id, organization_id, entity_type, entity_name, entity_code, smart_code,
+                               created_by, updated_by)
+    VALUES ($1, '00000000-0000-0000-0000-000000000000', 'USER', 'Platform operator', 'PLATFORM-OPERATOR',
+            'HERA.PLATFORM.USER.ENTITY.PERSON.v1',
+            '00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-000000000001')
+    RETURNING id
+)
+INSERT INTO core_relationships (organization_id, from_entity_id, to_entity_id, relationship_type,
+                                relationship_data, smart_code, created_by, updated_by)
+SELECT '00000000-0000-0000-0000-000000000000', o.id, e.id, 'MEMBER_OF', '{"role": "PLATFORM_ADMIN"}',
+       'HERA.UNIVERSAL.REL.USER.MEMBER_OF.v1', o.id, o.id
+  FROM operator o, org_entity e
+"#;
+
+/// A fleet rollout over both tenants: its row and chained events in HERA's
+/// platform organization pass HERA's triggers, each tenant's run its rules.
+#[tokio::test]
+async fn a_rollout_over_hera_tenants_meets_hera_and_validates_each() {
+    use hera_migrate::proto::rollout_service_client::RolloutServiceClient;
+    let Hera { db, pool, a, b } = hera_production(60).await;
+    let app = TestApp::spawn(db.options()).await;
+    let operator = Uuid::new_v4();
+    sqlx::query(PLATFORM_OPERATOR)
+        .bind(operator)
+        .execute(&pool)
+        .await
+        .expect("a platform operator");
+    let mut migration = start(Uuid::nil(), "");
+    migration.organization_id.clear();
+    let request = StartRolloutRequest {
+        organization_ids: vec![a.id.to_string(), b.id.to_string()],
+        stages: vec![RolloutStage {
+            size: Some(rollout_stage::Size::Organizations(1)),
+        }],
+        migration: Some(migration),
+        ..Default::default()
+    };
+    let mut client = RolloutServiceClient::new(app.channel().await);
+    let rollout = client
+        .start_rollout(as_user(request, operator))
+        .await
+        .unwrap()
+        .into_inner()
+        .rollout
+        .unwrap();
+    let watch = WatchRolloutRequest {
+        rollout_id: rollout.rollout_id.clone(),
+    };
+    let mut stream = client
+        .watch_rollout(as_user(watch, operator))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(snapshot) = stream.message().await.unwrap() {
+        last = snapshot.rollout;
+    }
+    let last = last.unwrap();
+    assert_eq!(last.state(), RolloutState::Succeeded, "{last:#?}");
+    assert!(
+        last.organizations
+            .iter()
+            .all(|org| org.standing() == OrganizationStanding::Passed),
+        "{last:#?}"
+    );
+    let verified: bool = sqlx::query_scalar(
+        "SELECT (hera_migration_verify_audit_chain_v2('00000000-0000-0000-0000-000000000000') ->> 'verified')::boolean",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(verified, "the platform's audit chain verifies");
+    app.stop().await;
+}

@@ -470,3 +470,82 @@ async fn only_a_platform_operator_may_roll_out_and_bad_input_is_named_with_nothi
     assert_eq!(written, 0, "nothing written");
     app.stop().await;
 }
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hera-migrate");
+
+async fn cli(app: &TestApp, user: Uuid, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BINARY)
+        .env("HERA_SERVER", app.endpoint())
+        .env("HERA_TOKEN", crate::support::app::token_for(user))
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+#[tokio::test]
+async fn the_cli_rolls_out_to_every_organization_with_candidates_and_reads_it_back() {
+    let (fleet, app) = Fleet::seed().await;
+    let rollout = [
+        "start-rollout",
+        "--all-with-candidates",
+        "--stages",
+        "1,40%,rest",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+        "--post-to-open-period",
+        "--batch-size",
+        "20",
+        "--output",
+        "json",
+    ];
+    // An organization's owner holds no platform role: refused, exit 3.
+    let refused = cli(&app, fleet.owner, &rollout).await;
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"),
+        "{refused:?}"
+    );
+
+    let done = cli(&app, fleet.operator, &rollout).await;
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["state"], "ROLLOUT_STATE_SUCCEEDED", "{last}");
+    assert_eq!(
+        last["stageCount"], 3,
+        "1, then 40 % of 5 rounded up, then the rest: {last}"
+    );
+    let covered: Vec<Uuid> = last["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|org| org["organizationId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let mut expected = fleet.orgs.clone();
+    expected.sort_by_key(|org| covered.iter().position(|c| c == org));
+    assert_eq!(covered, expected, "every seeded organization, none else");
+
+    let id = last["rolloutId"].as_str().unwrap();
+    let read = cli(&app, fleet.operator, &["get-rollout", "--rollout-id", id]).await;
+    assert_eq!(read.status.code(), Some(0), "{read:?}");
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(text.contains("SUCCEEDED stage 3/3 100.0%"), "{text}");
+    assert_eq!(text.matches(" PASSED (validation ").count(), 5, "{text}");
+    let cancel = cli(
+        &app,
+        fleet.operator,
+        &["cancel-rollout", "--rollout-id", id],
+    )
+    .await;
+    assert_eq!(
+        cancel.status.code(),
+        Some(1),
+        "nothing to cancel: {cancel:?}"
+    );
+    app.stop().await;
+}
