@@ -42,11 +42,18 @@ pub struct RunRef {
     pub migration_id: String,
 }
 
-/// The range and shape of a migration.
+/// A migration of one organization: its range and shape.
 #[derive(Debug, Clone, Args)]
 pub struct Scope {
     #[command(flatten)]
     pub org: Org,
+    #[command(flatten)]
+    pub range: Range,
+}
+
+/// The range and shape of a migration (of one organization or a rollout's).
+#[derive(Debug, Clone, Args)]
+pub struct Range {
     /// First day, YYYY-MM-DD.
     #[arg(long)]
     pub from: String,
@@ -59,6 +66,17 @@ pub struct Scope {
     /// Post candidates of closed periods to the earliest open one (else skip them).
     #[arg(long)]
     pub post_to_open_period: bool,
+}
+
+impl Range {
+    /// The policy the flag asks for.
+    pub fn closed_period_policy(&self) -> i32 {
+        if self.post_to_open_period {
+            crate::proto::ClosedPeriodPolicy::PostToOpenPeriod.into()
+        } else {
+            crate::proto::ClosedPeriodPolicy::Skip.into()
+        }
+    }
 }
 
 /// Following a run's events: what Ctrl-C does.

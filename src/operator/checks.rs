@@ -158,15 +158,15 @@ pub async fn security(a: args::Checked) -> Outcome {
 
 pub async fn preview(a: args::Previewed) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
-    let policy = if a.scope.post_to_open_period {
+    let policy = if a.scope.range.post_to_open_period {
         ClosedPeriodPolicy::PostToOpenPeriod
     } else {
         ClosedPeriodPolicy::Skip
     };
     let request = PreviewCandidatesRequest {
         organization_id: a.scope.org.organization_id,
-        from_date: a.scope.from,
-        to_date: a.scope.to,
+        from_date: a.scope.range.from,
+        to_date: a.scope.range.to,
         batch_limit: 5,
         closed_period_policy: policy.into(),
         ..Default::default()

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{
     Failure, Outcome,
-    args::{Connection, Output},
+    args::{Connection, Output, Range},
     client::{self, RolloutClient},
     output,
 };
@@ -41,18 +41,8 @@ pub struct StartRollout {
     /// organizations no stage takes form a last stage.
     #[arg(long, value_delimiter = ',', value_parser = stage)]
     pub stages: Vec<RolloutStage>,
-    /// First day, YYYY-MM-DD.
-    #[arg(long)]
-    pub from: String,
-    /// Last day, YYYY-MM-DD.
-    #[arg(long)]
-    pub to: String,
-    /// Transactions per batch (0: the server's default).
-    #[arg(long, default_value_t = 0)]
-    pub batch_size: i32,
-    /// Post candidates of closed periods to the earliest open one (else skip them).
-    #[arg(long)]
-    pub post_to_open_period: bool,
+    #[command(flatten)]
+    pub range: Range,
     /// Organizations migrated at once within a stage (0: 2).
     #[arg(long, default_value_t = 0)]
     pub max_concurrency: u32,
@@ -96,14 +86,10 @@ fn stage(text: &str) -> Result<RolloutStage, String> {
 pub async fn start(a: StartRollout) -> Outcome {
     let mut client = client::connect_rollouts(&a.connection).await?;
     let migration = StartMigrationRequest {
-        from_date: a.from.clone(),
-        to_date: a.to.clone(),
-        batch_size: a.batch_size,
-        closed_period_policy: if a.post_to_open_period {
-            ClosedPeriodPolicy::PostToOpenPeriod.into()
-        } else {
-            ClosedPeriodPolicy::Skip.into()
-        },
+        from_date: a.range.from.clone(),
+        to_date: a.range.to.clone(),
+        batch_size: a.range.batch_size,
+        closed_period_policy: a.range.closed_period_policy(),
         ..Default::default()
     };
     let request = StartRolloutRequest {

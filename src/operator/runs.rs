@@ -15,22 +15,14 @@ pub enum Control {
     Cancel,
 }
 
-fn closed_period_policy(scope: &args::Scope) -> i32 {
-    if scope.post_to_open_period {
-        ClosedPeriodPolicy::PostToOpenPeriod.into()
-    } else {
-        ClosedPeriodPolicy::Skip.into()
-    }
-}
-
 pub async fn migrate(a: args::Migrate) -> Outcome {
     let mut client = client::connect(&a.connection).await?;
     let request = StartMigrationRequest {
         organization_id: a.scope.org.organization_id.clone(),
-        from_date: a.scope.from.clone(),
-        to_date: a.scope.to.clone(),
-        batch_size: a.scope.batch_size,
-        closed_period_policy: closed_period_policy(&a.scope),
+        from_date: a.scope.range.from.clone(),
+        to_date: a.scope.range.to.clone(),
+        batch_size: a.scope.range.batch_size,
+        closed_period_policy: a.scope.range.closed_period_policy(),
         max_transactions_per_second: a.max_tps,
         dry_run: a.dry_run,
         request_id: a.request_id.clone(),
@@ -220,10 +212,10 @@ pub async fn acceptance(a: args::Acceptance) -> Outcome {
     let org = a.scope.org.organization_id.clone();
     let request = StartMigrationRequest {
         organization_id: org.clone(),
-        from_date: a.scope.from.clone(),
-        to_date: a.scope.to.clone(),
-        batch_size: a.scope.batch_size,
-        closed_period_policy: closed_period_policy(&a.scope),
+        from_date: a.scope.range.from.clone(),
+        to_date: a.scope.range.to.clone(),
+        batch_size: a.scope.range.batch_size,
+        closed_period_policy: a.scope.range.closed_period_policy(),
         dry_run: true,
         ..Default::default()
     };

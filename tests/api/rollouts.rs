@@ -16,6 +16,13 @@ use crate::support::{
 
 type Client = RolloutServiceClient<Channel>;
 
+/// Stages 1 → 2 → the rest, over five organizations.
+const ONE_TWO_REST: [Size; 3] = [
+    Size::Organizations(1),
+    Size::Organizations(2),
+    Size::Rest(true),
+];
+
 /// Five seeded organizations, and a platform operator: a USER entity of the
 /// platform organization, MEMBER_OF it with the PLATFORM_ADMIN role.
 struct Fleet {
@@ -124,6 +131,18 @@ async fn watched(client: &mut Client, operator: Uuid, rollout_id: &str) -> Vec<R
         .collect()
 }
 
+/// The kinds of a rollout's events, in order.
+async fn event_kinds(pool: &PgPool, rollout_id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT line_data ->> 'kind' FROM universal_transaction_lines
+          WHERE transaction_id = $1::uuid ORDER BY line_number",
+    )
+    .bind(rollout_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 fn standings(rollout: &Rollout) -> Vec<OrganizationStanding> {
     rollout
         .organizations
@@ -136,14 +155,7 @@ fn standings(rollout: &Rollout) -> Vec<OrganizationStanding> {
 async fn a_rollout_in_stages_migrates_and_validates_every_organization_stage_by_stage() {
     let (fleet, app) = Fleet::seed().await;
     let mut client = client(&app).await;
-    let request = fleet.request(
-        &[
-            Size::Organizations(1),
-            Size::Organizations(2),
-            Size::Rest(true),
-        ],
-        false,
-    );
+    let request = fleet.request(&ONE_TWO_REST, false);
     let started = client
         .start_rollout(as_user(request, fleet.operator))
         .await
@@ -187,14 +199,7 @@ async fn a_rollout_in_stages_migrates_and_validates_every_organization_stage_by_
     assert!(ordered, "every stage waits for the one before it");
     // Its story is on the platform organization's audit chain.
     let platform = Uuid::parse_str(&last.platform_organization_id).unwrap();
-    let kinds: Vec<String> = sqlx::query_scalar(
-        "SELECT line_data ->> 'kind' FROM universal_transaction_lines
-          WHERE transaction_id = $1::uuid ORDER BY line_number",
-    )
-    .bind(&last.rollout_id)
-    .fetch_all(&fleet.pool)
-    .await
-    .unwrap();
+    let kinds = event_kinds(&fleet.pool, &last.rollout_id).await;
     assert_eq!(kinds.first().map(String::as_str), Some("STARTED"));
     assert_eq!(kinds.iter().filter(|k| *k == "STAGE_PASSED").count(), 3);
     assert_eq!(
@@ -243,14 +248,7 @@ async fn a_failed_validation_stops_the_rollout_at_its_stage_and_rolls_that_stage
     .await
     .unwrap();
     let mut client = client(&app).await;
-    let request = fleet.request(
-        &[
-            Size::Organizations(1),
-            Size::Organizations(2),
-            Size::Rest(true),
-        ],
-        true,
-    );
+    let request = fleet.request(&ONE_TWO_REST, true);
     let rollout = client
         .start_rollout(as_user(request, fleet.operator))
         .await
@@ -395,13 +393,7 @@ async fn a_rollout_outlives_its_server_and_a_paused_one_waits_for_resume() {
         .unwrap();
     assert_eq!(last.state(), RolloutState::Succeeded, "{last:?}");
     assert_eq!(standings(&last), [OrganizationStanding::Passed; 5]);
-    let kinds: Vec<String> = sqlx::query_scalar(
-        "SELECT line_data ->> 'kind' FROM universal_transaction_lines WHERE transaction_id = $1::uuid ORDER BY line_number",
-    )
-    .bind(&id)
-    .fetch_all(&fleet.pool)
-    .await
-    .unwrap();
+    let kinds = event_kinds(&fleet.pool, &id).await;
     assert!(
         kinds.contains(&"PAUSED".to_owned()) && kinds.contains(&"RESUMED".to_owned()),
         "{kinds:?}"
