@@ -317,9 +317,11 @@ impl Rollouts {
                 return Ok(found);
             }
         };
+        // One round trip for the whole list, however long.
+        let flags = store::platform_flags(&self.inner.admin, listed).await?;
         for (i, org) in listed.iter().enumerate() {
             let field = format!("organization_ids[{i}]");
-            match store::is_platform(&self.inner.admin, *org).await? {
+            match flags.get(org).copied() {
                 None => return Err(Error::invalid(field, format!("no organization {org}"))),
                 Some(true) => {
                     return Err(Error::invalid(

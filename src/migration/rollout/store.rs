@@ -23,8 +23,8 @@ const SERIALIZE_STARTS: &str =
 const ACTIVE: &str = include_str!("../../../sql/queries/active_rollouts.sql");
 const WITH_CANDIDATES: &str =
     "SELECT organization_id FROM hera_migration_rollout_organizations_v2($1)";
-const ORGANIZATION: &str = "SELECT lower(coalesce(organization_type, '')) = 'platform'
-                              FROM core_organizations WHERE id = $1";
+const ORGANIZATIONS: &str = "SELECT id, lower(coalesce(organization_type, '')) = 'platform'
+                               FROM core_organizations WHERE id = ANY ($1)";
 
 pub async fn serialize_starts(conn: &mut PgConnection, platform: Uuid) -> Result<()> {
     sqlx::query(SERIALIZE_STARTS)
@@ -122,10 +122,14 @@ pub async fn with_candidates(admin: &PgPool, parameters: &Value) -> Result<Vec<U
         .await?)
 }
 
-/// Whether `organization` exists (Some) and is a platform organization.
-pub async fn is_platform(admin: &PgPool, organization: Uuid) -> Result<Option<bool>> {
-    Ok(sqlx::query_scalar(ORGANIZATION)
-        .bind(organization)
-        .fetch_optional(admin)
-        .await?)
+/// Of `organizations`, those that exist, each with whether it is a platform organization.
+pub async fn platform_flags(
+    admin: &PgPool,
+    organizations: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, bool>> {
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(ORGANIZATIONS)
+        .bind(organizations)
+        .fetch_all(admin)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
