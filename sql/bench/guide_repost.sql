@@ -1,6 +1,7 @@
 -- hera-migrate bench, figure c (the guide's way), call 2 of 2 per
 -- transaction: the v2 repost's header and lines. Same columns as the batch's
--- copies.
+-- copies, under the same time-ordered ids (the client's UUID v7 for the header,
+-- hera_migration_uuid_v7 for the lines).
 -- $1 the original, $2 the repost's id.
 WITH repost AS (
     INSERT INTO universal_transactions (
@@ -20,11 +21,11 @@ WITH repost AS (
      WHERE s.id = $1
     RETURNING 1)
 INSERT INTO universal_transaction_lines (
-    organization_id, transaction_id, line_number, entity_id, line_type, description,
+    id, organization_id, transaction_id, line_number, entity_id, line_type, description,
     quantity, unit_amount, line_amount, discount_amount, tax_amount, smart_code, line_data,
     created_by, updated_by
     /*@line_copy_columns*//*@*/)
-SELECT l.organization_id, $2, l.line_number, l.entity_id, l.line_type, l.description,
+SELECT hera_migration_uuid_v7(), l.organization_id, $2, l.line_number, l.entity_id, l.line_type, l.description,
        l.quantity, l.unit_amount, l.line_amount, l.discount_amount, l.tax_amount,
        hera_smart_code_at_version(l.smart_code, 2), l.line_data, l.created_by, l.updated_by
        /*@line_copy_values*//*@*/

@@ -27,7 +27,7 @@ pub struct Sizes {
 impl Sizes {
     pub fn at(scale: f64) -> Self {
         let batch = scaled(1_000, scale, 10).min(5_000);
-        let rounds = (floor::ROUNDS + 1 + guide::ROUNDS + 1) as u64;
+        let rounds = (floor::ROUNDS + 1 + guide::BATCHES_TAKEN) as u64;
         let base = scaled(50_000, scale, 10 * batch);
         Self {
             scale,
@@ -37,7 +37,7 @@ impl Sizes {
             floor: base.max(rounds * batch),
             aliases: scaled(100_000, scale, 10 * batch),
             fleet: scaled(20_000, scale, 5 * batch),
-            idle_posts: usize::try_from(scaled(150, scale, 10)).expect("a count fits"),
+            idle_posts: usize::try_from(scaled(300, scale, 10)).expect("a count fits"),
         }
     }
 }
@@ -65,6 +65,6 @@ mod tests {
         let tiny = Sizes::at(0.002);
         assert_eq!(tiny.batch, 10);
         assert!(tiny.base >= 10 * 10 && tiny.big >= 20 * 10);
-        assert!(tiny.floor >= 12 * 10, "every round has originals");
+        assert!(tiny.floor >= 16 * 10, "every round has originals");
     }
 }
