@@ -161,7 +161,8 @@ pub struct RolloutView {
 }
 
 impl RolloutView {
-    /// Organizations done count whole; those migrating, by their run's share.
+    /// Organizations done count whole; those migrating, by their run's share;
+    /// at most 99.9 until the rollout ended.
     pub fn percent_complete(&self) -> f64 {
         let members = &self.rollout.recorded.organizations;
         if members.is_empty() {
@@ -180,7 +181,11 @@ impl RolloutView {
                 _ => 0.0,
             })
             .sum();
-        100.0 * done / members.len() as f64
+        // 100 only once it ended: runs that looked at every candidate still
+        // validate (or end) before the rollout is done.
+        let ended = self.rollout.recorded.state.is_terminal();
+        let cap = if ended { 100.0 } else { 99.9 };
+        (100.0 * done / members.len() as f64).min(cap)
     }
 }
 
