@@ -122,6 +122,11 @@ impl ServerChild {
         self.pid
     }
 
+    /// How it exited, when it has (by itself: a kill consumes the child).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The server's last log lines.
     pub fn logs(&self) -> String {
         let tail = self.tail.lock().expect("the log tail");

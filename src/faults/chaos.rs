@@ -65,6 +65,9 @@ pub struct Chaos<'a> {
     /// The phase's kills and database restarts, as they happened.
     pub kills: Vec<Kill>,
     pub restarts: Vec<chrono::DateTime<chrono::Utc>>,
+    /// Replicas that exited without being killed, with their last log lines:
+    /// failures of the phase they happened in.
+    pub crashes: Vec<String>,
     /// The phases' pace (transactions a second), which storms' updates keep,
     /// and batch size, which they change only downwards (a larger batch would
     /// end the phase before its faults).
@@ -75,6 +78,7 @@ pub struct Chaos<'a> {
 impl Chaos<'_> {
     /// A client of a running replica, starting replicas up to `replicas`.
     pub async fn client(&mut self) -> anyhow::Result<Client> {
+        self.reap_crashed();
         while self.servers.len() < self.replicas.max(1) {
             let settings = [(
                 "HERA_LEASE_CHECK_INTERVAL_MS",
@@ -85,6 +89,26 @@ impl Chaos<'_> {
             self.servers.push(server);
         }
         client::connect(&self.servers[0].endpoint()).await
+    }
+
+    /// Replicas that exited by themselves leave the list (so that others
+    /// replace them), each recorded as a crash with what it logged last.
+    fn reap_crashed(&mut self) {
+        let mut at = 0;
+        while at < self.servers.len() {
+            let Some(status) = self.servers[at].exited() else {
+                at += 1;
+                continue;
+            };
+            let server = self.servers.remove(at);
+            let crash = format!(
+                "replica {} exited by itself ({status}); its last log lines:\n{}",
+                server.pid(),
+                server.logs()
+            );
+            eprintln!("faults: {crash}");
+            self.crashes.push(crash);
+        }
     }
 
     /// Stops every replica.

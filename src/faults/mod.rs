@@ -105,6 +105,7 @@ async fn campaign(
         replicas: usize::from(settings.replicas),
         kills: Vec::new(),
         restarts: Vec::new(),
+        crashes: Vec::new(),
         pace,
         batch_size: settings.batch_size,
     };
@@ -217,6 +218,7 @@ async fn phase_report(
     let counts = checks::counts(&mut admin, org).await?;
     let history = checks::history(&mut admin, id.parse()?).await?;
     let mut failures = checks::history_faults(&history);
+    failures.append(&mut chaos.crashes);
     let batch_phase = batch_phase(phase);
     failures.extend(checks::overlap_faults(&history, batch_phase));
     let takeover_ms = takeover_faults(chaos, &history, &mut failures);
