@@ -1,4 +1,5 @@
-"""A small typed client of hera.migration.v2.MigrationService.
+"""Small typed clients of hera.migration.v2: MigrationService (HeraClient)
+and RolloutService (RolloutClient, fleet rollouts for platform operators).
 
     from hera_client import HeraClient, decode_error
 
@@ -11,13 +12,13 @@ Every call carries `authorization: Bearer <token>`. A failed call raises
 `grpc.RpcError`; `decode_error` reads its google.rpc details (ErrorInfo's
 stable reason, BadRequest's field violations).
 
-The stubs are generated from the repository's proto into generated/
+The stubs are generated from the repository's protos into generated/
 (generate.py), on first import when missing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dataclass_field
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import grpc
 from google.rpc import error_details_pb2
@@ -29,19 +30,24 @@ generate.ensure()
 
 from hera.migration.v2 import migration_pb2 as pb  # noqa: E402
 from hera.migration.v2 import migration_pb2_grpc as pb_grpc  # noqa: E402
+from hera.migration.v2 import rollout_pb2 as rollout_pb  # noqa: E402
+from hera.migration.v2 import rollout_pb2_grpc as rollout_pb_grpc  # noqa: E402
 
-__all__ = ["HeraClient", "DecodedError", "FieldViolation", "decode_error", "pb"]
+__all__ = [
+    "HeraClient", "RolloutClient", "Stage", "DecodedError", "FieldViolation", "decode_error",
+    "pb", "rollout_pb",
+]
 
 # The domain of every ErrorInfo the server sends.
 ERROR_DOMAIN = "hera-migrate"
 
 
-class HeraClient:
-    """MigrationService over one channel, on behalf of the token's user.
+class _Connected:
+    """One channel on behalf of the token's user.
 
     `address` is host:port (plaintext); pass `credentials` (for instance
     grpc.ssl_channel_credentials(ca)) for a server with HERA_TLS_CERT.
-    `timeout` (seconds) bounds each unary call; streams run until their run ends.
+    `timeout` (seconds) bounds each unary call; streams run until they end.
     """
 
     def __init__(
@@ -56,15 +62,8 @@ class HeraClient:
             self._channel = grpc.insecure_channel(address)
         else:
             self._channel = grpc.secure_channel(address, credentials)
-        self._stub = pb_grpc.MigrationServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
-
-    @property
-    def stub(self) -> pb_grpc.MigrationServiceStub:
-        """The generated stub, for the RPCs this wrapper does not cover
-        (pass metadata=client.metadata)."""
-        return self._stub
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -74,11 +73,26 @@ class HeraClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "HeraClient":
+    def __enter__(self):
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class HeraClient(_Connected):
+    """MigrationService over one channel, on behalf of the token's user
+    (see _Connected for address, credentials and timeout)."""
+
+    def __init__(self, address: str, token: str, **options) -> None:
+        super().__init__(address, token, **options)
+        self._stub = pb_grpc.MigrationServiceStub(self._channel)
+
+    @property
+    def stub(self) -> pb_grpc.MigrationServiceStub:
+        """The generated stub, for the RPCs this wrapper does not cover
+        (pass metadata=client.metadata)."""
+        return self._stub
 
     def preview(
         self,
@@ -158,6 +172,111 @@ class HeraClient:
         request = pb.GetMigrationRequest(organization_id=organization_id, migration_id=migration_id)
         response = self._stub.GetMigration(request, metadata=self._metadata, timeout=self._timeout)
         return response.migration
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a rollout: a count of organizations, a share of them
+    (percent), or the rest: Stage.count(1), Stage.share(25), Stage.rest_of_them()."""
+
+    organizations: Optional[int] = None
+    percent: Optional[int] = None
+    rest: bool = False
+
+    @staticmethod
+    def count(organizations: int) -> "Stage":
+        return Stage(organizations=organizations)
+
+    @staticmethod
+    def share(percent: int) -> "Stage":
+        return Stage(percent=percent)
+
+    @staticmethod
+    def rest_of_them() -> "Stage":
+        return Stage(rest=True)
+
+    def message(self) -> rollout_pb.RolloutStage:
+        if self.organizations is not None:
+            return rollout_pb.RolloutStage(organizations=self.organizations)
+        if self.percent is not None:
+            return rollout_pb.RolloutStage(percent=self.percent)
+        return rollout_pb.RolloutStage(rest=self.rest)
+
+
+class RolloutClient(_Connected):
+    """RolloutService over one channel: one migration across organizations,
+    stage by stage, each organization migrated and validated before the next
+    stage. The token's user must hold a platform role (PLATFORM_ADMIN or
+    PLATFORM_OPERATOR) in HERA's platform organization. See _Connected for
+    address, credentials and timeout."""
+
+    def __init__(self, address: str, token: str, **options) -> None:
+        super().__init__(address, token, **options)
+        self._stub = rollout_pb_grpc.RolloutServiceStub(self._channel)
+
+    @property
+    def stub(self) -> rollout_pb_grpc.RolloutServiceStub:
+        """The generated stub (pass metadata=client.metadata)."""
+        return self._stub
+
+    def start(
+        self,
+        organizations: Union[Sequence[str], str],
+        stages: Sequence[Stage],
+        from_date: str,
+        to_date: str,
+        *,
+        request_id: str = "",
+        closed_period_policy: pb.ClosedPeriodPolicy = pb.CLOSED_PERIOD_POLICY_SKIP,
+        batch_size: int = 0,
+        max_concurrency: int = 0,
+        rollback_failed_stage: bool = False,
+    ) -> rollout_pb.Rollout:
+        """StartRollout over the listed organization ids, or every
+        organization with candidates when `organizations` is "all". The
+        rollout belongs to the server (any replica drives it); watch() follows it."""
+        everyone = organizations == "all"
+        request = rollout_pb.StartRolloutRequest(
+            organization_ids=[] if everyone else list(organizations),
+            all_with_candidates=everyone,
+            stages=[stage.message() for stage in stages],
+            migration=pb.StartMigrationRequest(
+                from_date=from_date,
+                to_date=to_date,
+                batch_size=batch_size,
+                closed_period_policy=closed_period_policy,
+            ),
+            max_concurrency=max_concurrency,
+            rollback_failed_stage=rollback_failed_stage,
+            request_id=request_id,
+        )
+        return self._stub.StartRollout(request, metadata=self._metadata, timeout=self._timeout).rollout
+
+    def watch(self, rollout_id: str) -> Iterator[rollout_pb.Rollout]:
+        """WatchRollout: the rollout now, then at each of its changes, until it ends."""
+        request = rollout_pb.WatchRolloutRequest(rollout_id=rollout_id)
+        for response in self._stub.WatchRollout(request, metadata=self._metadata):
+            yield response.rollout
+
+    def get(self, rollout_id: str) -> rollout_pb.Rollout:
+        """GetRollout: the rollout with every organization's standing."""
+        request = rollout_pb.GetRolloutRequest(rollout_id=rollout_id)
+        return self._stub.GetRollout(request, metadata=self._metadata, timeout=self._timeout).rollout
+
+    def pause(self, rollout_id: str) -> rollout_pb.Rollout:
+        """PauseRollout: its runs under way pause; no organization starts."""
+        request = rollout_pb.PauseRolloutRequest(rollout_id=rollout_id)
+        return self._stub.PauseRollout(request, metadata=self._metadata, timeout=self._timeout).rollout
+
+    def resume(self, rollout_id: str) -> rollout_pb.Rollout:
+        """ResumeRollout: a paused rollout goes on where it stopped."""
+        request = rollout_pb.ResumeRolloutRequest(rollout_id=rollout_id)
+        return self._stub.ResumeRollout(request, metadata=self._metadata, timeout=self._timeout).rollout
+
+    def cancel(self, rollout_id: str) -> rollout_pb.Rollout:
+        """CancelRollout: its runs under way are cancelled; nothing more starts."""
+        request = rollout_pb.CancelRolloutRequest(rollout_id=rollout_id)
+        return self._stub.CancelRollout(request, metadata=self._metadata, timeout=self._timeout).rollout
 
 
 def _mappings(mappings: Mapping[str, str]) -> list[pb.SmartCodeMapping]:

@@ -170,24 +170,38 @@ async fn assert_example_output(pool: &sqlx::PgPool, org: &str, finished: &Finish
     assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
 }
 
+const PYTHON_INSTALL: &str =
+    "python3 -m pip install -r clients/python/requirements.txt (.ci/run does)";
+
+/// The Python client's packages checked and its stubs generated, once for
+/// every test of this binary (two generating at once would write the same
+/// files under each other).
+async fn python_stubs() {
+    static GENERATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    GENERATED
+        .get_or_init(|| async {
+            run_ok(
+                "the Python client's packages",
+                Command::new("python3").args(["-c", "import grpc, grpc_tools, grpc_status"]),
+                PYTHON_INSTALL,
+            )
+            .await;
+            run_ok(
+                "python3 clients/python/generate.py",
+                Command::new("python3")
+                    .arg("clients/python/generate.py")
+                    .current_dir(REPO),
+                PYTHON_INSTALL,
+            )
+            .await;
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn the_python_example_migrates_2024_and_decodes_the_bad_requests_details() {
-    const INSTALL: &str =
-        "python3 -m pip install -r clients/python/requirements.txt (.ci/run does)";
-    run_ok(
-        "the Python client's packages",
-        Command::new("python3").args(["-c", "import grpc, grpc_tools, grpc_status"]),
-        INSTALL,
-    )
-    .await;
-    run_ok(
-        "python3 clients/python/generate.py",
-        Command::new("python3")
-            .arg("clients/python/generate.py")
-            .current_dir(REPO),
-        INSTALL,
-    )
-    .await;
+    const INSTALL: &str = PYTHON_INSTALL;
+    python_stubs().await;
     let (_db, app, pool, env) = scene().await;
     let mut example = Command::new("python3");
     example
@@ -199,22 +213,36 @@ async fn the_python_example_migrates_2024_and_decodes_the_bad_requests_details()
     app.stop().await;
 }
 
+const TYPESCRIPT_INSTALL: &str =
+    "install Node 20 and run `npm ci` in clients/typescript (.ci/run does)";
+
+/// The TypeScript client generated and built, once for every test of this
+/// binary (two builds at once would write the same files under each other).
+async fn typescript_built() {
+    static BUILT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    BUILT
+        .get_or_init(|| async {
+            let client = Path::new(REPO).join("clients/typescript");
+            assert!(
+                client.join("node_modules/.bin/tsc").exists(),
+                "the TypeScript client's packages are missing: {TYPESCRIPT_INSTALL}"
+            );
+            run_ok(
+                "npm run build (in clients/typescript)",
+                Command::new("npm")
+                    .args(["run", "build"])
+                    .current_dir(&client),
+                TYPESCRIPT_INSTALL,
+            )
+            .await;
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn the_typescript_example_migrates_2024_and_decodes_the_bad_requests_details() {
-    const INSTALL: &str = "install Node 20 and run `npm ci` in clients/typescript (.ci/run does)";
-    let client = Path::new(REPO).join("clients/typescript");
-    assert!(
-        client.join("node_modules/.bin/tsc").exists(),
-        "the TypeScript client's packages are missing: {INSTALL}"
-    );
-    run_ok(
-        "npm run build (in clients/typescript)",
-        Command::new("npm")
-            .args(["run", "build"])
-            .current_dir(&client),
-        INSTALL,
-    )
-    .await;
+    const INSTALL: &str = TYPESCRIPT_INSTALL;
+    typescript_built().await;
     let (_db, app, pool, env) = scene().await;
     let mut example = Command::new("node");
     example
@@ -228,5 +256,112 @@ async fn the_typescript_example_migrates_2024_and_decodes_the_bad_requests_detai
     )
     .await;
     assert_example_output(&pool, &env[2].1, &finished).await;
+    app.stop().await;
+}
+
+/// Three seeded organizations, the real server over them, and a platform
+/// operator: the rollout examples' environment.
+async fn rollout_scene() -> (
+    TestDatabase,
+    TestApp,
+    sqlx::PgPool,
+    [(&'static str, String); 3],
+) {
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 3, 60, 13).await;
+    let operator = fixtures::platform_operator(&pool, &report.platform).await;
+    let orgs: Vec<String> = report
+        .organizations
+        .iter()
+        .map(|org| org.id.to_string())
+        .collect();
+    let env = [
+        ("HERA_ADDR", app.addr.to_string()),
+        ("HERA_TOKEN", token_for(operator)),
+        ("HERA_ORGS", orgs.join(",")),
+    ];
+    (db, app, pool, env)
+}
+
+/// What both rollout examples print, checked against the database: one stage
+/// of one organization, then the rest, every organization PASSED with its
+/// run's copies in the ledger, and the bad stage's details decoded.
+async fn assert_rollout_output(pool: &sqlx::PgPool, orgs: &str, finished: &Finished) {
+    let stdout = &finished.stdout;
+    assert!(finished.success, "{stdout}\n{}", finished.stderr);
+    assert!(
+        stdout.contains("final state: ROLLOUT_STATE_SUCCEEDED"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|line| line.starts_with("snapshot ")),
+        "{stdout}"
+    );
+    for org in orgs.split(',') {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("organization {org} ")))
+            .unwrap_or_else(|| panic!("a line for {org}:\n{stdout}"));
+        assert!(
+            line.contains(" ORGANIZATION_STANDING_PASSED validation PASS migration ")
+                || line.contains(" ORGANIZATION_STANDING_PASSED validation WARN migration "),
+            "{line}"
+        );
+        let migration_id = line.rsplit(' ').next().unwrap();
+        let (reversals, reposts, reversed) =
+            fixtures::migrated_copies(pool, org.parse().unwrap(), migration_id).await;
+        assert!(
+            reversals > 0 && reversals == reposts && reposts == reversed,
+            "{line}: {reversals} {reposts} {reversed}"
+        );
+    }
+    assert!(
+        stdout.contains(
+            "bad request: code=INVALID_ARGUMENT reason=INVALID_FIELD field=stages[0].percent domain=hera-migrate"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
+}
+
+/// The Python rollout example, as clients/python/README.md runs it.
+#[tokio::test]
+async fn the_python_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
+    python_stubs().await;
+    let (_db, app, pool, env) = rollout_scene().await;
+    let mut example = Command::new("python3");
+    example
+        .arg("clients/python/rollout_example.py")
+        .current_dir(REPO)
+        .envs(env.clone());
+    let finished = run(
+        "python3 clients/python/rollout_example.py",
+        &mut example,
+        PYTHON_INSTALL,
+    )
+    .await;
+    assert_rollout_output(&pool, &env[2].1, &finished).await;
+    app.stop().await;
+}
+
+/// The TypeScript rollout example, as clients/typescript/README.md runs it.
+#[tokio::test]
+async fn the_typescript_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
+    typescript_built().await;
+    let (_db, app, pool, env) = rollout_scene().await;
+    let mut example = Command::new("node");
+    example
+        .arg("clients/typescript/dist/rollout_example.js")
+        .current_dir(REPO)
+        .envs(env.clone());
+    let finished = run(
+        "node clients/typescript/dist/rollout_example.js",
+        &mut example,
+        TYPESCRIPT_INSTALL,
+    )
+    .await;
+    assert_rollout_output(&pool, &env[2].1, &finished).await;
     app.stop().await;
 }

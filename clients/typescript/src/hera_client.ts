@@ -1,4 +1,5 @@
-// A small typed client of hera.migration.v2.MigrationService.
+// Small typed clients of hera.migration.v2: MigrationService (HeraClient)
+// and RolloutService (RolloutClient, in rollout_client.ts).
 //
 //   const hera = new HeraClient('127.0.0.1:50051', token);
 //   const plan = await hera.preview({ organization_id, from_date, to_date });
@@ -58,21 +59,46 @@ export interface HeraClientOptions {
   timeoutMs?: number;
 }
 
-/** MigrationService over one channel, on behalf of the token's user. */
-export class HeraClient {
-  private readonly client: MigrationServiceClient;
+/** Loads one of the repository's protos (`hera/migration/v2/<name>.proto`)
+ * with the options the generated types describe. */
+export function loadProto<T>(name: string): T {
+  const definition = protoLoader.loadSync(`hera/migration/v2/${name}.proto`, LOADER_OPTIONS);
+  return grpc.loadPackageDefinition(definition) as unknown as T;
+}
+
+/** What every client of ours shares: its user's token on each call, and
+ * the deadline of unary calls. */
+export abstract class Connected {
   private readonly token: string;
   private readonly timeoutMs: number;
 
+  protected constructor(token: string, options: HeraClientOptions) {
+    this.token = token;
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  protected metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${this.token}`);
+    return metadata;
+  }
+
+  protected unaryOptions(): grpc.CallOptions {
+    return { deadline: Date.now() + this.timeoutMs };
+  }
+}
+
+/** MigrationService over one channel, on behalf of the token's user. */
+export class HeraClient extends Connected {
+  private readonly client: MigrationServiceClient;
+
   constructor(address: string, token: string, options: HeraClientOptions = {}) {
-    const definition = protoLoader.loadSync('hera/migration/v2/migration.proto', LOADER_OPTIONS);
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+    super(token, options);
+    const loaded = loadProto<ProtoGrpcType>('migration');
     this.client = new loaded.hera.migration.v2.MigrationService(
       address,
       options.credentials ?? grpc.credentials.createInsecure(),
     );
-    this.token = token;
-    this.timeoutMs = options.timeoutMs ?? 60_000;
   }
 
   close(): void {
@@ -128,15 +154,6 @@ export class HeraClient {
     });
   }
 
-  private metadata(): grpc.Metadata {
-    const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${this.token}`);
-    return metadata;
-  }
-
-  private unaryOptions(): grpc.CallOptions {
-    return { deadline: Date.now() + this.timeoutMs };
-  }
 }
 
 /** One google.rpc.BadRequest.FieldViolation. */

@@ -125,3 +125,36 @@ pub async fn migrated_copies(
     .await
     .unwrap()
 }
+
+/// A platform operator: a USER entity of the seeded platform organization,
+/// MEMBER_OF it with the PLATFORM_ADMIN role (what fleet rollouts need).
+pub async fn platform_operator(
+    pool: &PgPool,
+    platform: &hera_migrate::seed::SeededPlatform,
+) -> Uuid {
+    let operator = Uuid::new_v4();
+    sqlx::query(PLATFORM_OPERATOR)
+        .bind(platform.organization_id)
+        .bind(operator)
+        .bind(platform.system_user_id)
+        .execute(pool)
+        .await
+        .expect("the platform operator");
+    operator
+}
+
+const PLATFORM_OPERATOR: &str = r#"
+WITH platform_entity AS (
+    INSERT INTO core_entities (organization_id, entity_type, entity_name, smart_code, created_by, updated_by)
+    VALUES ($1, 'ORGANIZATION', 'HERA Platform', 'HERA.UNIVERSAL.ORG.ENTITY.COMPANY.v1', $3, $3)
+    RETURNING id
+), operator AS (
+    INSERT INTO core_entities (id, organization_id, entity_type, entity_name, smart_code, created_by, updated_by)
+    VALUES ($2, $1, 'USER', 'Platform operator', 'HERA.PLATFORM.USER.ENTITY.PERSON.v1', $3, $3)
+    RETURNING id
+)
+INSERT INTO core_relationships (organization_id, from_entity_id, to_entity_id, relationship_type,
+                                relationship_data, smart_code, created_by, updated_by)
+SELECT $1, o.id, p.id, 'MEMBER_OF', '{"role": "PLATFORM_ADMIN"}', 'HERA.UNIVERSAL.REL.MEMBER.OF.v1', $3, $3
+  FROM operator o, platform_entity p
+"#;
