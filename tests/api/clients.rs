@@ -326,42 +326,33 @@ async fn assert_rollout_output(pool: &sqlx::PgPool, orgs: &str, finished: &Finis
     assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
 }
 
+/// Runs a rollout example (`program script`, as its README says) in its
+/// scene, and checks what it printed.
+async fn rollout_example(program: &str, script: &str, install: &str) {
+    let (_db, app, pool, env) = rollout_scene().await;
+    let mut example = Command::new(program);
+    example.arg(script).current_dir(REPO).envs(env.clone());
+    let finished = run(&format!("{program} {script}"), &mut example, install).await;
+    assert_rollout_output(&pool, &env[2].1, &finished).await;
+    app.stop().await;
+}
+
 /// The Python rollout example, as clients/python/README.md runs it.
 #[tokio::test]
 async fn the_python_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
     python_stubs().await;
-    let (_db, app, pool, env) = rollout_scene().await;
-    let mut example = Command::new("python3");
-    example
-        .arg("clients/python/rollout_example.py")
-        .current_dir(REPO)
-        .envs(env.clone());
-    let finished = run(
-        "python3 clients/python/rollout_example.py",
-        &mut example,
+    rollout_example(
+        "python3",
+        "clients/python/rollout_example.py",
         PYTHON_INSTALL,
     )
     .await;
-    assert_rollout_output(&pool, &env[2].1, &finished).await;
-    app.stop().await;
 }
 
 /// The TypeScript rollout example, as clients/typescript/README.md runs it.
 #[tokio::test]
 async fn the_typescript_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
     typescript_built().await;
-    let (_db, app, pool, env) = rollout_scene().await;
-    let mut example = Command::new("node");
-    example
-        .arg("clients/typescript/dist/rollout_example.js")
-        .current_dir(REPO)
-        .envs(env.clone());
-    let finished = run(
-        "node clients/typescript/dist/rollout_example.js",
-        &mut example,
-        TYPESCRIPT_INSTALL,
-    )
-    .await;
-    assert_rollout_output(&pool, &env[2].1, &finished).await;
-    app.stop().await;
+    let script = "clients/typescript/dist/rollout_example.js";
+    rollout_example("node", script, TYPESCRIPT_INSTALL).await;
 }
