@@ -595,7 +595,7 @@ async fn the_estimate_uses_recorded_batch_timings_once_there_are_any() {
         preview.total_candidates, 100,
         "bookkeeping rows are never candidates"
     );
-    // 2.5 ms per transaction, measured, plus the first batch's snapshot.
+    // 2.5 ms per transaction, measured, plus the trial balance's read.
     assert!(
         (250..1000).contains(&preview.estimated_processing_time_ms),
         "{}",
@@ -963,7 +963,8 @@ async fn the_time_estimate_called_alone() {
     } = World::new().await;
     // No batch timings recorded: the calibration's sample batch speaks; 400
     // of 1,000 to be written at 0.5 ms each, 600 only read at a tenth of
-    // that, plus three times the 10 ms the GL lines took to read.
+    // that, plus the 10 ms the GL lines took to read (what reading the trial
+    // balance beside the first batches adds).
     let calibrated = piece(
         &pool,
         "SELECT hera_migration_preview_estimate_v2($1, 1000, 400, 10,
@@ -971,7 +972,7 @@ async fn the_time_estimate_called_alone() {
         org.id,
     )
     .await;
-    assert_eq!(calibrated["ms"], 260, "{calibrated}");
+    assert_eq!(calibrated["ms"], 240, "{calibrated}");
     assert!(
         calibrated["basis"]
             .as_str()
