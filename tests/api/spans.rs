@@ -1,11 +1,13 @@
 //! OpenTelemetry spans of a run, caught by an in-memory exporter: one span for
-//! the phase and a child per batch, in the trace of the call that started it.
+//! the phase and a child per batch, in the trace of the call that started it;
+//! a rollout's span, a child per organization, and their runs under them.
 use std::{
+    collections::BTreeSet,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
-use hera_migrate::proto::*;
+use hera_migrate::proto::{rollout_service_client::RolloutServiceClient, *};
 use opentelemetry::{
     Value, global,
     trace::{SpanId, TraceId, TracerProvider as _},
@@ -18,8 +20,10 @@ use opentelemetry_sdk::{
 use tonic::metadata::MetadataValue;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
+use uuid::Uuid;
+
 use crate::support::{
-    as_user,
+    TestApp, TestDatabase, as_user, fixtures,
     runs::{collect, seeded, start},
     wait,
 };
@@ -152,4 +156,88 @@ async fn a_run_has_an_execution_span_with_a_child_per_batch_in_the_callers_trace
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=last.batch_number).collect::<Vec<_>>());
     s.app.stop().await;
+}
+
+/// A rollout's span, with a child per organization and each organization's
+/// run under its own: the whole rollout is one trace.
+#[tokio::test]
+async fn a_rollout_has_a_span_with_a_child_per_organization_and_its_run_under_it() {
+    let memory = exported();
+    let db = TestDatabase::create().await;
+    let app = TestApp::spawn(db.options()).await;
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 2, 30, 17).await;
+    let operator = fixtures::platform_operator(&pool, &report.platform).await;
+    let orgs: BTreeSet<String> = report
+        .organizations
+        .iter()
+        .map(|org| org.id.to_string())
+        .collect();
+    let mut migration = start(Uuid::nil());
+    migration.organization_id.clear();
+    migration.batch_size = 15;
+    let request = StartRolloutRequest {
+        organization_ids: orgs.iter().cloned().collect(),
+        stages: vec![RolloutStage {
+            size: Some(rollout_stage::Size::Rest(true)),
+        }],
+        migration: Some(migration),
+        ..Default::default()
+    };
+    let mut client = RolloutServiceClient::new(app.channel().await);
+    let started = client
+        .start_rollout(as_user(request, operator))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = started.rollout.unwrap().rollout_id;
+
+    let rollout = wait::until("the rollout's span", Duration::from_secs(60), || {
+        let spans = memory.0.lock().unwrap();
+        let found = spans
+            .iter()
+            .find(|span| {
+                span.name == "migration.rollout"
+                    && attribute(span, "rollout_id") == Some(&Value::from(id.clone()))
+            })
+            .cloned();
+        async move { found }
+    })
+    .await;
+    assert_eq!(
+        attribute(&rollout, "outcome"),
+        Some(&Value::from("SUCCEEDED"))
+    );
+    let spans = memory.0.lock().unwrap().clone();
+    let organizations: Vec<&SpanData> = spans
+        .iter()
+        .filter(|span| {
+            span.name == "migration.rollout.organization"
+                && span.parent_span_id == rollout.span_context.span_id()
+        })
+        .collect();
+    let named: BTreeSet<String> = organizations
+        .iter()
+        .filter_map(|span| match attribute(span, "organization_id") {
+            Some(Value::String(org)) => Some(org.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, orgs, "a child span per organization");
+    for org in &orgs {
+        let run = spans.iter().find(|span| {
+            span.name == "migration.execution"
+                && attribute(span, "organization_id") == Some(&Value::from(org.clone()))
+                && organizations
+                    .iter()
+                    .any(|parent| parent.span_context.span_id() == span.parent_span_id)
+        });
+        let run = run.unwrap_or_else(|| panic!("organization {org}'s run under its span"));
+        assert_eq!(
+            run.span_context.trace_id(),
+            rollout.span_context.trace_id(),
+            "in the rollout's trace"
+        );
+    }
+    app.stop().await;
 }

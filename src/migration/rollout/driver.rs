@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, task::JoinSet};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{Inner, Member, POLL, Rollout, RolloutState, Standing, store};
@@ -49,9 +50,18 @@ impl Driver {
         }
     }
 
+    /// Drives the rollout under a span of its own (a root: it outlives the
+    /// call that started it), whose children are its organizations' spans and,
+    /// under those, their runs'; `outcome` is the state it was left in.
     pub(super) async fn drive(self, mut lease: Lease) {
-        if let Err(error) = self.stages(&mut lease).await {
+        let span = tracing::info_span!(parent: None, "migration.rollout", rollout_id = %self.id,
+            platform_organization_id = %self.platform, outcome = tracing::field::Empty);
+        let driven = self.stages(&mut lease).instrument(span.clone()).await;
+        if let Err(error) = driven {
             tracing::warn!(rollout_id = %self.id, %error, "the rollout's driver stopped; a server adopts it again");
+        }
+        if let Ok(rollout) = self.read().await {
+            span.record("outcome", rollout.recorded.state.as_str());
         }
         lease.release().await;
     }
@@ -136,10 +146,14 @@ impl Driver {
         for (org, _) in stage_members(rollout, stage) {
             let driver = self.clone();
             let permits = permits.clone();
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("never closed");
-                driver.advance(org).await
-            });
+            let span = tracing::info_span!("migration.rollout.organization", organization_id = %org, stage);
+            tasks.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await.expect("never closed");
+                    driver.advance(org).await
+                }
+                .instrument(span),
+            );
         }
         let mut outcome = Ok(());
         while let Some(joined) = tasks.join_next().await {
