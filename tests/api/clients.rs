@@ -200,17 +200,9 @@ async fn python_stubs() {
 
 #[tokio::test]
 async fn the_python_example_migrates_2024_and_decodes_the_bad_requests_details() {
-    const INSTALL: &str = PYTHON_INSTALL;
     python_stubs().await;
-    let (_db, app, pool, env) = scene().await;
-    let mut example = Command::new("python3");
-    example
-        .arg("clients/python/example.py")
-        .current_dir(REPO)
-        .envs(env.clone());
-    let finished = run("python3 clients/python/example.py", &mut example, INSTALL).await;
-    assert_example_output(&pool, &env[2].1, &finished).await;
-    app.stop().await;
+    let script = "clients/python/example.py";
+    run_example(Example::Migration, "python3", script, PYTHON_INSTALL).await;
 }
 
 const TYPESCRIPT_INSTALL: &str =
@@ -241,22 +233,9 @@ async fn typescript_built() {
 
 #[tokio::test]
 async fn the_typescript_example_migrates_2024_and_decodes_the_bad_requests_details() {
-    const INSTALL: &str = TYPESCRIPT_INSTALL;
     typescript_built().await;
-    let (_db, app, pool, env) = scene().await;
-    let mut example = Command::new("node");
-    example
-        .arg("clients/typescript/dist/example.js")
-        .current_dir(REPO)
-        .envs(env.clone());
-    let finished = run(
-        "node clients/typescript/dist/example.js",
-        &mut example,
-        INSTALL,
-    )
-    .await;
-    assert_example_output(&pool, &env[2].1, &finished).await;
-    app.stop().await;
+    let script = "clients/typescript/dist/example.js";
+    run_example(Example::Migration, "node", script, TYPESCRIPT_INSTALL).await;
 }
 
 /// Three seeded organizations, the real server over them, and a platform
@@ -326,14 +305,28 @@ async fn assert_rollout_output(pool: &sqlx::PgPool, orgs: &str, finished: &Finis
     assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
 }
 
-/// Runs a rollout example (`program script`, as its README says) in its
-/// scene, and checks what it printed.
-async fn rollout_example(program: &str, script: &str, install: &str) {
-    let (_db, app, pool, env) = rollout_scene().await;
-    let mut example = Command::new(program);
-    example.arg(script).current_dir(REPO).envs(env.clone());
-    let finished = run(&format!("{program} {script}"), &mut example, install).await;
-    assert_rollout_output(&pool, &env[2].1, &finished).await;
+/// What an example does: migrate one organization's 2024, or roll it out
+/// over three organizations.
+#[derive(Clone, Copy)]
+enum Example {
+    Migration,
+    Rollout,
+}
+
+/// Runs an example (`program script`, as its README says) in its scene, and
+/// checks what it printed against the database.
+async fn run_example(example: Example, program: &str, script: &str, install: &str) {
+    let (_db, app, pool, env) = match example {
+        Example::Migration => scene().await,
+        Example::Rollout => rollout_scene().await,
+    };
+    let mut command = Command::new(program);
+    command.arg(script).current_dir(REPO).envs(env.clone());
+    let finished = run(&format!("{program} {script}"), &mut command, install).await;
+    match example {
+        Example::Migration => assert_example_output(&pool, &env[2].1, &finished).await,
+        Example::Rollout => assert_rollout_output(&pool, &env[2].1, &finished).await,
+    }
     app.stop().await;
 }
 
@@ -341,12 +334,8 @@ async fn rollout_example(program: &str, script: &str, install: &str) {
 #[tokio::test]
 async fn the_python_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
     python_stubs().await;
-    rollout_example(
-        "python3",
-        "clients/python/rollout_example.py",
-        PYTHON_INSTALL,
-    )
-    .await;
+    let script = "clients/python/rollout_example.py";
+    run_example(Example::Rollout, "python3", script, PYTHON_INSTALL).await;
 }
 
 /// The TypeScript rollout example, as clients/typescript/README.md runs it.
@@ -354,5 +343,5 @@ async fn the_python_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requ
 async fn the_typescript_rollout_example_rolls_out_in_stages_and_decodes_the_bad_requests_details() {
     typescript_built().await;
     let script = "clients/typescript/dist/rollout_example.js";
-    rollout_example("node", script, TYPESCRIPT_INSTALL).await;
+    run_example(Example::Rollout, "node", script, TYPESCRIPT_INSTALL).await;
 }
