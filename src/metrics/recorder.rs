@@ -60,6 +60,10 @@ struct Instruments {
     lock_backoffs: Counter<u64>,
     throttled: Counter<f64>,
     serving: Gauge<u64>,
+    rollouts_active: UpDownCounter<i64>,
+    rollouts_started: Counter<u64>,
+    rollouts_ended: Counter<u64>,
+    rollout_organizations: Counter<u64>,
 }
 
 impl Recorder {
@@ -86,6 +90,26 @@ impl Recorder {
                 "hera.migration.runs.ended",
                 "{run}",
                 "Runs whose end this server recorded, by final state",
+            ),
+            rollouts_active: meter
+                .i64_up_down_counter("hera.migration.rollouts.active")
+                .with_unit("{rollout}")
+                .with_description("Rollouts this server drives now")
+                .build(),
+            rollouts_started: counter(
+                "hera.migration.rollouts.started",
+                "{rollout}",
+                "Rollouts started here",
+            ),
+            rollouts_ended: counter(
+                "hera.migration.rollouts.ended",
+                "{rollout}",
+                "Rollouts whose end this server recorded, by final state",
+            ),
+            rollout_organizations: counter(
+                "hera.migration.rollout.organizations",
+                "{organization}",
+                "Organizations a rollout settled here, by standing",
             ),
             takeovers: counter(
                 "hera.migration.lease.takeovers",
@@ -196,6 +220,27 @@ impl Recorder {
             KeyValue::new("phase", phase),
         ];
         self.0.takeovers.add(1, &attributes);
+    }
+
+    /// A rollout this server started (`driven`: began or stopped driving,
+    /// +1 or -1), ended (SUCCEEDED, FAILED, CANCELLED) or settled an
+    /// organization of (PASSED, FAILED, ROLLED_BACK, CANCELLED).
+    pub fn rollout_started(&self) {
+        self.0.rollouts_started.add(1, &[]);
+    }
+
+    pub fn rollouts_driven(&self, delta: i64) {
+        self.0.rollouts_active.add(delta, &[]);
+    }
+
+    pub fn rollout_ended(&self, state: &str) {
+        let attributes = [KeyValue::new("state", state.to_owned())];
+        self.0.rollouts_ended.add(1, &attributes);
+    }
+
+    pub fn rollout_organization(&self, standing: &str) {
+        let attributes = [KeyValue::new("standing", standing.to_owned())];
+        self.0.rollout_organizations.add(1, &attributes);
     }
 
     /// What the health probe found.

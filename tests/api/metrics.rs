@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::support::{
     TestApp, TestDatabase,
     app::TEST_SECRET,
-    as_user,
+    as_user, fixtures,
     process::{BINARY, ServerProcess, serve_command, wait_serving},
     runs::{Client, collect, seeded_with, start, start_paced_until},
     wait,
@@ -498,4 +498,74 @@ fn the_dashboard_queries_only_metrics_the_readme_lists_through_its_datasource_va
         queried >= 15,
         "the dashboard shows the metrics ({queried} queried)"
     );
+}
+
+/// A rollout over two organizations, scraped once it ended: it started,
+/// ended SUCCEEDED, settled both organizations PASSED, and no driver is left.
+#[tokio::test]
+async fn a_rollout_is_counted_from_start_to_end_with_its_organizations() {
+    let db = TestDatabase::create().await;
+    let mut settings = crate::support::app::test_settings(db.options());
+    settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let app = TestApp::spawn_with(settings).await;
+    let addr = app.metrics_addr.expect("the endpoint is bound");
+    let pool = db.pool().await;
+    let report = fixtures::seed_2024(&pool, 2, 30, 19).await;
+    let operator = fixtures::platform_operator(&pool, &report.platform).await;
+    let mut migration = start(Uuid::nil());
+    migration.organization_id.clear();
+    let request = StartRolloutRequest {
+        organization_ids: report
+            .organizations
+            .iter()
+            .map(|org| org.id.to_string())
+            .collect(),
+        stages: vec![RolloutStage {
+            size: Some(rollout_stage::Size::Rest(true)),
+        }],
+        migration: Some(migration),
+        ..Default::default()
+    };
+    let mut client = rollout_service_client::RolloutServiceClient::new(app.channel().await);
+    client
+        .start_rollout(as_user(request, operator))
+        .await
+        .unwrap();
+    let text = wait::until(
+        "the rollout's end counted",
+        Duration::from_secs(60),
+        || async {
+            let text = scrape(addr).await;
+            let ended = sum(
+                &text,
+                "hera_migration_rollouts_ended_total",
+                &[("state", "SUCCEEDED")],
+            );
+            (ended == 1.0).then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(
+        sum(&text, "hera_migration_rollouts_started_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "hera_migration_rollout_organizations_total",
+            &[("standing", "PASSED")]
+        ),
+        2.0
+    );
+    let text = wait::until("the driver gone", Duration::from_secs(10), || async {
+        let text = scrape(addr).await;
+        (sum(&text, "hera_migration_rollouts_active", &[]) == 0.0).then_some(text)
+    })
+    .await;
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("hera_migration_rollouts_active")),
+        "the gauge is exported (at 0 once the driver stopped):\n{text}"
+    );
+    app.stop().await;
 }

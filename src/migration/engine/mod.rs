@@ -107,6 +107,11 @@ impl Engine {
         }
     }
 
+    /// Where this server's instruments are (rollouts count there too).
+    pub fn metrics(&self) -> &Recorder {
+        &self.inner.metrics
+    }
+
     /// How batches treat the business's row locks: how long one waits on a
     /// lock (ms), and how many retries before the run fails.
     pub fn lock_wait(&self) -> (u64, u32) {

@@ -54,7 +54,7 @@ impl Rollouts {
             };
             let event = json!({"kind": kind, "message": format!("{} by {} ({})", kind.to_lowercase(), access.user_id, access.role)});
             store::step(
-                &self.inner.pool,
+                &self.inner,
                 &rollout,
                 None,
                 patch,
@@ -82,7 +82,7 @@ impl Rollouts {
                         let event = json!({"kind": "ORGANIZATION_CANCELLED", "migration_id": run,
                                            "message": format!("organization {org}: its run was cancelled with the rollout")});
                         store::step(
-                            &self.inner.pool,
+                            &self.inner,
                             &rollout,
                             Some(*org),
                             patch,

@@ -77,7 +77,7 @@ impl Driver {
         patch: Value,
         event: Value,
     ) -> Result<()> {
-        store::step(&self.inner.pool, rollout, org, patch, event, None).await
+        store::step(&self.inner, rollout, org, patch, event, None).await
     }
 
     async fn stages(&self, lease: &mut Lease) -> Result<()> {

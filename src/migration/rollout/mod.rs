@@ -18,6 +18,7 @@ mod control;
 mod driver;
 mod request;
 mod store;
+mod view;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -37,6 +38,7 @@ pub use request::{
     Cohort, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, RolloutFields, RolloutRequest, StageSize,
     rollout_request,
 };
+pub use view::RolloutView;
 
 use super::{engine::Engine, run::Parameters};
 use crate::{
@@ -152,43 +154,6 @@ pub struct Rollout {
     pub recorded: Recorded,
 }
 
-/// A rollout with its runs' progress: what GetRollout and WatchRollout show.
-#[derive(Debug, Clone)]
-pub struct RolloutView {
-    pub rollout: Rollout,
-    /// Per organization with a run: (looked at, candidates) from its latest event.
-    pub progress: BTreeMap<Uuid, (i64, i64)>,
-}
-
-impl RolloutView {
-    /// Organizations done count whole; those migrating, by their run's share;
-    /// at most 99.9 until the rollout ended.
-    pub fn percent_complete(&self) -> f64 {
-        let members = &self.rollout.recorded.organizations;
-        if members.is_empty() {
-            return 100.0;
-        }
-        let done: f64 = members
-            .iter()
-            .map(|(org, member)| match member.standing {
-                Standing::Passed | Standing::Validating => 1.0,
-                Standing::Migrating => match self.progress.get(org) {
-                    Some(&(looked_at, total)) if total > 0 => {
-                        (looked_at as f64 / total as f64).min(1.0)
-                    }
-                    _ => 0.0,
-                },
-                _ => 0.0,
-            })
-            .sum();
-        // 100 only once it ended: runs that looked at every candidate still
-        // validate (or end) before the rollout is done.
-        let ended = self.rollout.recorded.state.is_terminal();
-        let cap = if ended { 100.0 } else { 99.9 };
-        (100.0 * done / members.len() as f64).min(cap)
-    }
-}
-
 #[derive(Clone)]
 pub struct Rollouts {
     inner: Arc<Inner>,
@@ -268,6 +233,7 @@ impl Rollouts {
         let metadata = json!({"request": asked_json, "stages": stages, "organizations": members});
         let id = store::create(&mut tx, platform, access.user_id, &metadata, request_id).await?;
         tx.commit().await?;
+        self.inner.engine.metrics().rollout_started();
         tracing::info!(rollout_id = %id, organizations = organizations.len(), stages = stages.len(), "rollout started");
         self.adopt(id, platform).await?;
         Ok(id)
@@ -354,7 +320,9 @@ impl Rollouts {
         let driver = driver::Driver::new(self.inner.clone(), id, platform);
         let inner = self.inner.clone();
         self.inner.drivers.spawn(async move {
+            inner.engine.metrics().rollouts_driven(1);
             driver.drive(lease).await;
+            inner.engine.metrics().rollouts_driven(-1);
             inner.driving.lock().expect("registry").remove(&id);
         });
         Ok(true)

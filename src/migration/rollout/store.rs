@@ -3,10 +3,11 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{Recorded, Rollout};
+use super::{Inner, Recorded, Rollout};
 use crate::{
     db::scope,
     error::{Error, Result},
+    metrics::Recorder,
 };
 
 const CREATE: &str = "SELECT hera_migration_create_rollout_v2($1, $2, $3, $4)";
@@ -64,26 +65,45 @@ pub async fn create(
 }
 
 /// One change of a rollout and its event (rollout.sql), in its own
-/// transaction scoped to the platform organization.
+/// transaction scoped to the platform organization; once committed, an end
+/// it records (the rollout's, or an organization's) is counted.
 pub async fn step(
-    pool: &PgPool,
+    inner: &Inner,
     rollout: &Rollout,
     organization: Option<Uuid>,
     patch: Value,
     event: Value,
     actor: Option<Uuid>,
 ) -> Result<()> {
-    let mut tx = scope::begin(pool, rollout.platform_organization_id).await?;
+    let mut tx = scope::begin(&inner.pool, rollout.platform_organization_id).await?;
     sqlx::query(STEP)
         .bind(rollout.id)
         .bind(organization)
-        .bind(patch)
+        .bind(&patch)
         .bind(Some(event).filter(|event| !event.is_null()))
         .bind(actor)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    count_ends(inner.engine.metrics(), organization, &patch);
     Ok(())
+}
+
+/// What an organization's standing or a rollout's state ends at.
+const ORGANIZATION_ENDS: [&str; 4] = ["PASSED", "FAILED", "ROLLED_BACK", "CANCELLED"];
+const ROLLOUT_ENDS: [&str; 3] = ["SUCCEEDED", "FAILED", "CANCELLED"];
+
+/// The end a step's patch records, if any: an organization settled, or the
+/// rollout ended.
+fn count_ends(metrics: &Recorder, organization: Option<Uuid>, patch: &Value) {
+    let ended = |key: &str, ends: &[&str]| patch[key].as_str().filter(|end| ends.contains(end));
+    if organization.is_some() {
+        if let Some(standing) = ended("standing", &ORGANIZATION_ENDS) {
+            metrics.rollout_organization(standing);
+        }
+    } else if let Some(state) = ended("state", &ROLLOUT_ENDS) {
+        metrics.rollout_ended(state);
+    }
 }
 
 /// Rollout `id` of platform organization `platform`; NOT_FOUND otherwise.
