@@ -222,24 +222,26 @@ impl Recorder {
         self.0.takeovers.add(1, &attributes);
     }
 
-    /// A rollout this server started (`driven`: began or stopped driving,
-    /// +1 or -1), ended (SUCCEEDED, FAILED, CANCELLED) or settled an
-    /// organization of (PASSED, FAILED, ROLLED_BACK, CANCELLED).
+    /// A rollout started here.
     pub fn rollout_started(&self) {
         self.0.rollouts_started.add(1, &[]);
     }
 
+    /// This server began (+1) or stopped (-1) driving a rollout.
     pub fn rollouts_driven(&self, delta: i64) {
         self.0.rollouts_active.add(delta, &[]);
     }
 
-    pub fn rollout_ended(&self, state: &str) {
-        let attributes = [KeyValue::new("state", state.to_owned())];
+    /// A rollout's end recorded here: SUCCEEDED, FAILED, CANCELLED.
+    pub fn rollout_ended(&self, state: &'static str) {
+        let attributes = [KeyValue::new("state", state)];
         self.0.rollouts_ended.add(1, &attributes);
     }
 
-    pub fn rollout_organization(&self, standing: &str) {
-        let attributes = [KeyValue::new("standing", standing.to_owned())];
+    /// An organization a rollout settled here: PASSED, FAILED, ROLLED_BACK,
+    /// CANCELLED.
+    pub fn rollout_organization(&self, standing: &'static str) {
+        let attributes = [KeyValue::new("standing", standing)];
         self.0.rollout_organizations.add(1, &attributes);
     }
 

@@ -27,7 +27,7 @@ use crate::support::{
     app::TEST_SECRET,
     as_user, fixtures,
     process::{BINARY, ServerProcess, serve_command, wait_serving},
-    runs::{Client, collect, seeded_with, start, start_paced_until},
+    runs::{Client, collect, rollout, seeded_with, start, start_paced_until},
     wait,
 };
 
@@ -512,20 +512,8 @@ async fn a_rollout_is_counted_from_start_to_end_with_its_organizations() {
     let pool = db.pool().await;
     let report = fixtures::seed_2024(&pool, 2, 30, 19).await;
     let operator = fixtures::platform_operator(&pool, &report.platform).await;
-    let mut migration = start(Uuid::nil());
-    migration.organization_id.clear();
-    let request = StartRolloutRequest {
-        organization_ids: report
-            .organizations
-            .iter()
-            .map(|org| org.id.to_string())
-            .collect(),
-        stages: vec![RolloutStage {
-            size: Some(rollout_stage::Size::Rest(true)),
-        }],
-        migration: Some(migration),
-        ..Default::default()
-    };
+    let orgs: Vec<Uuid> = report.organizations.iter().map(|org| org.id).collect();
+    let request = rollout(&orgs, &[rollout_stage::Size::Rest(true)]);
     let mut client = rollout_service_client::RolloutServiceClient::new(app.channel().await);
     client
         .start_rollout(as_user(request, operator))

@@ -11,7 +11,7 @@ use tonic::{Code, transport::Channel};
 use uuid::Uuid;
 
 use crate::support::{
-    TestApp, TestDatabase, app::test_settings, as_user, fixtures, runs::start, wait,
+    TestApp, TestDatabase, app::test_settings, as_user, fixtures, runs::rollout, wait,
 };
 
 type Client = RolloutServiceClient<Channel>;
@@ -57,18 +57,9 @@ impl Fleet {
     }
 
     fn request(&self, stages: &[Size], rollback_failed_stage: bool) -> StartRolloutRequest {
-        let mut migration = start(Uuid::nil());
-        migration.organization_id.clear();
-        migration.batch_size = 15;
         StartRolloutRequest {
-            organization_ids: self.orgs.iter().map(Uuid::to_string).collect(),
-            stages: stages
-                .iter()
-                .map(|size| RolloutStage { size: Some(*size) })
-                .collect(),
-            migration: Some(migration),
             rollback_failed_stage,
-            ..Default::default()
+            ..rollout(&self.orgs, stages)
         }
     }
 

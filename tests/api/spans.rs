@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::support::{
     TestApp, TestDatabase, as_user, fixtures,
-    runs::{collect, seeded, start},
+    runs::{collect, rollout, seeded, start},
     wait,
 };
 
@@ -168,22 +168,9 @@ async fn a_rollout_has_a_span_with_a_child_per_organization_and_its_run_under_it
     let pool = db.pool().await;
     let report = fixtures::seed_2024(&pool, 2, 30, 17).await;
     let operator = fixtures::platform_operator(&pool, &report.platform).await;
-    let orgs: BTreeSet<String> = report
-        .organizations
-        .iter()
-        .map(|org| org.id.to_string())
-        .collect();
-    let mut migration = start(Uuid::nil());
-    migration.organization_id.clear();
-    migration.batch_size = 15;
-    let request = StartRolloutRequest {
-        organization_ids: orgs.iter().cloned().collect(),
-        stages: vec![RolloutStage {
-            size: Some(rollout_stage::Size::Rest(true)),
-        }],
-        migration: Some(migration),
-        ..Default::default()
-    };
+    let ids: Vec<Uuid> = report.organizations.iter().map(|org| org.id).collect();
+    let orgs: BTreeSet<String> = ids.iter().map(Uuid::to_string).collect();
+    let request = rollout(&ids, &[rollout_stage::Size::Rest(true)]);
     let mut client = RolloutServiceClient::new(app.channel().await);
     let started = client
         .start_rollout(as_user(request, operator))

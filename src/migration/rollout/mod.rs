@@ -98,6 +98,29 @@ pub enum Standing {
     Cancelled,
 }
 
+impl Standing {
+    /// Where its rollout leaves it (though a PASSED one is ROLLED_BACK when
+    /// its stage fails and the rollout was asked to).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::Passed | Self::Failed | Self::RolledBack | Self::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Migrating => "MIGRATING",
+            Self::Validating => "VALIDATING",
+            Self::Passed => "PASSED",
+            Self::Failed => "FAILED",
+            Self::RolledBack => "ROLLED_BACK",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
 /// One organization's entry in the rollout's row.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -1,9 +1,10 @@
 //! A rollout's row and events in universal_transactions (rollout.sql).
+use serde::Deserialize as _;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{Inner, Recorded, Rollout};
+use super::{Inner, Recorded, Rollout, RolloutState, Standing};
 use crate::{
     db::scope,
     error::{Error, Result},
@@ -89,20 +90,19 @@ pub async fn step(
     Ok(())
 }
 
-/// What an organization's standing or a rollout's state ends at.
-const ORGANIZATION_ENDS: [&str; 4] = ["PASSED", "FAILED", "ROLLED_BACK", "CANCELLED"];
-const ROLLOUT_ENDS: [&str; 3] = ["SUCCEEDED", "FAILED", "CANCELLED"];
-
 /// The end a step's patch records, if any: an organization settled, or the
 /// rollout ended.
 fn count_ends(metrics: &Recorder, organization: Option<Uuid>, patch: &Value) {
-    let ended = |key: &str, ends: &[&str]| patch[key].as_str().filter(|end| ends.contains(end));
     if organization.is_some() {
-        if let Some(standing) = ended("standing", &ORGANIZATION_ENDS) {
-            metrics.rollout_organization(standing);
+        if let Ok(standing) = Standing::deserialize(&patch["standing"])
+            && standing.is_settled()
+        {
+            metrics.rollout_organization(standing.as_str());
         }
-    } else if let Some(state) = ended("state", &ROLLOUT_ENDS) {
-        metrics.rollout_ended(state);
+    } else if let Ok(state) = RolloutState::deserialize(&patch["state"])
+        && state.is_terminal()
+    {
+        metrics.rollout_ended(state.as_str());
     }
 }
 

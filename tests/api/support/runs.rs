@@ -55,6 +55,23 @@ pub fn start(org: Uuid) -> StartMigrationRequest {
     }
 }
 
+/// StartRollout of `start`'s migration, in batches of 15, over `orgs` in
+/// `stages`.
+pub fn rollout(orgs: &[Uuid], stages: &[rollout_stage::Size]) -> StartRolloutRequest {
+    let mut migration = start(Uuid::nil());
+    migration.organization_id.clear();
+    migration.batch_size = 15;
+    StartRolloutRequest {
+        organization_ids: orgs.iter().map(Uuid::to_string).collect(),
+        stages: stages
+            .iter()
+            .map(|size| RolloutStage { size: Some(*size) })
+            .collect(),
+        migration: Some(migration),
+        ..Default::default()
+    }
+}
+
 pub use super::sql::trial_balance;
 
 /// Every event of one of the three event streams, unwrapped.
